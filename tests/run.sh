@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. This is the README's test command; .ci/run runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Independent referees (the official Tablestore Python SDK, DuckDB, pyarrow) live in an ignored
+# virtual environment with pinned versions, created on first use.
+if [[ -f tests/requirements.txt ]]; then
+  if [[ ! -x .venv/bin/python ]] || ! cmp -s tests/requirements.txt .venv/requirements.txt; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt .venv/requirements.txt
+  fi
+  export OTSARCHIVE_TEST_PYTHON="$PWD/.venv/bin/python"
+fi
+
+cargo test --workspace --locked

@@ -254,7 +254,10 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 // (seconds since epoch, nanoseconds 0..1e9), floor semantics for pre-epoch times.
 fn split_time(t: SystemTime) -> (i64, u32) {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
         Err(e) => {
             let d = e.duration();
             let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -328,10 +331,20 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(bytes.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')))
+    Some(
+        bytes
+            .iter()
+            .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0')),
+    )
 }
 
-fn time_from_parts(year: i64, month: u32, day: u32, secs_of_day: u32, nanos: u32) -> Option<SystemTime> {
+fn time_from_parts(
+    year: i64,
+    month: u32,
+    day: u32,
+    secs_of_day: u32,
+    nanos: u32,
+) -> Option<SystemTime> {
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
@@ -576,7 +589,13 @@ impl RequestAuthError {
 
 impl fmt::Display for RequestAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.http_status(), self.code(), self.message())
+        write!(
+            f,
+            "{} {}: {}",
+            self.http_status(),
+            self.code(),
+            self.message()
+        )
     }
 }
 
@@ -647,7 +666,9 @@ pub fn verify_request(
     };
 
     if api_version != API_VERSION {
-        return Err(RequestAuthError::UnsupportedApiVersion(api_version.to_string()));
+        return Err(RequestAuthError::UnsupportedApiVersion(
+            api_version.to_string(),
+        ));
     }
     let sent = parse_ots_date(date).map_err(|_| RequestAuthError::InvalidDate(date.to_string()))?;
     if let Some((_, sign_date, _)) = v4
@@ -822,9 +843,10 @@ pub fn verify_response(
     }
     let secret = creds.access_key_secret.expose();
     let verified = match version {
-        SignatureVersion::V2 => {
-            ct_eq(response_signature(secret, action, headers).as_bytes(), signature.as_bytes())
-        }
+        SignatureVersion::V2 => ct_eq(
+            response_signature(secret, action, headers).as_bytes(),
+            signature.as_bytes(),
+        ),
         SignatureVersion::V4 { region } => {
             // The server signs with the key of the request's sign date; a request sent just
             // before UTC midnight may be answered after it, so yesterday's key is accepted too.
@@ -832,15 +854,13 @@ pub fn verify_response(
             let yesterday = now
                 .checked_sub(Duration::from_secs(86_400))
                 .map(format_sign_date);
-            std::iter::once(today)
-                .chain(yesterday)
-                .any(|sign_date| {
-                    let key = v4_signing_key(secret, &sign_date, region);
-                    ct_eq(
-                        response_signature(&key, action, headers).as_bytes(),
-                        signature.as_bytes(),
-                    )
-                })
+            std::iter::once(today).chain(yesterday).any(|sign_date| {
+                let key = v4_signing_key(secret, &sign_date, region);
+                ct_eq(
+                    response_signature(&key, action, headers).as_bytes(),
+                    signature.as_bytes(),
+                )
+            })
         }
     };
     if verified {
@@ -889,7 +909,14 @@ mod tests {
 
     #[test]
     fn v2_worked_example() {
-        let h = sign_request(&creds(), &SignatureVersion::V2, "testinst", "ListTable", b"", at(JAN1_2024, 0));
+        let h = sign_request(
+            &creds(),
+            &SignatureVersion::V2,
+            "testinst",
+            "ListTable",
+            b"",
+            at(JAN1_2024, 0),
+        );
         assert_eq!(header(&h, HDR_DATE), Some("2024-01-01T00:00:00.000Z"));
         assert_eq!(header(&h, HDR_CONTENT_MD5), Some(MD5_EMPTY));
         assert_eq!(
@@ -898,7 +925,10 @@ mod tests {
              x-ots-contentmd5:1B2M2Y8AsgTpgAmY7PhCfg==\nx-ots-date:2024-01-01T00:00:00.000Z\n\
              x-ots-instancename:testinst\n"
         );
-        assert_eq!(header(&h, HDR_SIGNATURE), Some("nY/WLHHXVS0B7efptY5JbW+bHkA="));
+        assert_eq!(
+            header(&h, HDR_SIGNATURE),
+            Some("nY/WLHHXVS0B7efptY5JbW+bHkA=")
+        );
         assert_eq!(header(&h, HDR_SIGNATURE_V4), None);
         let names: Vec<&str> = h.iter().map(|(n, _)| *n).collect();
         assert_eq!(
@@ -920,7 +950,14 @@ mod tests {
             v4_signing_key(SECRET, "20240101", "cn-hangzhou"),
             "huHYf6fOinMwBCVcP/TJoXykdjWqb4GXDWHcrokQllo="
         );
-        let h = sign_request(&creds(), &v4(), "testinst", "ListTable", b"", at(JAN1_2024, 0));
+        let h = sign_request(
+            &creds(),
+            &v4(),
+            "testinst",
+            "ListTable",
+            b"",
+            at(JAN1_2024, 0),
+        );
         assert_eq!(header(&h, HDR_SIGN_DATE), Some("20240101"));
         assert_eq!(header(&h, HDR_SIGN_REGION), Some("cn-hangzhou"));
         assert_eq!(header(&h, HDR_SIGNATURE), None);
@@ -965,7 +1002,10 @@ mod tests {
             (HDR_CONTENT_MD5, MD5_EMPTY.to_string()),
             (HDR_CONTENT_TYPE, CONTENT_TYPE_PROTOBUF.to_string()),
             (HDR_DATE, "2024-01-01T00:00:00.123456Z".to_string()),
-            (HDR_REQUEST_ID, "00000000-0000-0000-0000-000000000001".to_string()),
+            (
+                HDR_REQUEST_ID,
+                "00000000-0000-0000-0000-000000000001".to_string(),
+            ),
         ]
     }
 
@@ -998,18 +1038,41 @@ mod tests {
         body: &[u8],
         now: SystemTime,
     ) -> Result<VerifiedRequest, RequestAuthError> {
-        verify_request("PutRow", h, body, "inst", &lookup, now, Duration::from_secs(900))
+        verify_request(
+            "PutRow",
+            h,
+            body,
+            "inst",
+            &lookup,
+            now,
+            Duration::from_secs(900),
+        )
     }
 
-    fn assert_err(r: Result<VerifiedRequest, RequestAuthError>, status: u16, code: &str, msg: &str) {
+    fn assert_err(
+        r: Result<VerifiedRequest, RequestAuthError>,
+        status: u16,
+        code: &str,
+        msg: &str,
+    ) {
         let e = r.expect_err("expected rejection");
-        assert_eq!((e.http_status(), e.code(), e.message().as_str()), (status, code, msg));
+        assert_eq!(
+            (e.http_status(), e.code(), e.message().as_str()),
+            (status, code, msg)
+        );
     }
 
     #[test]
     fn round_trip_v2() {
         let now = at(JAN1_2024 + 123, 456_000_000);
-        let h = sign_request(&creds(), &SignatureVersion::V2, "inst", "PutRow", b"body", now);
+        let h = sign_request(
+            &creds(),
+            &SignatureVersion::V2,
+            "inst",
+            "PutRow",
+            b"body",
+            now,
+        );
         let v = verify(&view(&h), b"body", now + Duration::from_secs(5)).expect("valid");
         assert_eq!(v.access_key_id, "testid");
         assert_eq!(v.signature_version, SignatureVersion::V2);
@@ -1038,8 +1101,10 @@ mod tests {
         for version in [SignatureVersion::V2, v4()] {
             let h = sign_request(&c, &version, "inst", "PutRow", b"x", now);
             assert_eq!(header(&h, HDR_STS_TOKEN), Some("tok-123"));
-            let upper: Vec<(String, &str)> =
-                h.iter().map(|(n, v)| (n.to_ascii_uppercase(), v.as_str())).collect();
+            let upper: Vec<(String, &str)> = h
+                .iter()
+                .map(|(n, v)| (n.to_ascii_uppercase(), v.as_str()))
+                .collect();
             let mut hv: Vec<(&str, &str)> = upper.iter().map(|(n, v)| (n.as_str(), *v)).collect();
             hv.push(("User-Agent", "test"));
             let v = verify(&hv, b"x", now).expect("valid");
@@ -1051,7 +1116,12 @@ mod tests {
                     *v = "tok-124";
                 }
             }
-            assert_err(verify(&tampered, b"x", now), 403, "OTSAuthFailed", "Signature mismatch.");
+            assert_err(
+                verify(&tampered, b"x", now),
+                403,
+                "OTSAuthFailed",
+                "Signature mismatch.",
+            );
         }
     }
 
@@ -1059,8 +1129,20 @@ mod tests {
     fn rejects_wrong_secret() {
         let now = at(JAN1_2024, 0);
         for version in [SignatureVersion::V2, v4()] {
-            let h = sign_request(&Credentials::new("testid", "other"), &version, "inst", "PutRow", b"", now);
-            assert_err(verify(&view(&h), b"", now), 403, "OTSAuthFailed", "Signature mismatch.");
+            let h = sign_request(
+                &Credentials::new("testid", "other"),
+                &version,
+                "inst",
+                "PutRow",
+                b"",
+                now,
+            );
+            assert_err(
+                verify(&view(&h), b"", now),
+                403,
+                "OTSAuthFailed",
+                "Signature mismatch.",
+            );
         }
     }
 
@@ -1068,13 +1150,25 @@ mod tests {
     fn rejects_wrong_action() {
         let now = at(JAN1_2024, 0);
         let h = sign_request(&creds(), &SignatureVersion::V2, "inst", "GetRow", b"", now);
-        assert_err(verify(&view(&h), b"", now), 403, "OTSAuthFailed", "Signature mismatch.");
+        assert_err(
+            verify(&view(&h), b"", now),
+            403,
+            "OTSAuthFailed",
+            "Signature mismatch.",
+        );
     }
 
     #[test]
     fn rejects_tampered_body() {
         let now = at(JAN1_2024, 0);
-        let h = sign_request(&creds(), &SignatureVersion::V2, "inst", "PutRow", b"body", now);
+        let h = sign_request(
+            &creds(),
+            &SignatureVersion::V2,
+            "inst",
+            "PutRow",
+            b"body",
+            now,
+        );
         assert_err(
             verify(&view(&h), b"bodz", now),
             403,
@@ -1096,17 +1190,37 @@ mod tests {
         );
         // Future dates too; exactly at the limit is fine.
         let early = sent - Duration::from_secs(901);
-        assert_eq!(verify(&view(&h), b"", early).unwrap_err().code(), "OTSAuthFailed");
+        assert_eq!(
+            verify(&view(&h), b"", early).unwrap_err().code(),
+            "OTSAuthFailed"
+        );
         assert!(verify(&view(&h), b"", sent + Duration::from_secs(900)).is_ok());
     }
 
     #[test]
     fn rejects_unknown_ak_and_wrong_instance() {
         let now = at(JAN1_2024, 0);
-        let h = sign_request(&Credentials::new("nobody", SECRET), &SignatureVersion::V2, "inst", "PutRow", b"", now);
-        assert_err(verify(&view(&h), b"", now), 403, "OTSAuthFailed", "The AccessKeyID does not exist.");
+        let h = sign_request(
+            &Credentials::new("nobody", SECRET),
+            &SignatureVersion::V2,
+            "inst",
+            "PutRow",
+            b"",
+            now,
+        );
+        assert_err(
+            verify(&view(&h), b"", now),
+            403,
+            "OTSAuthFailed",
+            "The AccessKeyID does not exist.",
+        );
         let h = sign_request(&creds(), &SignatureVersion::V2, "other", "PutRow", b"", now);
-        assert_err(verify(&view(&h), b"", now), 403, "OTSAuthFailed", "The instance is not found.");
+        assert_err(
+            verify(&view(&h), b"", now),
+            403,
+            "OTSAuthFailed",
+            "The instance is not found.",
+        );
     }
 
     #[test]
@@ -1146,7 +1260,12 @@ mod tests {
                 *v = "yesterday";
             }
         }
-        assert_err(verify(&bad, b"", now), 400, "OTSParameterInvalid", "Invalid date format: yesterday.");
+        assert_err(
+            verify(&bad, b"", now),
+            400,
+            "OTSParameterInvalid",
+            "Invalid date format: yesterday.",
+        );
 
         let h = sign_request(&creds(), &v4(), "inst", "PutRow", b"", now);
         let mut bad = view(&h);
@@ -1155,7 +1274,12 @@ mod tests {
                 *v = "20241301";
             }
         }
-        assert_err(verify(&bad, b"", now), 400, "OTSParameterInvalid", "Invalid date format: 20241301.");
+        assert_err(
+            verify(&bad, b"", now),
+            400,
+            "OTSParameterInvalid",
+            "Invalid date format: 20241301.",
+        );
 
         let mut bad = view(&h);
         for (n, v) in bad.iter_mut() {
@@ -1163,7 +1287,10 @@ mod tests {
                 *v = "2014-08-08";
             }
         }
-        assert_eq!(verify(&bad, b"", now).unwrap_err().code(), "OTSParameterInvalid");
+        assert_eq!(
+            verify(&bad, b"", now).unwrap_err().code(),
+            "OTSParameterInvalid"
+        );
     }
 
     #[test]
@@ -1198,11 +1325,16 @@ mod tests {
             (HDR_CONTENT_MD5, content_md5(body)),
             (HDR_CONTENT_TYPE, CONTENT_TYPE_PROTOBUF.to_string()),
             (HDR_DATE, format_ots_date_micros(now)),
-            (HDR_REQUEST_ID, "0005aedd-5b9e-9b48-a5c1-720b12a7b4bb".to_string()),
+            (
+                HDR_REQUEST_ID,
+                "0005aedd-5b9e-9b48-a5c1-720b12a7b4bb".to_string(),
+            ),
         ];
         let key = match version {
             SignatureVersion::V2 => SECRET.to_string(),
-            SignatureVersion::V4 { region } => v4_signing_key(SECRET, &format_sign_date(now), region),
+            SignatureVersion::V4 { region } => {
+                v4_signing_key(SECRET, &format_sign_date(now), region)
+            }
         };
         let auth = sign_response("testid", &key, "GetRow", &view(&headers));
         headers.push(("Authorization", auth));
@@ -1212,7 +1344,12 @@ mod tests {
         }
     }
 
-    fn check(r: &Resp, status: u16, code: Option<&str>, now: SystemTime) -> Result<(), ResponseVerifyError> {
+    fn check(
+        r: &Resp,
+        status: u16,
+        code: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(), ResponseVerifyError> {
         check_v(r, &SignatureVersion::V2, status, code, now)
     }
 
@@ -1223,7 +1360,16 @@ mod tests {
         code: Option<&str>,
         now: SystemTime,
     ) -> Result<(), ResponseVerifyError> {
-        verify_response(&creds(), version, "GetRow", status, &view(&r.headers), &r.body, code, now)
+        verify_response(
+            &creds(),
+            version,
+            "GetRow",
+            status,
+            &view(&r.headers),
+            &r.body,
+            code,
+            now,
+        )
     }
 
     fn set(r: &mut Resp, name: &str, value: &str) {
@@ -1254,7 +1400,10 @@ mod tests {
         // Request signed at 23:59:59.9 on Dec 31, response checked just after midnight.
         let signed = at(JAN1_2024 - 1, 900_000_000);
         let r = signed_response(&v4(), signed, b"");
-        assert_eq!(check_v(&r, &v4(), 200, None, at(JAN1_2024, 100_000_000)), Ok(()));
+        assert_eq!(
+            check_v(&r, &v4(), 200, None, at(JAN1_2024, 100_000_000)),
+            Ok(())
+        );
         // A V2-keyed response does not verify in V4 mode.
         let r = signed_response(&SignatureVersion::V2, signed, b"");
         assert_eq!(
@@ -1288,16 +1437,25 @@ mod tests {
         let now = at(JAN1_2024, 0);
         let mut r = signed_response(&SignatureVersion::V2, now, b"");
         set(&mut r, HDR_REQUEST_ID, "other");
-        assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::SignatureMismatch));
+        assert_eq!(
+            check(&r, 200, None, now),
+            Err(ResponseVerifyError::SignatureMismatch)
+        );
         // An unsigned extra x-ots-* header breaks it as well.
         let mut r = signed_response(&SignatureVersion::V2, now, b"");
         r.headers.push(("x-ots-extra", "1".into()));
-        assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::SignatureMismatch));
+        assert_eq!(
+            check(&r, 200, None, now),
+            Err(ResponseVerifyError::SignatureMismatch)
+        );
         // Signed with a different secret.
         let mut r = signed_response(&SignatureVersion::V2, now, b"");
         let auth = sign_response("testid", "other", "GetRow", &view(&r.headers[..4]));
         set(&mut r, "Authorization", &auth);
-        assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::SignatureMismatch));
+        assert_eq!(
+            check(&r, 200, None, now),
+            Err(ResponseVerifyError::SignatureMismatch)
+        );
     }
 
     #[test]
@@ -1307,11 +1465,17 @@ mod tests {
             let mut r = signed_response(&SignatureVersion::V2, now, b"");
             r.headers.retain(|(n, _)| *n != name);
             resign(&mut r);
-            assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::MissingHeader(name)));
+            assert_eq!(
+                check(&r, 200, None, now),
+                Err(ResponseVerifyError::MissingHeader(name))
+            );
         }
         let mut r = signed_response(&SignatureVersion::V2, now, b"");
         r.headers.retain(|(n, _)| *n != "Authorization");
-        assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::MissingAuthorization));
+        assert_eq!(
+            check(&r, 200, None, now),
+            Err(ResponseVerifyError::MissingAuthorization)
+        );
         // Non-2xx: headers and Authorization optional.
         assert_eq!(check(&r, 404, Some("OTSObjectNotExist"), now), Ok(()));
         let bare = Resp {
@@ -1324,7 +1488,11 @@ mod tests {
     #[test]
     fn response_rejects_bad_dates() {
         let now = at(JAN1_2024, 0);
-        for date in ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.Z", "Mon, 01 Jan 2024"] {
+        for date in [
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.Z",
+            "Mon, 01 Jan 2024",
+        ] {
             let mut r = signed_response(&SignatureVersion::V2, now, b"");
             set(&mut r, HDR_DATE, date);
             resign(&mut r);
@@ -1335,13 +1503,19 @@ mod tests {
         }
         let r = signed_response(&SignatureVersion::V2, now, b"");
         let date = "2024-01-01T00:00:00.000000Z".to_string();
-        for off in [now + Duration::from_secs(1200), now - Duration::from_secs(1200)] {
+        for off in [
+            now + Duration::from_secs(1200),
+            now - Duration::from_secs(1200),
+        ] {
             assert_eq!(
                 check(&r, 200, None, off),
                 Err(ResponseVerifyError::DateSkew { date: date.clone() })
             );
         }
-        assert_eq!(check(&r, 200, None, now + Duration::from_secs(14 * 60)), Ok(()));
+        assert_eq!(
+            check(&r, 200, None, now + Duration::from_secs(14 * 60)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -1350,10 +1524,16 @@ mod tests {
         let mut r = signed_response(&SignatureVersion::V2, now, b"");
         let auth = sign_response("otherid", SECRET, "GetRow", &view(&r.headers[..4]));
         set(&mut r, "Authorization", &auth);
-        assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::AccessKeyMismatch));
+        assert_eq!(
+            check(&r, 200, None, now),
+            Err(ResponseVerifyError::AccessKeyMismatch)
+        );
         for bad in ["Bearer x", "OTS testid", "OTS testid:a:b", "ots testid:abc"] {
             set(&mut r, "Authorization", bad);
-            assert_eq!(check(&r, 200, None, now), Err(ResponseVerifyError::MalformedAuthorization));
+            assert_eq!(
+                check(&r, 200, None, now),
+                Err(ResponseVerifyError::MalformedAuthorization)
+            );
         }
     }
 
@@ -1373,9 +1553,15 @@ mod tests {
             check(&r, 404, Some("OTSAuthFailed"), now),
             Err(ResponseVerifyError::SignatureMismatch)
         );
-        assert_eq!(check(&r, 500, None, now), Err(ResponseVerifyError::SignatureMismatch));
+        assert_eq!(
+            check(&r, 500, None, now),
+            Err(ResponseVerifyError::SignatureMismatch)
+        );
         let good = signed_response(&SignatureVersion::V2, now, b"err");
-        assert_eq!(check(&good, 409, Some("OTSObjectAlreadyExist"), now), Ok(()));
+        assert_eq!(
+            check(&good, 409, Some("OTSObjectAlreadyExist"), now),
+            Ok(())
+        );
     }
 
     // ---- dates ------------------------------------------------------------------
@@ -1388,8 +1574,14 @@ mod tests {
         assert_eq!(format_sign_date(t), "20240101");
         assert_eq!(format_ots_date(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         // 2024-02-29 (leap day) and 2023-12-31 23:59:59.
-        assert_eq!(format_ots_date(at(1_709_164_800, 0)), "2024-02-29T00:00:00.000Z");
-        assert_eq!(format_ots_date(at(JAN1_2024 - 1, 999_999_999)), "2023-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_ots_date(at(1_709_164_800, 0)),
+            "2024-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_ots_date(at(JAN1_2024 - 1, 999_999_999)),
+            "2023-12-31T23:59:59.999Z"
+        );
         // Before the epoch.
         let pre = UNIX_EPOCH - Duration::new(1, 500_000_000);
         assert_eq!(format_ots_date(pre), "1969-12-31T23:59:58.500Z");
@@ -1406,18 +1598,44 @@ mod tests {
             ("2024-01-01T12:34:56.123456Z", 123_456_000),
             ("2024-01-01T12:34:56.123456789Z", 123_456_789),
         ] {
-            assert_eq!(parse_ots_date(s), Ok(base + Duration::from_nanos(nanos)), "{s}");
+            assert_eq!(
+                parse_ots_date(s),
+                Ok(base + Duration::from_nanos(nanos)),
+                "{s}"
+            );
         }
-        for secs in [0u64, 951_782_400, 1_709_164_800, 4_107_542_399, 253_402_300_799] {
+        for secs in [
+            0u64,
+            951_782_400,
+            1_709_164_800,
+            4_107_542_399,
+            253_402_300_799,
+        ] {
             let t = at(secs, 123_456_789);
-            assert_eq!(parse_ots_date(&format_ots_date_micros(t)), Ok(at(secs, 123_456_000)));
-            assert_eq!(parse_ots_date(&format_ots_date(t)), Ok(at(secs, 123_000_000)));
+            assert_eq!(
+                parse_ots_date(&format_ots_date_micros(t)),
+                Ok(at(secs, 123_456_000))
+            );
+            assert_eq!(
+                parse_ots_date(&format_ots_date(t)),
+                Ok(at(secs, 123_000_000))
+            );
         }
         // Leap years: 2000 and 2024 have Feb 29; 1900, 2100 and 2023 do not.
         assert!(parse_ots_date("2000-02-29T00:00:00Z").is_ok());
-        assert_eq!(parse_ots_date("2024-02-29T00:00:00Z"), Ok(at(1_709_164_800, 0)));
-        assert_eq!(parse_ots_date("2024-03-01T00:00:00Z"), Ok(at(1_709_251_200, 0)));
-        for s in ["1900-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2023-02-29T00:00:00Z"] {
+        assert_eq!(
+            parse_ots_date("2024-02-29T00:00:00Z"),
+            Ok(at(1_709_164_800, 0))
+        );
+        assert_eq!(
+            parse_ots_date("2024-03-01T00:00:00Z"),
+            Ok(at(1_709_251_200, 0))
+        );
+        for s in [
+            "1900-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+        ] {
             assert!(parse_ots_date(s).is_err(), "{s}");
         }
         assert_eq!(
@@ -1492,12 +1710,19 @@ mod tests {
 
         let now = at(JAN1_2024, 0);
         let lookup_canary = |_: &str| Some(CANARY.to_string());
-        let check_req = |h: &[(&str, &str)], body: &[u8], inst: &str, now: SystemTime| {
-            match verify_request("PutRow", h, body, inst, &lookup_canary, now, Duration::from_secs(900)) {
+        let check_req =
+            |h: &[(&str, &str)], body: &[u8], inst: &str, now: SystemTime| match verify_request(
+                "PutRow",
+                h,
+                body,
+                inst,
+                &lookup_canary,
+                now,
+                Duration::from_secs(900),
+            ) {
                 Ok(v) => format!("{v:?}"),
                 Err(e) => format!("{e:?} {e} {}", e.message()),
-            }
-        };
+            };
         let key = v4_signing_key(CANARY, "20240101", "cn-hangzhou");
         let mut texts = Vec::new();
         for version in [SignatureVersion::V2, v4()] {
@@ -1506,7 +1731,12 @@ mod tests {
             texts.push(check_req(&hv, b"b", "inst", now)); // Ok: VerifiedRequest debug
             texts.push(check_req(&hv, b"x", "inst", now));
             texts.push(check_req(&hv, b"b", "other", now));
-            texts.push(check_req(&hv, b"b", "inst", now + Duration::from_secs(3600)));
+            texts.push(check_req(
+                &hv,
+                b"b",
+                "inst",
+                now + Duration::from_secs(3600),
+            ));
             texts.push(check_req(&hv[1..], b"b", "inst", now));
             let wrong = sign_request(&creds(), &version, "inst", "PutRow", b"b", now);
             texts.push(check_req(&view(&wrong), b"b", "inst", now));
@@ -1524,18 +1754,39 @@ mod tests {
         }
         r.body = b"zz".to_vec();
         for (status, version) in [(200, SignatureVersion::V2), (500, v4())] {
-            let res = verify_response(&c, &version, "GetRow", status, &view(&r.headers), &r.body, None, now);
+            let res = verify_response(
+                &c,
+                &version,
+                "GetRow",
+                status,
+                &view(&r.headers),
+                &r.body,
+                None,
+                now,
+            );
             let e = res.unwrap_err();
             texts.push(format!("{e:?} {e}"));
         }
         r.body.clear();
         for version in [SignatureVersion::V2, v4()] {
-            let res = verify_response(&c, &version, "GetRow", 200, &view(&r.headers), &r.body, None, now);
+            let res = verify_response(
+                &c,
+                &version,
+                "GetRow",
+                200,
+                &view(&r.headers),
+                &r.body,
+                None,
+                now,
+            );
             let e = res.unwrap_err();
             assert_eq!(e, ResponseVerifyError::AccessKeyMismatch);
             texts.push(format!("{e:?} {e}"));
         }
-        texts.push(format!("{:?}", CredentialsError::Missing(ENV_ACCESS_KEY_SECRET)));
+        texts.push(format!(
+            "{:?}",
+            CredentialsError::Missing(ENV_ACCESS_KEY_SECRET)
+        ));
         assert!(texts.len() > 20);
         for t in &texts {
             assert!(!t.contains(CANARY), "{t}");
@@ -1559,7 +1810,10 @@ mod tests {
             (ENV_ACCESS_KEY_SECRET, CANARY),
         ]))
         .expect("complete");
-        assert_eq!((c.access_key_id(), c.access_key_secret().expose()), ("id", CANARY));
+        assert_eq!(
+            (c.access_key_id(), c.access_key_secret().expose()),
+            ("id", CANARY)
+        );
         assert!(c.security_token().is_none());
 
         let c = Credentials::from_source(env(&[
@@ -1572,8 +1826,11 @@ mod tests {
 
         let e = Credentials::from_source(env(&[(ENV_ACCESS_KEY_SECRET, CANARY)])).unwrap_err();
         assert_eq!(e, CredentialsError::Missing(ENV_ACCESS_KEY_ID));
-        let e = Credentials::from_source(env(&[(ENV_ACCESS_KEY_ID, "id"), (ENV_ACCESS_KEY_SECRET, "")]))
-            .unwrap_err();
+        let e = Credentials::from_source(env(&[
+            (ENV_ACCESS_KEY_ID, "id"),
+            (ENV_ACCESS_KEY_SECRET, ""),
+        ]))
+        .unwrap_err();
         assert_eq!(e, CredentialsError::Missing(ENV_ACCESS_KEY_SECRET));
         assert!(!e.to_string().contains(CANARY));
         assert!(e.to_string().contains(ENV_ACCESS_KEY_SECRET));

@@ -6,6 +6,15 @@
 //! - [`auth`]: credentials, request signing (V2/V4), response signing and verification.
 //! - [`client`]: the async HTTP client with verified responses, typed errors and retries.
 
-pub mod plainbuffer;
-pub mod types;
+pub mod auth;
+pub mod client;
+pub mod error;
 pub mod pb;
+pub mod plainbuffer;
+pub mod retry;
+pub mod types;
+
+pub use auth::{Credentials, SignatureVersion};
+pub use client::{Action, ClientConfig, ClientStats, OtsClient};
+pub use error::OtsError;
+pub use retry::{Idempotency, RetryPolicy};

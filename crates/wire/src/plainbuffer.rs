@@ -381,7 +381,9 @@ fn pk_payload_len(v: &PkValue) -> usize {
 pub enum DecodeError {
     #[error("PlainBuffer header is {found:#010x}, expected 0x00000075")]
     BadHeader { found: u32 },
-    #[error("PlainBuffer truncated at byte {offset}: {what} needs {needed} bytes, {remaining} left")]
+    #[error(
+        "PlainBuffer truncated at byte {offset}: {what} needs {needed} bytes, {remaining} left"
+    )]
     Truncated {
         offset: usize,
         what: &'static str,
@@ -410,13 +412,17 @@ pub enum DecodeError {
     InvalidUtf8 { offset: usize, what: &'static str },
     #[error("PlainBuffer byte {offset}: unknown cell type {found:#04x}")]
     UnknownCellType { offset: usize, found: u8 },
-    #[error("PlainBuffer byte {offset}: cell checksum {stored:#04x} does not match computed {computed:#04x}")]
+    #[error(
+        "PlainBuffer byte {offset}: cell checksum {stored:#04x} does not match computed {computed:#04x}"
+    )]
     CellChecksum {
         offset: usize,
         stored: u8,
         computed: u8,
     },
-    #[error("PlainBuffer byte {offset}: row checksum {stored:#04x} does not match computed {computed:#04x}")]
+    #[error(
+        "PlainBuffer byte {offset}: row checksum {stored:#04x} does not match computed {computed:#04x}"
+    )]
     RowChecksum {
         offset: usize,
         stored: u8,
@@ -424,7 +430,9 @@ pub enum DecodeError {
     },
     #[error("PlainBuffer byte {offset}: primary-key column '{name}' has no value")]
     MissingPkValue { offset: usize, name: String },
-    #[error("PlainBuffer byte {offset}: {type_name} is an invalid type for the primary key ('{name}')")]
+    #[error(
+        "PlainBuffer byte {offset}: {type_name} is an invalid type for the primary key ('{name}')"
+    )]
     InvalidPkType {
         offset: usize,
         name: String,
@@ -614,8 +622,10 @@ impl<'a> RowDecoder<'a> {
             let at = self.pos;
             let b = self.u8("cell type")?;
             op = Some(
-                CellOp::from_wire_byte(b)
-                    .ok_or(DecodeError::UnknownCellType { offset: at, found: b })?,
+                CellOp::from_wire_byte(b).ok_or(DecodeError::UnknownCellType {
+                    offset: at,
+                    found: b,
+                })?,
             );
             tag = self.u8("cell tag")?;
         }
@@ -664,11 +674,11 @@ impl<'a> RowDecoder<'a> {
         let vt = self.u8("value type")?;
         let v = match vt {
             VT_INTEGER => RawValue::Attr(ValueRef::Integer(i64::from_le_bytes(le8(
-                self.bytes(8, "INTEGER value")?,
+                self.bytes(8, "INTEGER value")?
             )))),
-            VT_DOUBLE => RawValue::Attr(ValueRef::Double(f64::from_bits(u64::from_le_bytes(
-                le8(self.bytes(8, "DOUBLE value")?),
-            )))),
+            VT_DOUBLE => RawValue::Attr(ValueRef::Double(f64::from_bits(u64::from_le_bytes(le8(
+                self.bytes(8, "DOUBLE value")?,
+            ))))),
             VT_BOOLEAN => {
                 let at = self.pos;
                 match self.u8("BOOLEAN value")? {
@@ -845,7 +855,7 @@ pub fn decode_bare_value(buf: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
     let v = match vt {
         VT_INTEGER => ValueRef::Integer(i64::from_le_bytes(le8(d.bytes(8, "INTEGER value")?))),
         VT_DOUBLE => ValueRef::Double(f64::from_bits(u64::from_le_bytes(le8(
-            d.bytes(8, "DOUBLE value")?,
+            d.bytes(8, "DOUBLE value")?
         )))),
         VT_BOOLEAN => {
             let at = d.pos;
@@ -859,16 +869,23 @@ pub fn decode_bare_value(buf: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
             let len = d.u32("STRING length")? as usize;
             let at = d.pos;
             let b = d.bytes(len, "STRING value")?;
-            ValueRef::String(std::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8 {
-                offset: at,
-                what: "STRING value",
-            })?)
+            ValueRef::String(
+                std::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8 {
+                    offset: at,
+                    what: "STRING value",
+                })?,
+            )
         }
         VT_BLOB => {
             let len = d.u32("BINARY length")? as usize;
             ValueRef::Binary(d.bytes(len, "BINARY value")?)
         }
-        other => return Err(DecodeError::UnknownValueType { offset: 0, vt: other }),
+        other => {
+            return Err(DecodeError::UnknownValueType {
+                offset: 0,
+                vt: other,
+            });
+        }
     };
     if !d.is_done() {
         return Err(DecodeError::ValueLengthMismatch {
@@ -932,7 +949,13 @@ mod tests {
         b[crc_pos + 2] = crc8_byte(crc8_byte(0, cell_crc), 0);
         let err = decode_rows(&b).unwrap_err();
         assert!(
-            matches!(err, DecodeError::InvalidPkType { type_name: "DOUBLE", .. }),
+            matches!(
+                err,
+                DecodeError::InvalidPkType {
+                    type_name: "DOUBLE",
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }

@@ -182,7 +182,11 @@ fn primary_key_vectors_encode_byte_identically() {
         let v = vector(name);
         let pk = pk_from_json(&v["input"]["primary_key"]);
         let bytes = hex_of(&v);
-        assert_eq!(hex::encode(encode_primary_key(&pk)), hex::encode(&bytes), "{name}");
+        assert_eq!(
+            hex::encode(encode_primary_key(&pk)),
+            hex::encode(&bytes),
+            "{name}"
+        );
         assert_eq!(decode_primary_key(&bytes).unwrap().unwrap(), pk, "{name}");
     }
 }
@@ -200,7 +204,8 @@ fn delete_row_vector_carries_marker() {
 
 #[test]
 fn update_vectors_encode_byte_identically_and_decode_ops() {
-    let cases: [(&str, fn() -> ColumnUpdate, Option<CellOp>); 4] = [
+    type Case = (&'static str, fn() -> ColumnUpdate, Option<CellOp>);
+    let cases: [Case; 4] = [
         (
             "update_put_with_ts",
             || ColumnUpdate::Put {

@@ -1,0 +1,750 @@
+//! The async Tablestore client: signs every attempt afresh, verifies every response the way the
+//! official Python SDK does, decodes it, and retries what is retryable within a deadline.
+//!
+//! One `OtsClient` is cheap to clone and shares one connection pool; use one per endpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::auth::{self, Credentials, SignatureVersion};
+use crate::error::{OtsError, TransportKind};
+use crate::pb;
+use crate::retry::{Idempotency, RetryDecision, RetryPolicy, classify, is_retryable_code};
+
+/// Every Tablestore operation this client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    CreateTable,
+    DescribeTable,
+    ListTable,
+    DeleteTable,
+    UpdateTable,
+    GetRow,
+    PutRow,
+    UpdateRow,
+    DeleteRow,
+    BatchGetRow,
+    BatchWriteRow,
+    GetRange,
+    ComputeSplitPointsBySize,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::CreateTable => "CreateTable",
+            Action::DescribeTable => "DescribeTable",
+            Action::ListTable => "ListTable",
+            Action::DeleteTable => "DeleteTable",
+            Action::UpdateTable => "UpdateTable",
+            Action::GetRow => "GetRow",
+            Action::PutRow => "PutRow",
+            Action::UpdateRow => "UpdateRow",
+            Action::DeleteRow => "DeleteRow",
+            Action::BatchGetRow => "BatchGetRow",
+            Action::BatchWriteRow => "BatchWriteRow",
+            Action::GetRange => "GetRange",
+            Action::ComputeSplitPointsBySize => "ComputeSplitPointsBySize",
+        }
+    }
+
+    /// Reads are idempotent; writes are not unless the caller says so.
+    pub fn default_idempotency(self) -> Idempotency {
+        match self {
+            Action::DescribeTable
+            | Action::ListTable
+            | Action::GetRow
+            | Action::BatchGetRow
+            | Action::GetRange
+            | Action::ComputeSplitPointsBySize => Idempotency::Idempotent,
+            _ => Idempotency::NotIdempotent,
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `https://INSTANCE.REGION.ots.aliyuncs.com` or `http://127.0.0.1:PORT`; a path prefix is allowed.
+    pub endpoint: String,
+    pub instance: String,
+    pub credentials: Credentials,
+    pub signature: SignatureVersion,
+    pub retry: RetryPolicy,
+    pub connect_timeout: Duration,
+    /// Whole-request timeout for one attempt.
+    pub request_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    pub fn new(
+        endpoint: impl Into<String>,
+        instance: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        ClientConfig {
+            endpoint: endpoint.into(),
+            instance: instance.into(),
+            credentials,
+            signature: SignatureVersion::V2,
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            user_agent: concat!("otsarchive/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Counters for progress reporting; shared by all clones of a client.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+/// A snapshot of the client's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Attempts that were repeats of a failed one (request-level and row-level).
+    pub retries: u64,
+    /// Errors that were throttling signals.
+    pub throttled: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+#[derive(Clone)]
+pub struct OtsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    config: ClientConfig,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for OtsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtsClient")
+            .field("endpoint", &self.inner.base_url)
+            .field("instance", &self.inner.config.instance)
+            .field("credentials", &self.inner.config.credentials)
+            .finish()
+    }
+}
+
+impl OtsClient {
+    pub fn new(config: ClientConfig) -> Result<Self, OtsError> {
+        let base_url = validate_endpoint(&config.endpoint)?;
+        if config.instance.is_empty() {
+            return Err(OtsError::Config(
+                "the instance name is empty: pass --instance (or set it in the profile)".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| OtsError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(OtsClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                config,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        ClientStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `req` as `action`, retrying per the policy, and decodes the response.
+    pub async fn call<Req, Resp>(
+        &self,
+        action: Action,
+        req: &Req,
+        idem: Idempotency,
+    ) -> Result<Resp, OtsError>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        let body = Bytes::from(req.encode_to_vec());
+        let policy = &self.inner.config.retry;
+        let start = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let err = match self.attempt::<Resp>(action, body.clone()).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let RetryDecision::Retry { throttled } = classify(&err, idem) else {
+                return Err(wrap_attempts(err, attempt, start.elapsed()));
+            };
+            if throttled {
+                self.inner
+                    .counters
+                    .throttled
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let delay = policy.delay(attempt - 1, throttled);
+            if attempt >= policy.max_attempts || start.elapsed() + delay > policy.deadline {
+                return Err(OtsError::RetriesExhausted {
+                    attempts: attempt,
+                    elapsed: start.elapsed(),
+                    last: Box::new(err),
+                });
+            }
+            tracing::debug!(action = action.name(), attempt, ?delay, error = %err, "retrying");
+            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One signed HTTP exchange, verified and decoded.
+    async fn attempt<Resp: Message + Default>(
+        &self,
+        action: Action,
+        body: Bytes,
+    ) -> Result<Resp, OtsError> {
+        let cfg = &self.inner.config;
+        let name = action.name();
+        let headers = auth::sign_request(
+            &cfg.credentials,
+            &cfg.signature,
+            &cfg.instance,
+            name,
+            &body,
+            SystemTime::now(),
+        );
+        let mut request = self
+            .inner
+            .http
+            .post(format!("{}/{}", self.inner.base_url, name))
+            .header(reqwest::header::USER_AGENT, &cfg.user_agent);
+        for (k, v) in &headers {
+            request = request.header(*k, v);
+        }
+        self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .bytes_sent
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(name, &e))?;
+        let status = response.status().as_u16();
+        let resp_headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-ots-") || k.as_str() == "authorization")
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(name, &e))?;
+        self.inner
+            .counters
+            .bytes_received
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let header_refs: Vec<(&str, &str)> = resp_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let request_id = header_refs
+            .iter()
+            .find(|(k, _)| *k == auth::HDR_REQUEST_ID)
+            .map(|(_, v)| v.to_string());
+        let success = (200..300).contains(&status);
+        let service_error = if success {
+            None
+        } else {
+            Some(decode_error_body(&body))
+        };
+        auth::verify_response(
+            &cfg.credentials,
+            &cfg.signature,
+            name,
+            status,
+            &header_refs,
+            &body,
+            service_error.as_ref().map(|(code, _)| code.as_str()),
+            SystemTime::now(),
+        )
+        .map_err(|source| OtsError::ResponseVerification {
+            action: name,
+            http_status: status,
+            request_id: request_id.clone(),
+            source,
+        })?;
+        if let Some((code, message)) = service_error {
+            return Err(OtsError::Service {
+                action: name,
+                code,
+                message,
+                http_status: status,
+                request_id,
+            });
+        }
+        Resp::decode(body).map_err(|e| OtsError::MalformedResponse {
+            action: name,
+            request_id,
+            detail: format!("protobuf decode failed: {e}"),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Typed operations
+
+    pub async fn create_table(
+        &self,
+        req: &pb::CreateTableRequest,
+    ) -> Result<pb::CreateTableResponse, OtsError> {
+        self.call(Action::CreateTable, req, Idempotency::NotIdempotent)
+            .await
+    }
+
+    pub async fn describe_table(&self, table: &str) -> Result<pb::DescribeTableResponse, OtsError> {
+        let req = pb::DescribeTableRequest {
+            table_name: table.to_string(),
+        };
+        self.call(Action::DescribeTable, &req, Idempotency::Idempotent)
+            .await
+    }
+
+    pub async fn list_table(&self) -> Result<Vec<String>, OtsError> {
+        let resp: pb::ListTableResponse = self
+            .call(
+                Action::ListTable,
+                &pb::ListTableRequest {},
+                Idempotency::Idempotent,
+            )
+            .await?;
+        Ok(resp.table_names)
+    }
+
+    pub async fn delete_table(&self, table: &str) -> Result<(), OtsError> {
+        let req = pb::DeleteTableRequest {
+            table_name: table.to_string(),
+        };
+        let _: pb::DeleteTableResponse = self
+            .call(Action::DeleteTable, &req, Idempotency::NotIdempotent)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_table(
+        &self,
+        req: &pb::UpdateTableRequest,
+    ) -> Result<pb::UpdateTableResponse, OtsError> {
+        self.call(Action::UpdateTable, req, Idempotency::NotIdempotent)
+            .await
+    }
+
+    pub async fn get_row(&self, req: &pb::GetRowRequest) -> Result<pb::GetRowResponse, OtsError> {
+        self.call(Action::GetRow, req, Idempotency::Idempotent)
+            .await
+    }
+
+    pub async fn put_row(
+        &self,
+        req: &pb::PutRowRequest,
+        idem: Idempotency,
+    ) -> Result<pb::PutRowResponse, OtsError> {
+        self.call(Action::PutRow, req, idem).await
+    }
+
+    pub async fn update_row(
+        &self,
+        req: &pb::UpdateRowRequest,
+        idem: Idempotency,
+    ) -> Result<pb::UpdateRowResponse, OtsError> {
+        self.call(Action::UpdateRow, req, idem).await
+    }
+
+    pub async fn delete_row(
+        &self,
+        req: &pb::DeleteRowRequest,
+        idem: Idempotency,
+    ) -> Result<pb::DeleteRowResponse, OtsError> {
+        self.call(Action::DeleteRow, req, idem).await
+    }
+
+    pub async fn batch_get_row(
+        &self,
+        req: &pb::BatchGetRowRequest,
+    ) -> Result<pb::BatchGetRowResponse, OtsError> {
+        self.call(Action::BatchGetRow, req, Idempotency::Idempotent)
+            .await
+    }
+
+    pub async fn get_range(
+        &self,
+        req: &pb::GetRangeRequest,
+    ) -> Result<pb::GetRangeResponse, OtsError> {
+        self.call(Action::GetRange, req, Idempotency::Idempotent)
+            .await
+    }
+
+    pub async fn compute_split_points_by_size(
+        &self,
+        req: &pb::ComputeSplitPointsBySizeRequest,
+    ) -> Result<pb::ComputeSplitPointsBySizeResponse, OtsError> {
+        self.call(
+            Action::ComputeSplitPointsBySize,
+            req,
+            Idempotency::Idempotent,
+        )
+        .await
+    }
+
+    /// One BatchWriteRow exchange (request-level retries only). Row-level failures come back in
+    /// the response; see [`batch_write_row_retrying`](Self::batch_write_row_retrying).
+    pub async fn batch_write_row(
+        &self,
+        req: &pb::BatchWriteRowRequest,
+        idem: Idempotency,
+    ) -> Result<pb::BatchWriteRowResponse, OtsError> {
+        let resp: pb::BatchWriteRowResponse = self.call(Action::BatchWriteRow, req, idem).await?;
+        check_batch_shape(req, &resp)?;
+        Ok(resp)
+    }
+
+    /// BatchWriteRow that also retries the rows that failed with a retryable row error, sending
+    /// only those rows again, until they succeed, fail for good, or the policy runs out. The result
+    /// has one entry per request row, in request order, holding that row's final outcome.
+    pub async fn batch_write_row_retrying(
+        &self,
+        req: &pb::BatchWriteRowRequest,
+        idem: Idempotency,
+    ) -> Result<BatchWriteOutcome, OtsError> {
+        let policy = &self.inner.config.retry;
+        let start = Instant::now();
+        let mut results: Vec<Vec<Option<pb::RowInBatchWriteRowResponse>>> = req
+            .tables
+            .iter()
+            .map(|t| vec![None; t.rows.len()])
+            .collect();
+        // (table index, row index) of the rows still to send.
+        let mut pending: Vec<(usize, usize)> = req
+            .tables
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, t)| (0..t.rows.len()).map(move |ri| (ti, ri)))
+            .collect();
+        let mut round: u32 = 0;
+        let mut row_retries: u64 = 0;
+        loop {
+            let sub = sub_request(req, &pending);
+            let resp = self.batch_write_row(&sub.request, idem).await?;
+            let mut next = Vec::new();
+            let mut throttled = false;
+            for (sub_table, table_resp) in sub.origins.iter().zip(&resp.tables) {
+                for (&(ti, ri), row) in sub_table.iter().zip(&table_resp.rows) {
+                    let retry = !row.is_ok
+                        && row.error.as_ref().is_some_and(|e| {
+                            let message = e.message.as_deref().unwrap_or("");
+                            throttled |= crate::retry::is_throttling(&e.code, message);
+                            is_retryable_code(&e.code, message, 0, idem)
+                        });
+                    if retry {
+                        next.push((ti, ri));
+                    }
+                    results[ti][ri] = Some(row.clone());
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            let delay = policy.delay(round, throttled);
+            round += 1;
+            if round >= policy.max_attempts || start.elapsed() + delay > policy.deadline {
+                break;
+            }
+            if throttled {
+                self.inner
+                    .counters
+                    .throttled
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner
+                .counters
+                .retries
+                .fetch_add(next.len() as u64, Ordering::Relaxed);
+            row_retries += next.len() as u64;
+            tracing::debug!(
+                rows = next.len(),
+                ?delay,
+                "retrying failed BatchWriteRow rows"
+            );
+            tokio::time::sleep(delay).await;
+            pending = next;
+        }
+        let rows = results
+            .into_iter()
+            .map(|t| {
+                t.into_iter()
+                    .map(|r| r.unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(BatchWriteOutcome { rows, row_retries })
+    }
+}
+
+/// The final per-row outcome of [`OtsClient::batch_write_row_retrying`].
+#[derive(Clone, Debug, Default)]
+pub struct BatchWriteOutcome {
+    /// `rows[t][r]` is the result of request table `t`, row `r`.
+    pub rows: Vec<Vec<pb::RowInBatchWriteRowResponse>>,
+    /// How many row re-sends happened.
+    pub row_retries: u64,
+}
+
+impl BatchWriteOutcome {
+    /// Rows that failed for good: (table index, row index, code, message).
+    pub fn failures(&self) -> impl Iterator<Item = (usize, usize, &str, &str)> {
+        self.rows.iter().enumerate().flat_map(|(ti, rows)| {
+            rows.iter()
+                .enumerate()
+                .filter(|(_, r)| !r.is_ok)
+                .map(move |(ri, r)| {
+                    let (code, message) = r
+                        .error
+                        .as_ref()
+                        .map(|e| (e.code.as_str(), e.message.as_deref().unwrap_or("")))
+                        .unwrap_or(("", ""));
+                    (ti, ri, code, message)
+                })
+        })
+    }
+}
+
+struct SubRequest {
+    request: pb::BatchWriteRowRequest,
+    /// For each table of `request`, the original (table, row) index of each row.
+    origins: Vec<Vec<(usize, usize)>>,
+}
+
+fn sub_request(req: &pb::BatchWriteRowRequest, pending: &[(usize, usize)]) -> SubRequest {
+    let mut tables: Vec<pb::TableInBatchWriteRowRequest> = Vec::new();
+    let mut origins: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut last_table = usize::MAX;
+    for &(ti, ri) in pending {
+        if ti != last_table {
+            tables.push(pb::TableInBatchWriteRowRequest {
+                table_name: req.tables[ti].table_name.clone(),
+                rows: Vec::new(),
+            });
+            origins.push(Vec::new());
+            last_table = ti;
+        }
+        if let (Some(t), Some(o)) = (tables.last_mut(), origins.last_mut()) {
+            t.rows.push(req.tables[ti].rows[ri].clone());
+            o.push((ti, ri));
+        }
+    }
+    SubRequest {
+        request: pb::BatchWriteRowRequest {
+            tables,
+            transaction_id: req.transaction_id.clone(),
+            is_atomic: req.is_atomic,
+        },
+        origins,
+    }
+}
+
+/// The response must answer every table and row of the request, in order (§5.7); anything else
+/// would let a row's result be attributed to another row.
+fn check_batch_shape(
+    req: &pb::BatchWriteRowRequest,
+    resp: &pb::BatchWriteRowResponse,
+) -> Result<(), OtsError> {
+    let mismatch = |detail: String| OtsError::MalformedResponse {
+        action: "BatchWriteRow",
+        request_id: None,
+        detail,
+    };
+    if req.tables.len() != resp.tables.len() {
+        return Err(mismatch(format!(
+            "{} tables in the request but {} in the response",
+            req.tables.len(),
+            resp.tables.len()
+        )));
+    }
+    for (q, r) in req.tables.iter().zip(&resp.tables) {
+        if q.table_name != r.table_name || q.rows.len() != r.rows.len() {
+            return Err(mismatch(format!(
+                "table '{}' with {} rows answered as '{}' with {} rows",
+                q.table_name,
+                q.rows.len(),
+                r.table_name,
+                r.rows.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_endpoint(endpoint: &str) -> Result<String, OtsError> {
+    let trimmed = endpoint.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| {
+            OtsError::Config(format!(
+                "endpoint '{endpoint}' must start with https:// or http:// \
+                 (e.g. https://myinstance.cn-hangzhou.ots.aliyuncs.com)"
+            ))
+        })?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', '@', ' ']) {
+        return Err(OtsError::Config(format!(
+            "endpoint '{endpoint}' is not a plain http(s) URL with a host \
+             (no query, fragment or user info)"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn transport_error(action: &'static str, e: &reqwest::Error) -> OtsError {
+    let kind = if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        TransportKind::Io
+    } else {
+        TransportKind::Other
+    };
+    // reqwest's Display omits the cause chain; include it so "connection refused" is visible.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    OtsError::Transport {
+        action,
+        kind,
+        detail,
+    }
+}
+
+/// The (code, message) of an error response. A body that is not a Tablestore `Error` (say, a
+/// proxy's HTML page) gets a synthetic code so that the HTTP status still drives retries.
+fn decode_error_body(body: &Bytes) -> (String, String) {
+    match pb::Error::decode(body.clone()) {
+        Ok(e) if !e.code.is_empty() => (e.code, e.message.unwrap_or_default()),
+        _ => {
+            let snippet: String = String::from_utf8_lossy(&body[..body.len().min(120)])
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            (
+                "OTSClientUnknownErrorBody".to_string(),
+                format!("the error body is not a Tablestore Error message: {snippet:?}"),
+            )
+        }
+    }
+}
+
+fn wrap_attempts(err: OtsError, attempts: u32, elapsed: Duration) -> OtsError {
+    if attempts <= 1 {
+        err
+    } else {
+        OtsError::RetriesExhausted {
+            attempts,
+            elapsed,
+            last: Box::new(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_validated() {
+        assert_eq!(
+            validate_endpoint("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(validate_endpoint("https://i.cn-hangzhou.ots.aliyuncs.com/prefix").is_ok());
+        for bad in [
+            "127.0.0.1:80",
+            "ftp://x",
+            "http://",
+            "http://a?b=1",
+            "https://u:p@h",
+        ] {
+            let err = validate_endpoint(bad).unwrap_err().to_string();
+            assert!(err.contains("endpoint"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sub_request_keeps_origins() {
+        let row = |n: u8| pb::RowInBatchWriteRowRequest {
+            r#type: pb::OperationType::Put as i32,
+            row_change: Bytes::from(vec![n]),
+            condition: pb::Condition::default(),
+            return_content: None,
+        };
+        let req = pb::BatchWriteRowRequest {
+            tables: vec![
+                pb::TableInBatchWriteRowRequest {
+                    table_name: "a".into(),
+                    rows: vec![row(0), row(1)],
+                },
+                pb::TableInBatchWriteRowRequest {
+                    table_name: "b".into(),
+                    rows: vec![row(2)],
+                },
+            ],
+            ..Default::default()
+        };
+        let sub = sub_request(&req, &[(0, 1), (1, 0)]);
+        assert_eq!(sub.request.tables.len(), 2);
+        assert_eq!(sub.request.tables[0].rows[0].row_change[0], 1);
+        assert_eq!(sub.request.tables[1].table_name, "b");
+        assert_eq!(sub.origins, vec![vec![(0, 1)], vec![(1, 0)]]);
+    }
+}

@@ -1,0 +1,195 @@
+//! RecordBatch → rows (the restore direction).
+//!
+//! Every cell comes back: the typed latest value with its `$ts` timestamp, then everything in
+//! `$cells`. A row's cells are returned in the order Tablestore itself returns them — by column
+//! name, newest version first — so backup followed by restore is the identity.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_schema::DataType;
+use ots_wire::types::{Cell, PkColumn, PkType, PkValue, Row, Value, ValueType};
+
+use crate::layout::{CELLS_COLUMN, SnapshotSchema, cell_field, value_type_from_name};
+use crate::to_arrow::ConvertError;
+
+fn layout_err(msg: impl Into<String>) -> ConvertError {
+    ConvertError::Layout(msg.into())
+}
+
+/// Reads rows back out of one record batch of the snapshot layout.
+pub struct RowReader<'a> {
+    schema: &'a SnapshotSchema,
+    pk: Vec<&'a ArrayRef>,
+    typed: Vec<&'a ArrayRef>,
+    ts: Option<&'a StructArray>,
+    cells: &'a arrow_array::ListArray,
+    cell_fields: &'a StructArray,
+    rows: usize,
+}
+
+impl<'a> RowReader<'a> {
+    /// Checks that `batch` has exactly the layout of `schema` (names, types, order).
+    pub fn new(schema: &'a SnapshotSchema, batch: &'a RecordBatch) -> Result<Self, ConvertError> {
+        let expected = schema.arrow_schema();
+        let found = batch.schema();
+        if expected.fields().len() != found.fields().len() {
+            return Err(layout_err(format!(
+                "file has {} columns, the snapshot schema describes {}",
+                found.fields().len(),
+                expected.fields().len()
+            )));
+        }
+        for (e, f) in expected.fields().iter().zip(found.fields()) {
+            if e.name() != f.name() || !types_match(e.data_type(), f.data_type()) {
+                return Err(layout_err(format!(
+                    "column '{}' ({}) where the snapshot schema has '{}' ({})",
+                    f.name(),
+                    f.data_type(),
+                    e.name(),
+                    e.data_type()
+                )));
+            }
+        }
+        let n_pk = schema.primary_key.len();
+        let n_typed = schema.columns.len();
+        let cols = batch.columns();
+        let ts = if n_typed > 0 {
+            Some(cols[n_pk + n_typed].as_struct())
+        } else {
+            None
+        };
+        let cells = cols[cols.len() - 1].as_list::<i32>();
+        let cell_fields = cells.values().as_struct();
+        for (i, c) in schema.primary_key.iter().enumerate() {
+            if cols[i].null_count() > 0 {
+                return Err(layout_err(format!(
+                    "primary-key column '{}' has nulls",
+                    c.name
+                )));
+            }
+        }
+        for name in [cell_field::NAME, cell_field::TYPE] {
+            let idx = cell_field_index(name);
+            if cell_fields.column(idx).null_count() > 0 {
+                return Err(layout_err(format!("{CELLS_COLUMN}.{name} has nulls")));
+            }
+        }
+        Ok(RowReader {
+            schema,
+            pk: cols[..n_pk].iter().collect(),
+            typed: cols[n_pk..n_pk + n_typed].iter().collect(),
+            ts,
+            cells,
+            cell_fields,
+            rows: batch.num_rows(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Row `i`, cell for cell.
+    pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
+        let primary_key = self
+            .schema
+            .primary_key
+            .iter()
+            .zip(&self.pk)
+            .map(|(c, a)| {
+                let v = match c.pk_type {
+                    PkType::Integer => PkValue::Integer(a.as_primitive::<Int64Type>().value(i)),
+                    PkType::String => PkValue::String(a.as_string::<i32>().value(i).to_owned()),
+                    PkType::Binary => PkValue::Binary(a.as_binary::<i32>().value(i).to_vec()),
+                };
+                PkColumn::new(&c.name, v)
+            })
+            .collect();
+        let mut cells = Vec::new();
+        for (k, (c, a)) in self.schema.columns.iter().zip(&self.typed).enumerate() {
+            if a.is_null(i) {
+                continue;
+            }
+            let ts = self.ts.and_then(|s| {
+                let t = s.column(k).as_primitive::<Int64Type>();
+                t.is_valid(i).then(|| t.value(i))
+            });
+            cells.push(Cell::new(&c.name, typed_value(c.value_type, a, i), ts));
+        }
+        let offsets = self.cells.value_offsets();
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let f = |name| self.cell_fields.column(cell_field_index(name));
+        let names = f(cell_field::NAME).as_string::<i32>();
+        let kinds = f(cell_field::TYPE).as_string::<i32>();
+        let tss = f(cell_field::TS).as_primitive::<Int64Type>();
+        for j in start..end {
+            let kind = kinds.value(j);
+            let t = value_type_from_name(kind)
+                .ok_or_else(|| layout_err(format!("{CELLS_COLUMN} entry has type '{kind}'")))?;
+            let field = match t {
+                ValueType::Integer => cell_field::INTEGER,
+                ValueType::Double => cell_field::DOUBLE,
+                ValueType::Boolean => cell_field::BOOLEAN,
+                ValueType::String => cell_field::STRING,
+                ValueType::Binary => cell_field::BINARY,
+            };
+            let values = f(field);
+            if values.is_null(j) {
+                return Err(layout_err(format!(
+                    "{CELLS_COLUMN} entry '{}' of type {kind} has no {field}",
+                    names.value(j)
+                )));
+            }
+            let ts = tss.is_valid(j).then(|| tss.value(j));
+            cells.push(Cell::new(names.value(j), typed_value(t, values, j), ts));
+        }
+        // Tablestore's order: by column name, newest first. Stable, so equal keys keep file order.
+        cells.sort_by(|a, b| {
+            a.name
+                .as_bytes()
+                .cmp(b.name.as_bytes())
+                .then_with(|| b.timestamp.cmp(&a.timestamp))
+        });
+        Ok(Row { primary_key, cells })
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = Result<Row, ConvertError>> + '_ {
+        (0..self.rows).map(|i| self.row(i))
+    }
+}
+
+fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> Value {
+    match t {
+        ValueType::Integer => Value::Integer(a.as_primitive::<Int64Type>().value(i)),
+        ValueType::Double => Value::Double(a.as_primitive::<Float64Type>().value(i)),
+        ValueType::Boolean => Value::Boolean(a.as_boolean().value(i)),
+        ValueType::String => Value::String(a.as_string::<i32>().value(i).to_owned()),
+        ValueType::Binary => Value::Binary(a.as_binary::<i32>().value(i).to_vec()),
+    }
+}
+
+fn cell_field_index(name: &str) -> usize {
+    crate::layout::cells_struct_fields()
+        .iter()
+        .position(|f| f.name() == name)
+        .unwrap_or(0)
+}
+
+/// Field nullability and metadata may differ after a Parquet round trip; names and types may not.
+fn types_match(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| p.name() == q.name() && types_match(p.data_type(), q.data_type()))
+        }
+        (DataType::List(x), DataType::List(y)) => types_match(x.data_type(), y.data_type()),
+        _ => a == b,
+    }
+}

@@ -1,0 +1,230 @@
+//! Splits: owned, serialisable primary-key ranges that partition a table, planned with
+//! ComputeSplitPointsBySize. A plan can be written down and run by several workers.
+
+use ots_wire::pb;
+use ots_wire::plainbuffer::decode_primary_key;
+use ots_wire::types::{PkColumn, PkType, PkValue, cmp_primary_keys};
+use ots_wire::{OtsClient, OtsError};
+use serde::{Deserialize, Serialize};
+
+/// A primary-key value in a form that survives JSON (binary as hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyValue {
+    Integer(i64),
+    String(String),
+    /// Hex-encoded bytes.
+    Binary(String),
+    InfMin,
+    InfMax,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPart {
+    pub name: String,
+    pub value: KeyValue,
+}
+
+impl KeyPart {
+    pub fn from_column(c: &PkColumn) -> Self {
+        let value = match &c.value {
+            PkValue::Integer(v) => KeyValue::Integer(*v),
+            PkValue::String(s) => KeyValue::String(s.clone()),
+            PkValue::Binary(b) => KeyValue::Binary(hex::encode(b)),
+            PkValue::InfMin => KeyValue::InfMin,
+            // AUTO_INCREMENT never appears in a bound; treat it like INF_MAX for safety.
+            PkValue::InfMax | PkValue::AutoIncrement => KeyValue::InfMax,
+        };
+        KeyPart {
+            name: c.name.clone(),
+            value,
+        }
+    }
+
+    pub fn to_column(&self) -> Result<PkColumn, ScanError> {
+        let value = match &self.value {
+            KeyValue::Integer(v) => PkValue::Integer(*v),
+            KeyValue::String(s) => PkValue::String(s.clone()),
+            KeyValue::Binary(h) => PkValue::Binary(hex::decode(h).map_err(|_| {
+                ScanError::Plan(format!("key part '{}' has invalid hex '{h}'", self.name))
+            })?),
+            KeyValue::InfMin => PkValue::InfMin,
+            KeyValue::InfMax => PkValue::InfMax,
+        };
+        Ok(PkColumn::new(&self.name, value))
+    }
+}
+
+/// One range of the table: `[start, end)` over the full primary key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    pub id: u32,
+    pub start: Vec<KeyPart>,
+    pub end: Vec<KeyPart>,
+}
+
+impl Split {
+    pub fn start_columns(&self) -> Result<Vec<PkColumn>, ScanError> {
+        self.start.iter().map(KeyPart::to_column).collect()
+    }
+
+    pub fn end_columns(&self) -> Result<Vec<PkColumn>, ScanError> {
+        self.end.iter().map(KeyPart::to_column).collect()
+    }
+}
+
+/// The table's primary key as ComputeSplitPointsBySize reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkSchemaEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub pk_type: String,
+    #[serde(default)]
+    pub auto_increment: bool,
+}
+
+impl PkSchemaEntry {
+    pub fn pk_type(&self) -> Option<PkType> {
+        match self.pk_type.as_str() {
+            "INTEGER" => Some(PkType::Integer),
+            "STRING" => Some(PkType::String),
+            "BINARY" => Some(PkType::Binary),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitPlan {
+    pub table: String,
+    pub primary_key: Vec<PkSchemaEntry>,
+    pub splits: Vec<Split>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Ots(#[from] OtsError),
+    #[error("split plan: {0}")]
+    Plan(String),
+    #[error("GetRange on split {split}: {detail}")]
+    Page { split: u32, detail: String },
+}
+
+/// How big splits should be. `unit_bytes` is ComputeSplitPointsBySize's `split_size_unit_in_byte`
+/// (the service default is 100 MiB); tests ask for small units to get many splits on small tables.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitSize {
+    pub units: i64,
+    pub unit_bytes: i64,
+}
+
+impl Default for SplitSize {
+    /// 256 MiB splits: a few files per split at typical Parquet file sizes.
+    fn default() -> Self {
+        SplitSize {
+            units: 256,
+            unit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+pub fn pk_type_name(t: i32) -> String {
+    match pb::PrimaryKeyType::try_from(t) {
+        Ok(pb::PrimaryKeyType::Integer) => "INTEGER".into(),
+        Ok(pb::PrimaryKeyType::String) => "STRING".into(),
+        Ok(pb::PrimaryKeyType::Binary) => "BINARY".into(),
+        _ => format!("UNKNOWN({t})"),
+    }
+}
+
+/// Plans splits of `table`. The points cut [all INF_MIN, all INF_MAX) into N+1 ranges; a point
+/// that lists only a prefix of the key means INF_MIN for the remaining columns.
+pub async fn plan_splits(
+    client: &OtsClient,
+    table: &str,
+    size: SplitSize,
+) -> Result<SplitPlan, ScanError> {
+    let req = pb::ComputeSplitPointsBySizeRequest {
+        table_name: table.to_string(),
+        split_size: size.units,
+        split_size_unit_in_byte: Some(size.unit_bytes),
+        split_point_limit: None,
+    };
+    let resp = client.compute_split_points_by_size(&req).await?;
+    if resp.schema.is_empty() {
+        return Err(ScanError::Plan(
+            "ComputeSplitPointsBySize returned no primary-key schema".into(),
+        ));
+    }
+    let primary_key: Vec<PkSchemaEntry> = resp
+        .schema
+        .iter()
+        .map(|s| PkSchemaEntry {
+            name: s.name.clone(),
+            pk_type: pk_type_name(s.r#type),
+            auto_increment: s.option == Some(pb::PrimaryKeyOption::AutoIncrement as i32),
+        })
+        .collect();
+    let bound = |v: PkValue| -> Vec<PkColumn> {
+        primary_key
+            .iter()
+            .map(|c| PkColumn::new(&c.name, v.clone()))
+            .collect()
+    };
+    let mut points: Vec<Vec<PkColumn>> = Vec::with_capacity(resp.split_points.len());
+    for (i, raw) in resp.split_points.iter().enumerate() {
+        let cols = decode_primary_key(raw)
+            .map_err(|e| ScanError::Plan(format!("split point {i}: {e}")))?
+            .ok_or_else(|| ScanError::Plan(format!("split point {i} is empty")))?;
+        if cols.is_empty() || cols.len() > primary_key.len() {
+            return Err(ScanError::Plan(format!(
+                "split point {i} has {} columns, the key has {}",
+                cols.len(),
+                primary_key.len()
+            )));
+        }
+        let mut full = cols;
+        for (j, c) in primary_key.iter().enumerate() {
+            match full.get(j) {
+                Some(p) if p.name != c.name => {
+                    return Err(ScanError::Plan(format!(
+                        "split point {i} names column '{}' where the key has '{}'",
+                        p.name, c.name
+                    )));
+                }
+                Some(_) => {}
+                None => full.push(PkColumn::new(&c.name, PkValue::InfMin)),
+            }
+        }
+        if let Some(prev) = points.last()
+            && cmp_primary_keys(
+                prev.iter().map(|c| c.value.as_ref()),
+                full.iter().map(|c| c.value.as_ref()),
+            ) != std::cmp::Ordering::Less
+        {
+            return Err(ScanError::Plan(format!(
+                "split points are not strictly increasing at point {i}"
+            )));
+        }
+        points.push(full);
+    }
+    let mut bounds = Vec::with_capacity(points.len() + 2);
+    bounds.push(bound(PkValue::InfMin));
+    bounds.extend(points);
+    bounds.push(bound(PkValue::InfMax));
+    let splits = bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| Split {
+            id: i as u32,
+            start: w[0].iter().map(KeyPart::from_column).collect(),
+            end: w[1].iter().map(KeyPart::from_column).collect(),
+        })
+        .collect();
+    Ok(SplitPlan {
+        table: table.to_string(),
+        primary_key,
+        splits,
+    })
+}

@@ -1,0 +1,393 @@
+//! Where snapshots go, by URL: a local path or `file://`, `oss://bucket/prefix` (Alibaba OSS through
+//! its S3-compatible API), `s3://`, `gs://`, `az://`. Everything is an `object_store::ObjectStore`
+//! plus a prefix, so the rest of the code never cares which backend it writes to.
+//!
+//! OSS specifics: virtual-hosted style only, the endpoint must already contain the bucket
+//! (`https://BUCKET.s3.oss-REGION.aliyuncs.com`, `-internal` inside Alibaba Cloud), conditional puts
+//! are disabled (OSS answers 501) and bulk delete is disabled (OSS misbehaves); the snapshot protocol
+//! needs neither. Credentials come from `ALIBABA_CLOUD_*` only, never from the AWS chain.
+
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error(
+        "destination '{url}' has an unknown scheme '{scheme}': use a local path, file://, oss://, s3://, gs:// or az://"
+    )]
+    UnknownScheme { url: String, scheme: String },
+    #[error("destination '{url}' names no bucket: write it as {scheme}://BUCKET/PREFIX")]
+    MissingBucket { url: String, scheme: String },
+    #[error("destination '{url}' needs {what}: {hint}")]
+    MissingSetting {
+        url: String,
+        what: &'static str,
+        hint: &'static str,
+    },
+    #[error("no credentials for '{url}': set {vars}")]
+    NoCredentials { url: String, vars: &'static str },
+    #[error("destination '{url}': {detail}")]
+    Invalid { url: String, detail: String },
+    #[error("destination '{url}': {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Settings that cannot be part of the URL. Values from flags win over the environment.
+#[derive(Clone, Debug, Default)]
+pub struct DestinationOptions {
+    /// OSS region, e.g. `cn-hangzhou` (else `ALIBABA_CLOUD_OSS_REGION`).
+    pub oss_region: Option<String>,
+    /// Full OSS S3-compatible endpoint including the bucket (else derived from the region).
+    pub oss_endpoint: Option<String>,
+    /// Use the `-internal` endpoint (VPC / ECS inside the same region: no traffic charges).
+    pub oss_internal: bool,
+    /// Endpoint for `s3://` (MinIO, test servers); `{bucket}` in it is replaced by the bucket.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Allow plain http endpoints (test servers only).
+    pub allow_http: bool,
+    /// HTTP options (timeouts; tests set a DNS resolver for virtual-hosted names on loopback).
+    pub client_options: Option<ClientOptions>,
+}
+
+/// Credentials for an S3-compatible store, explicitly sourced.
+#[derive(Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// An opened destination: a store and the prefix under which snapshots live.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The URL as the user gave it (it never contains secrets).
+    pub url: String,
+}
+
+impl Destination {
+    /// The object path of `relative` (e.g. `SNAPSHOT/manifest.json`) under the prefix.
+    pub fn path(&self, relative: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in relative.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// The user-facing URL of `relative` under this destination.
+    pub fn url_of(&self, relative: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), relative)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Parses and opens a destination. Fails fast, before any data is read, on anything that would
+/// only fail later: unknown scheme, missing bucket, missing credentials or region.
+pub fn open_destination(
+    url: &str,
+    options: &DestinationOptions,
+) -> Result<Destination, DestinationError> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => ("".to_string(), url),
+    };
+    match scheme.as_str() {
+        "" | "file" => open_local(url, rest),
+        "oss" => {
+            let (bucket, prefix) = bucket_and_prefix(url, &scheme, rest)?;
+            let creds = alibaba_credentials(url)?;
+            open_oss(url, &bucket, &prefix, creds, options)
+        }
+        "s3" => {
+            let (bucket, prefix) = bucket_and_prefix(url, &scheme, rest)?;
+            let creds = aws_credentials(url)?;
+            open_s3(url, &bucket, &prefix, creds, options)
+        }
+        "gs" | "az" | "abfs" | "abfss" => {
+            bucket_and_prefix(url, &scheme, rest)?;
+            open_by_url(url)
+        }
+        other => Err(DestinationError::UnknownScheme {
+            url: url.to_string(),
+            scheme: other.to_string(),
+        }),
+    }
+}
+
+fn open_local(url: &str, path: &str) -> Result<Destination, DestinationError> {
+    let dir = std::path::Path::new(path);
+    std::fs::create_dir_all(dir).map_err(|e| DestinationError::Invalid {
+        url: url.to_string(),
+        detail: format!("cannot create the folder: {e}"),
+    })?;
+    let store =
+        LocalFileSystem::new_with_prefix(dir).map_err(|source| DestinationError::Store {
+            url: url.to_string(),
+            source,
+        })?;
+    Ok(Destination {
+        store: Arc::new(store),
+        prefix: Path::default(),
+        url: url.to_string(),
+    })
+}
+
+fn bucket_and_prefix(
+    url: &str,
+    scheme: &str,
+    rest: &str,
+) -> Result<(String, String), DestinationError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(DestinationError::MissingBucket {
+            url: url.to_string(),
+            scheme: scheme.to_string(),
+        });
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+fn prefix_path(url: &str, prefix: &str) -> Result<Path, DestinationError> {
+    Path::parse(prefix).map_err(|e| DestinationError::Invalid {
+        url: url.to_string(),
+        detail: format!("prefix '{prefix}' is not a valid object path: {e}"),
+    })
+}
+
+/// `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN` (STS).
+pub fn alibaba_credentials(url: &str) -> Result<S3Credentials, DestinationError> {
+    match (
+        env("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        env("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+    ) {
+        (Some(id), Some(secret)) => Ok(S3Credentials {
+            access_key_id: id,
+            secret_access_key: secret,
+            session_token: env("ALIBABA_CLOUD_SECURITY_TOKEN"),
+        }),
+        _ => Err(DestinationError::NoCredentials {
+            url: url.to_string(),
+            vars: "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET \
+                   (and ALIBABA_CLOUD_SECURITY_TOKEN for STS)",
+        }),
+    }
+}
+
+fn aws_credentials(url: &str) -> Result<S3Credentials, DestinationError> {
+    match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Ok(S3Credentials {
+            access_key_id: id,
+            secret_access_key: secret,
+            session_token: env("AWS_SESSION_TOKEN"),
+        }),
+        _ => Err(DestinationError::NoCredentials {
+            url: url.to_string(),
+            vars: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)",
+        }),
+    }
+}
+
+/// The OSS S3-compatible endpoint of `bucket` in `region`.
+pub fn oss_endpoint(bucket: &str, region: &str, internal: bool) -> String {
+    let internal = if internal { "-internal" } else { "" };
+    format!("https://{bucket}.s3.oss-{region}{internal}.aliyuncs.com")
+}
+
+pub fn open_oss(
+    url: &str,
+    bucket: &str,
+    prefix: &str,
+    creds: S3Credentials,
+    options: &DestinationOptions,
+) -> Result<Destination, DestinationError> {
+    let region = options
+        .oss_region
+        .clone()
+        .or_else(|| env("ALIBABA_CLOUD_OSS_REGION"));
+    let endpoint = match (&options.oss_endpoint, &region) {
+        (Some(e), _) => e.replace("{bucket}", bucket),
+        (None, Some(r)) => oss_endpoint(bucket, r, options.oss_internal),
+        (None, None) => {
+            return Err(DestinationError::MissingSetting {
+                url: url.to_string(),
+                what: "an OSS region",
+                hint: "pass --oss-region cn-hangzhou (or set ALIBABA_CLOUD_OSS_REGION), or --oss-endpoint",
+            });
+        }
+    };
+    // object_store signs with the region; OSS accepts its own region names in SigV4.
+    let region = region.unwrap_or_else(|| "oss".to_string());
+    let builder = s3_builder(bucket, &region, &endpoint, creds, options)
+        .with_conditional_put(S3ConditionalPut::Disabled)
+        .with_disable_bulk_delete(true);
+    finish_s3(url, prefix, builder)
+}
+
+pub fn open_s3(
+    url: &str,
+    bucket: &str,
+    prefix: &str,
+    creds: S3Credentials,
+    options: &DestinationOptions,
+) -> Result<Destination, DestinationError> {
+    let region = options
+        .s3_region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&region)
+        .with_access_key_id(&creds.access_key_id)
+        .with_secret_access_key(&creds.secret_access_key);
+    if let Some(t) = &creds.session_token {
+        builder = builder.with_token(t);
+    }
+    if let Some(e) = &options.s3_endpoint {
+        builder = s3_builder(
+            bucket,
+            &region,
+            &e.replace("{bucket}", bucket),
+            creds,
+            options,
+        );
+    } else if let Some(c) = &options.client_options {
+        builder = builder.with_client_options(c.clone());
+    }
+    finish_s3(url, prefix, builder)
+}
+
+/// Virtual-hosted style with the bucket already in the endpoint, as OSS requires.
+fn s3_builder(
+    bucket: &str,
+    region: &str,
+    endpoint: &str,
+    creds: S3Credentials,
+    options: &DestinationOptions,
+) -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::new();
+    // `with_client_options` replaces the whole options object: set it before anything it covers.
+    if let Some(c) = &options.client_options {
+        builder = builder.with_client_options(c.clone());
+    }
+    builder = builder
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_endpoint(endpoint)
+        .with_virtual_hosted_style_request(true)
+        .with_access_key_id(creds.access_key_id)
+        .with_secret_access_key(creds.secret_access_key)
+        .with_allow_http(options.allow_http);
+    if let Some(t) = creds.session_token {
+        builder = builder.with_token(t);
+    }
+    builder
+}
+
+fn finish_s3(
+    url: &str,
+    prefix: &str,
+    builder: AmazonS3Builder,
+) -> Result<Destination, DestinationError> {
+    let store = builder.build().map_err(|source| DestinationError::Store {
+        url: url.to_string(),
+        source,
+    })?;
+    Ok(Destination {
+        store: Arc::new(store),
+        prefix: prefix_path(url, prefix)?,
+        url: url.to_string(),
+    })
+}
+
+/// GCS and Azure: object_store's own URL parsing and environment configuration.
+fn open_by_url(url: &str) -> Result<Destination, DestinationError> {
+    let parsed = url::Url::parse(url).map_err(|e| DestinationError::Invalid {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    let env_opts: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let (store, prefix) = object_store::parse_url_opts(&parsed, env_opts).map_err(|source| {
+        DestinationError::Store {
+            url: url.to_string(),
+            source,
+        }
+    })?;
+    Ok(Destination {
+        store: Arc::from(store),
+        prefix,
+        url: url.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_destinations_fail_fast_with_clear_messages() {
+        let o = DestinationOptions::default();
+        let e = open_destination("ftp://x/y", &o).unwrap_err().to_string();
+        assert!(e.contains("unknown scheme 'ftp'"), "{e}");
+        let e = open_destination("oss:///prefix", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no bucket"), "{e}");
+        let e = open_destination("s3://", &o).unwrap_err().to_string();
+        assert!(e.contains("names no bucket"), "{e}");
+    }
+
+    #[test]
+    fn oss_endpoints() {
+        assert_eq!(
+            oss_endpoint("b", "cn-hangzhou", false),
+            "https://b.s3.oss-cn-hangzhou.aliyuncs.com"
+        );
+        assert_eq!(
+            oss_endpoint("b", "cn-shanghai", true),
+            "https://b.s3.oss-cn-shanghai-internal.aliyuncs.com"
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_secret() {
+        let c = S3Credentials {
+            access_key_id: "id".into(),
+            secret_access_key: "very-secret-value".into(),
+            session_token: Some("tok-secret".into()),
+        };
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("very-secret-value") && !d.contains("tok-secret"),
+            "{d}"
+        );
+    }
+}

@@ -15,3 +15,9 @@ if [[ -f tests/requirements.txt ]]; then
 fi
 
 cargo test --workspace --locked
+
+# Conformance of the emulator, refereed by the official Tablestore Python SDK: once with the SDK's
+# native (C) PlainBuffer parser, once with its pure-Python decoder (enable_native=False).
+cargo build --locked -p ots-emulator --bin ots-emulator
+OTS_SDK_NATIVE=1 .venv/bin/python -m pytest -q tests/conformance
+OTS_SDK_NATIVE=0 .venv/bin/python -m pytest -q tests/conformance

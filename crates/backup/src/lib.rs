@@ -19,10 +19,12 @@ use ots_scan::{
     KeyPart, RateLimiter, ScanError, ScanOptions, Split, SplitScanner, SplitSize, plan_splits,
 };
 use ots_schema::layout::{ColumnSchema, PkColumnSchema};
-use ots_schema::{BatchBuilder, ConvertError, SchemaInferrer, SnapshotSchema, SnapshotStats};
+use ots_schema::{
+    BatchBuilder, ConvertError, RowReader, SchemaInferrer, SnapshotSchema, SnapshotStats,
+};
 use ots_wire::pb;
 use ots_wire::plainbuffer::DecodeError;
-use ots_wire::types::{PkColumn, PkType, RowRef, ValueType};
+use ots_wire::types::{PkColumn, PkType, ValueType};
 use ots_wire::{OtsClient, OtsError};
 use ots_writer::{Destination, ParquetFileWriter, ParquetOptions, WriteError};
 use tokio::task::JoinSet;
@@ -515,10 +517,6 @@ struct PartitionSink {
     values: PartitionValues,
     builder: BatchBuilder,
     file: Option<OpenFile>,
-    /// PK range and cells of rows in `builder` not yet written (they go to the current/next file).
-    pending_min: Option<Vec<PkColumn>>,
-    pending_max: Option<Vec<PkColumn>>,
-    pending_cells: u64,
     last_used: u64,
 }
 
@@ -558,21 +556,12 @@ impl SplitJob {
                         values,
                         builder: BatchBuilder::new(self.schema.clone()),
                         file: None,
-                        pending_min: None,
-                        pending_max: None,
-                        pending_cells: 0,
                         last_used: 0,
                     });
                     sink.last_used = tick;
                     sink.builder
                         .push_row(row)
                         .map_err(ScanErrorOrConvert::Convert)?;
-                    let pk = owned_pk(row);
-                    if sink.pending_min.is_none() {
-                        sink.pending_min = Some(pk.clone());
-                    }
-                    sink.pending_max = Some(pk);
-                    sink.pending_cells += row.cells.len() as u64;
                     if sink.builder.len() >= self.cfg.batch_rows && !full.contains(&key) {
                         full.push(key);
                     }
@@ -618,8 +607,8 @@ impl SplitJob {
         Ok(())
     }
 
-    /// Writes the sink's buffered rows to its file (opening one if needed); closes the file when
-    /// it reached the target size, or when `last`.
+    /// Writes the sink's buffered rows to its files in slices of `batch_rows`, rolling to a new
+    /// file whenever the current one reaches the target size; closes the last one when `last`.
     async fn flush(
         &self,
         sinks: &mut HashMap<String, PartitionSink>,
@@ -634,52 +623,72 @@ impl SplitJob {
         };
         if !sink.builder.is_empty() {
             let batch = sink.builder.finish()?;
-            if sink.file.is_none() {
-                let dir = if key.is_empty() {
-                    DATA_DIR.to_string()
-                } else {
-                    format!("{DATA_DIR}/{key}")
-                };
-                let rel = format!(
-                    "{dir}/part-{:05}-{attempt}-{:03}.parquet",
-                    self.split.id, *file_seq
-                );
-                *file_seq += 1;
-                let object = self
-                    .store
-                    .dest
-                    .path(&format!("{}/{rel}", self.plan.snapshot_id));
-                let writer = ParquetFileWriter::create(
-                    self.store.dest.store.clone(),
-                    object,
-                    rel,
-                    sink.builder.arrow_schema().clone(),
-                    self.cfg.parquet.writer_properties()?,
-                )?;
-                sink.file = Some(OpenFile {
-                    writer,
-                    pk_min: None,
-                    pk_max: None,
-                    cells: 0,
-                });
-            }
-            if let Some(f) = sink.file.as_mut() {
-                f.writer.write(&batch).await?;
-                if f.pk_min.is_none() {
-                    f.pk_min = sink.pending_min.take();
+            let step = self.cfg.batch_rows.max(1);
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
+                offset += slice.num_rows();
+                if sink.file.is_none() {
+                    sink.file = Some(self.open_file(key, attempt, file_seq, &sink.builder)?);
                 }
-                f.pk_max = sink.pending_max.take().or(f.pk_max.take());
-                f.cells += std::mem::take(&mut sink.pending_cells);
-                sink.pending_min = None;
+                let Some(f) = sink.file.as_mut() else {
+                    continue;
+                };
+                f.writer.write(&slice).await?;
+                // Rows of a split arrive in primary-key order, so a slice's ends bound the file.
+                let reader = RowReader::new(&self.schema, &slice)?;
+                if f.pk_min.is_none() {
+                    f.pk_min = Some(reader.row(0)?.primary_key);
+                }
+                f.pk_max = Some(reader.row(slice.num_rows() - 1)?.primary_key);
+                f.cells += batch_cells(&slice);
+                if f.writer.estimated_bytes() >= self.cfg.parquet.target_file_bytes
+                    && let Some(f) = sink.file.take()
+                {
+                    files.push(self.close_file(f, &sink.values).await?);
+                }
             }
         }
-        let roll = sink.file.as_ref().is_some_and(|f| {
-            last || f.writer.estimated_bytes() >= self.cfg.parquet.target_file_bytes
-        });
-        if roll && let Some(f) = sink.file.take() {
+        if last && let Some(f) = sink.file.take() {
             files.push(self.close_file(f, &sink.values).await?);
         }
         Ok(())
+    }
+
+    fn open_file(
+        &self,
+        key: &str,
+        attempt: &str,
+        file_seq: &mut u32,
+        builder: &BatchBuilder,
+    ) -> Result<OpenFile, BackupError> {
+        let dir = if key.is_empty() {
+            DATA_DIR.to_string()
+        } else {
+            format!("{DATA_DIR}/{key}")
+        };
+        let rel = format!(
+            "{dir}/part-{:05}-{attempt}-{:03}.parquet",
+            self.split.id, *file_seq
+        );
+        *file_seq += 1;
+        let object = self
+            .store
+            .dest
+            .path(&format!("{}/{rel}", self.plan.snapshot_id));
+        let writer = ParquetFileWriter::create(
+            self.store.dest.store.clone(),
+            object,
+            rel,
+            builder.arrow_schema().clone(),
+            self.cfg.parquet.writer_properties()?,
+        )?;
+        Ok(OpenFile {
+            writer,
+            pk_min: None,
+            pk_max: None,
+            cells: 0,
+        })
     }
 
     async fn close_file(
@@ -740,9 +749,21 @@ impl SplitJob {
     }
 }
 
-fn owned_pk(row: &RowRef<'_>) -> Vec<PkColumn> {
-    row.primary_key
-        .iter()
-        .map(|c| PkColumn::new(c.name, c.value.to_owned()))
-        .collect()
+/// Cells stored in a batch: non-null typed values plus `$cells` entries.
+fn batch_cells(batch: &arrow_array::RecordBatch) -> u64 {
+    use arrow_array::Array;
+    let mut n = 0u64;
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        if name == ots_schema::layout::CELLS_COLUMN {
+            // Offsets, not `values().len()`: a sliced list still shares all of its child values.
+            if let Some(list) = col.as_any().downcast_ref::<arrow_array::ListArray>() {
+                let offsets = list.value_offsets();
+                n += (offsets[offsets.len() - 1] - offsets[0]) as u64;
+            }
+        } else if name != ots_schema::layout::TS_COLUMN && field.is_nullable() {
+            n += (col.len() - col.null_count()) as u64;
+        }
+    }
+    n
 }

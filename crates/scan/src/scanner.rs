@@ -205,8 +205,8 @@ impl RateLimiter {
 
     fn refill(&self, st: &mut (f64, Instant)) {
         let now = Instant::now();
-        st.0 = (st.0 + now.duration_since(st.1).as_secs_f64() * self.per_second)
-            .min(self.per_second);
+        st.0 =
+            (st.0 + now.duration_since(st.1).as_secs_f64() * self.per_second).min(self.per_second);
         st.1 = now;
     }
 

@@ -88,11 +88,16 @@ pub struct Destination {
 impl Destination {
     /// The object path of `relative` (e.g. `SNAPSHOT/manifest.json`) under the prefix.
     pub fn path(&self, relative: &str) -> Path {
-        let mut p = self.prefix.clone();
-        for part in relative.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
-        }
-        p
+        // Parse rather than join: joining would percent-encode the `%XX` escapes of hive partition
+        // values a second time, and readers would see `%2527` where the manifest says `%27`.
+        let full = format!("{}/{}", self.prefix.as_ref(), relative.trim_matches('/'));
+        Path::parse(full.trim_matches('/')).unwrap_or_else(|_| {
+            let mut p = self.prefix.clone();
+            for part in relative.split('/').filter(|s| !s.is_empty()) {
+                p = p.clone().join(part);
+            }
+            p
+        })
     }
 
     /// The user-facing URL of `relative` under this destination.

@@ -1,0 +1,342 @@
+//! `otsarchive backup` and `otsarchive schema`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use ots_backup::{BackupConfig, BackupError, Progress, run_backup};
+use ots_manifest::{Partitioning, TimeGranularity, TimeSource};
+use ots_scan::SplitSize;
+use ots_schema::SnapshotSchema;
+use ots_writer::open_destination;
+
+use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes};
+use crate::progress::Reporter;
+
+#[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:
+  otsarchive backup --endpoint https://myinst.cn-hangzhou.ots.aliyuncs.com --instance myinst \\
+      --table orders --to oss://my-bucket/backups --oss-region cn-hangzhou
+  otsarchive backup ... --to ./backups --partition-by day:created_at:seconds
+  otsarchive backup ... --to ./backups --resume 20261125T143012Z-1a2b3c4d   # after a crash
+
+PARTITIONING (--partition-by):
+  none                      files per split (default)
+  column:NAME               NAME=value folders (a primary-key or attribute column)
+  day:NAME:seconds|millis|iso, hour:NAME:seconds|millis|iso
+                            dt=YYYY-MM-DD[/hour=HH] from a time column
+  day:latest-write, hour:latest-write
+                            from the row's newest cell timestamp
+  hash:N                    bucket=0..N-1 from a hash of the primary key")]
+pub struct BackupArgs {
+    /// Table to back up.
+    #[arg(long)]
+    pub table: String,
+    /// Destination: a folder, file://, oss://bucket/prefix, s3://, gs://, az://
+    #[arg(long)]
+    pub to: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
+    /// Splits scanned at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Target split size in MiB (ComputeSplitPointsBySize).
+    #[arg(long, default_value_t = 256)]
+    pub split_size_mb: i64,
+    /// Split size unit in bytes (tests use small units to get many splits).
+    #[arg(long, hide = true)]
+    pub split_unit_bytes: Option<i64>,
+    /// Pin the snapshot schema (JSON from `otsarchive schema`) instead of inferring it.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Rows sampled per split for schema inference.
+    #[arg(long, default_value_t = 2000)]
+    pub sample_rows: usize,
+    /// At most this many typed attribute columns; the rest go to $cells.
+    #[arg(long, default_value_t = 1000)]
+    pub max_typed_columns: usize,
+    /// How rows are spread over folders (see below).
+    #[arg(long, default_value = "none")]
+    pub partition_by: String,
+    /// zstd compression level (1–22).
+    #[arg(long, default_value_t = 1)]
+    pub zstd_level: i32,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub row_group_rows: usize,
+    /// Start a new file past this size, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub target_file_mb: u64,
+    /// Read capacity units per second (be gentle with a live table).
+    #[arg(long)]
+    pub read_cu_per_sec: Option<f64>,
+    /// Resume this interrupted snapshot: committed splits are skipped.
+    #[arg(long)]
+    pub resume: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// Table whose schema to infer.
+    #[arg(long)]
+    pub table: String,
+    /// Rows sampled per split.
+    #[arg(long, default_value_t = 2000)]
+    pub sample_rows: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub max_typed_columns: usize,
+}
+
+pub fn parse_partitioning(spec: &str) -> Result<Partitioning, CliError> {
+    let bad = |why: &str| {
+        CliError::Usage(format!(
+            "--partition-by '{spec}': {why} (see `otsarchive backup --help`)"
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    match parts.as_slice() {
+        ["none"] => Ok(Partitioning::None),
+        ["column", name] if !name.is_empty() => Ok(Partitioning::Column {
+            column: name.to_string(),
+        }),
+        ["hash", n] => {
+            let buckets: u32 = n
+                .parse()
+                .map_err(|_| bad("the bucket count must be a number"))?;
+            if buckets == 0 {
+                return Err(bad("the bucket count must be at least 1"));
+            }
+            Ok(Partitioning::HashBucket { buckets })
+        }
+        [g @ ("day" | "hour"), rest @ ..] => {
+            let granularity = if *g == "day" {
+                TimeGranularity::Day
+            } else {
+                TimeGranularity::Hour
+            };
+            let source = match rest {
+                ["latest-write"] => TimeSource::LatestWrite,
+                [col, "seconds"] => TimeSource::EpochSeconds {
+                    column: col.to_string(),
+                },
+                [col, "millis"] => TimeSource::EpochMillis {
+                    column: col.to_string(),
+                },
+                [col, "iso"] => TimeSource::IsoString {
+                    column: col.to_string(),
+                },
+                _ => {
+                    return Err(bad(
+                        "expected day|hour:COLUMN:seconds|millis|iso or day|hour:latest-write",
+                    ));
+                }
+            };
+            Ok(Partitioning::Time {
+                source,
+                granularity,
+            })
+        }
+        _ => Err(bad("unknown mode")),
+    }
+}
+
+fn backup_error(e: BackupError) -> CliError {
+    match e {
+        BackupError::Usage(m) => CliError::Usage(m),
+        BackupError::Ots(e) if e.is_not_found() => CliError::Usage(e.to_string()),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
+    // Everything that can be checked without reading data is checked first.
+    let partitioning = parse_partitioning(&a.partition_by)?;
+    if !(1..=22).contains(&a.zstd_level) {
+        return Err(CliError::Usage(format!(
+            "--zstd-level {} is out of range 1–22",
+            a.zstd_level
+        )));
+    }
+    if a.concurrency == 0 || a.split_size_mb <= 0 || a.row_group_rows == 0 || a.target_file_mb == 0
+    {
+        return Err(CliError::Usage(
+            "--concurrency, --split-size-mb, --row-group-rows and --target-file-mb must be positive"
+                .into(),
+        ));
+    }
+    let pinned = match &a.schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("cannot read --schema {}: {e}", path.display()))
+            })?;
+            Some(
+                SnapshotSchema::from_json(&text)
+                    .map_err(|e| CliError::Usage(format!("--schema {}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    let dest = open_destination(&a.to, &a.dest.options())?;
+    let client = client(g)?;
+    let endpoint = g.endpoint.clone().unwrap_or_default();
+    let instance = g.instance.clone().unwrap_or_default();
+    let mut cfg = BackupConfig::new(&a.table, endpoint, instance);
+    cfg.concurrency = a.concurrency;
+    cfg.split_size = match a.split_unit_bytes {
+        Some(unit) => SplitSize {
+            units: a.split_size_mb,
+            unit_bytes: unit,
+        },
+        None => SplitSize {
+            units: a.split_size_mb,
+            unit_bytes: 1024 * 1024,
+        },
+    };
+    cfg.sample_rows_per_split = a.sample_rows;
+    cfg.max_typed_columns = a.max_typed_columns;
+    cfg.pinned_schema = pinned;
+    cfg.partitioning = partitioning;
+    cfg.parquet.zstd_level = a.zstd_level;
+    cfg.parquet.row_group_rows = a.row_group_rows;
+    cfg.parquet.target_file_bytes = a.target_file_mb * 1024 * 1024;
+    cfg.read_cu_per_sec = a.read_cu_per_sec;
+    cfg.resume = a.resume.clone();
+
+    let progress = Arc::new(Progress::default());
+    let reporter = Reporter::start(progress.clone(), "backup", !g.quiet && !g.json);
+    let started = Instant::now();
+    let result = run_backup(&client, dest, &cfg, progress.clone()).await;
+    reporter.finish().await;
+    let outcome = result.map_err(backup_error)?;
+    let m = &outcome.manifest;
+    let elapsed = started.elapsed().as_secs_f64();
+    if g.json {
+        let summary = serde_json::json!({
+            "snapshot_id": outcome.snapshot_id,
+            "url": outcome.url,
+            "table": a.table,
+            "rows": m.totals.rows,
+            "cells": m.totals.cells,
+            "overflow_cells": m.totals.overflow_cells,
+            "files": m.totals.files,
+            "bytes": m.totals.bytes,
+            "splits": m.splits.len(),
+            "splits_resumed": outcome.splits_resumed,
+            "snapshot_time_ms": m.time_range.t_ms,
+            "elapsed_secs": elapsed,
+            "client": {
+                "requests": client.stats().requests,
+                "retries": client.stats().retries,
+                "throttled": client.stats().throttled,
+            },
+        });
+        println!("{summary}");
+    } else {
+        if !g.quiet {
+            eprintln!(
+                "backup: {} rows, {} cells ({} in $cells), {} files, {} in {:.1}s ({:.0} rows/s); {} splits{}",
+                m.totals.rows,
+                m.totals.cells,
+                m.totals.overflow_cells,
+                m.totals.files,
+                human_bytes(m.totals.bytes),
+                elapsed,
+                m.totals.rows as f64 / elapsed.max(0.001),
+                m.splits.len(),
+                if outcome.splits_resumed > 0 {
+                    format!(
+                        " ({} committed by the interrupted run)",
+                        outcome.splits_resumed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!("{}", outcome.url);
+    }
+    Ok(())
+}
+
+pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
+    let client = client(g)?;
+    let described = client.describe_table(&a.table).await.map_err(|e| {
+        if e.is_not_found() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Failed(e.to_string())
+        }
+    })?;
+    let meta = ots_backup::table_meta(&a.table, &described).map_err(backup_error)?;
+    let plan = ots_scan::plan_splits(&client, &a.table, SplitSize::default())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let options = ots_scan::ScanOptions::up_to(t);
+    let mut inferrer = ots_schema::SchemaInferrer::new();
+    for split in plan.splits {
+        let mut s = ots_scan::SplitScanner::new(client.clone(), &a.table, split, options.clone())
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let mut seen = 0usize;
+        while seen < a.sample_rows {
+            let Some(page) = s
+                .next_page()
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?
+            else {
+                break;
+            };
+            page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+                if seen < a.sample_rows {
+                    inferrer.observe(r);
+                    seen += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+    }
+    let schema = inferrer
+        .finish(meta.primary_key, a.max_typed_columns)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    if g.json {
+        let out = serde_json::json!({
+            "schema": schema,
+            "sampled_rows": inferrer.rows(),
+            "observations": inferrer.observations(),
+        });
+        println!("{out}");
+    } else {
+        println!("{}", schema.to_json());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_specs() {
+        assert_eq!(parse_partitioning("none").unwrap(), Partitioning::None);
+        assert_eq!(
+            parse_partitioning("hash:16").unwrap(),
+            Partitioning::HashBucket { buckets: 16 }
+        );
+        assert!(matches!(
+            parse_partitioning("hour:ts:millis").unwrap(),
+            Partitioning::Time {
+                granularity: TimeGranularity::Hour,
+                source: TimeSource::EpochMillis { .. }
+            }
+        ));
+        for bad in ["", "hash:0", "hash:x", "day:ts", "weekly:x", "column:"] {
+            let e = parse_partitioning(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Options shared by every command, errors with exit codes, and opening clients and destinations.
+
+use std::time::Duration;
+
+use clap::Args;
+use ots_wire::{ClientConfig, Credentials, OtsClient};
+use ots_writer::{Destination, DestinationOptions, open_destination};
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Tablestore endpoint, e.g. https://myinst.cn-hangzhou.ots.aliyuncs.com
+    #[arg(long, global = true, env = "OTSARCHIVE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Tablestore instance name.
+    #[arg(long, global = true, env = "OTSARCHIVE_INSTANCE")]
+    pub instance: Option<String>,
+    /// Print a machine-readable JSON summary on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Destination settings that cannot live in the URL.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DestArgs {
+    /// OSS region for oss:// destinations, e.g. cn-hangzhou (or ALIBABA_CLOUD_OSS_REGION).
+    #[arg(long)]
+    pub oss_region: Option<String>,
+    /// Full OSS S3-compatible endpoint including the bucket (overrides the region-derived one).
+    #[arg(long)]
+    pub oss_endpoint: Option<String>,
+    /// Use OSS's internal endpoint (from ECS/VPC in the same region).
+    #[arg(long)]
+    pub oss_internal: bool,
+    /// Endpoint for s3:// destinations (S3-compatible servers); `{bucket}` is replaced.
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Allow plain-http object-store endpoints (test servers only).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+impl DestArgs {
+    pub fn options(&self) -> DestinationOptions {
+        DestinationOptions {
+            oss_region: self.oss_region.clone(),
+            oss_endpoint: self.oss_endpoint.clone(),
+            oss_internal: self.oss_internal,
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            allow_http: self.allow_http,
+            client_options: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad flags, bad destination, bad input: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Verification found a mismatch: exit 3.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Failed(_) => 1,
+            CliError::Usage(_) => 2,
+            CliError::Mismatch(_) => 3,
+        }
+    }
+}
+
+impl From<ots_writer::DestinationError> for CliError {
+    fn from(e: ots_writer::DestinationError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<ots_manifest::ManifestError> for CliError {
+    fn from(e: ots_manifest::ManifestError) -> Self {
+        match e {
+            ots_manifest::ManifestError::NotFound { .. } => CliError::Usage(e.to_string()),
+            ots_manifest::ManifestError::Json { .. }
+            | ots_manifest::ManifestError::FormatVersion { .. } => {
+                CliError::Mismatch(e.to_string())
+            }
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+pub fn init_logging(g: &GlobalArgs) {
+    let level = if g.quiet {
+        tracing::Level::ERROR
+    } else {
+        match g.verbose {
+            0 => tracing::Level::WARN,
+            1 => tracing::Level::INFO,
+            2 => tracing::Level::DEBUG,
+            _ => tracing::Level::TRACE,
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A client from the global options and credentials from the environment.
+pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
+    let endpoint = g.endpoint.clone().ok_or_else(|| {
+        CliError::Usage("--endpoint is required (or set OTSARCHIVE_ENDPOINT)".into())
+    })?;
+    let instance = g.instance.clone().ok_or_else(|| {
+        CliError::Usage("--instance is required (or set OTSARCHIVE_INSTANCE)".into())
+    })?;
+    let credentials = Credentials::from_env().map_err(|e| {
+        CliError::Usage(format!(
+            "no Tablestore credentials: {e} (set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
+             plus ALIBABA_CLOUD_SECURITY_TOKEN for STS)"
+        ))
+    })?;
+    let mut cfg = ClientConfig::new(endpoint, instance, credentials);
+    cfg.request_timeout = Duration::from_secs(120);
+    OtsClient::new(cfg).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Splits `DEST/SNAPSHOT_ID` into the destination and the id.
+pub fn open_snapshot(url: &str, args: &DestArgs) -> Result<(Destination, String), CliError> {
+    let trimmed = url.trim_end_matches('/');
+    let (parent, id) = trimmed.rsplit_once('/').ok_or_else(|| {
+        CliError::Usage(format!(
+            "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID, e.g. ./backups/20261125T143012Z-1a2b3c4d"
+        ))
+    })?;
+    if id.is_empty() || parent.is_empty() || parent.ends_with(':') {
+        return Err(CliError::Usage(format!(
+            "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID"
+        )));
+    }
+    let dest = open_destination(parent, &args.options())?;
+    Ok((dest, id.to_string()))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

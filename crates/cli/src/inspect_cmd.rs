@@ -1,0 +1,250 @@
+//! `otsarchive verify`, `ls` and `show`: reading snapshots without touching Tablestore.
+
+use clap::Args;
+use ots_manifest::{ManifestError, SnapshotStore, verify_snapshot};
+use ots_writer::open_destination;
+
+use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes, open_snapshot};
+
+#[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:
+  otsarchive verify ./backups/20261125T143012Z-1a2b3c4d
+  otsarchive verify oss://my-bucket/backups/20261125T143012Z-1a2b3c4d --oss-region cn-hangzhou --json
+
+Exit code 0 only when every check passes; 3 when something does not match.")]
+pub struct VerifyArgs {
+    /// Snapshot URL: DEST/SNAPSHOT_ID
+    pub snapshot: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Destination holding snapshots.
+    pub dest_url: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Snapshot URL: DEST/SNAPSHOT_ID
+    pub snapshot: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
+}
+
+pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
+    let (dest, id) = open_snapshot(&a.snapshot, &a.dest)?;
+    let store = SnapshotStore::new(dest);
+    let report = verify_snapshot(&store, &id).await?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "snapshot": a.snapshot,
+                "ok": report.ok(),
+                "report": report,
+            }))
+            .unwrap_or_default()
+        );
+    } else if !g.quiet {
+        for i in &report.issues {
+            eprintln!("MISMATCH {}: {}", i.path, i.problem);
+        }
+        for f in &report.unlisted_files {
+            eprintln!(
+                "note: {f} is not listed in the manifest (left by an interrupted attempt; not part of the snapshot)"
+            );
+        }
+        eprintln!(
+            "verify: {} files, {}, {} rows checked; {}",
+            report.files_checked,
+            human_bytes(report.bytes_checked),
+            report.rows_in_footers,
+            if report.ok() {
+                "OK".to_string()
+            } else {
+                format!("{} problem(s)", report.issues.len())
+            }
+        );
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(CliError::Mismatch(format!(
+            "snapshot {id} failed verification: {} problem(s), first: {}: {}",
+            report.issues.len(),
+            report.issues[0].path,
+            report.issues[0].problem
+        )))
+    }
+}
+
+pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
+    let dest = open_destination(&a.dest_url, &a.dest.options())?;
+    let store = SnapshotStore::new(dest);
+    let ids = store.list_snapshot_ids().await?;
+    let mut rows = Vec::new();
+    for id in ids {
+        match store.read_manifest(&id).await {
+            Ok(m) => rows.push(serde_json::json!({
+                "snapshot_id": id,
+                "status": "committed",
+                "table": m.source.table.table_name,
+                "snapshot_time": m.finished_at,
+                "rows": m.totals.rows,
+                "files": m.totals.files,
+                "bytes": m.totals.bytes,
+            })),
+            Err(ManifestError::NotFound { .. }) => {
+                let plan = store.read_plan(&id).await.ok();
+                let done = store.split_records(&id).await.map(|r| r.len()).unwrap_or(0);
+                rows.push(serde_json::json!({
+                    "snapshot_id": id,
+                    "status": if plan.is_some() { "incomplete" } else { "unknown" },
+                    "table": plan.as_ref().map(|p| p.source.table.table_name.clone()),
+                    "splits_committed": done,
+                    "splits_total": plan.as_ref().map(|p| p.splits.len()),
+                }));
+            }
+            Err(e) => rows.push(serde_json::json!({
+                "snapshot_id": id,
+                "status": "damaged",
+                "error": e.to_string(),
+            })),
+        }
+    }
+    if g.json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}",
+        "SNAPSHOT", "STATUS", "TABLE", "ROWS", "FILES", "SIZE"
+    );
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        let n = |k: &str| r[k].as_u64().map_or("-".to_string(), |v| v.to_string());
+        let size = r["bytes"].as_u64().map_or("-".to_string(), human_bytes);
+        let status = if s("status") == "incomplete" {
+            format!(
+                "incomplete ({}/{} splits)",
+                n("splits_committed"),
+                n("splits_total")
+            )
+        } else {
+            s("status")
+        };
+        println!(
+            "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}",
+            s("snapshot_id"),
+            status,
+            s("table"),
+            n("rows"),
+            n("files"),
+            size
+        );
+    }
+    Ok(())
+}
+
+pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
+    let (dest, id) = open_snapshot(&a.snapshot, &a.dest)?;
+    let store = SnapshotStore::new(dest);
+    let m = store.read_manifest(&id).await?;
+    if g.json {
+        println!("{}", serde_json::to_string(&m).unwrap_or_default());
+        return Ok(());
+    }
+    let t = &m.source.table;
+    println!("snapshot   {}", m.snapshot_id);
+    println!(
+        "source     {} / {} / table {}",
+        m.source.endpoint, m.source.instance, t.table_name
+    );
+    println!(
+        "time       T = {} ms (cells with timestamps in [{}, {}) ms); {} → {}",
+        m.time_range.t_ms, m.time_range.start_ms, m.time_range.end_ms, m.started_at, m.finished_at
+    );
+    println!(
+        "table      PK ({}); max_versions {:?}, TTL {:?} s, deviation {:?} s",
+        t.primary_key
+            .iter()
+            .map(|c| format!(
+                "{} {}{}",
+                c.name,
+                ots_schema::layout::pk_type_name(c.pk_type),
+                if c.auto_increment {
+                    " AUTO_INCREMENT"
+                } else {
+                    ""
+                }
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.max_versions,
+        t.time_to_live,
+        t.deviation_cell_version_in_sec
+    );
+    println!(
+        "totals     {} rows, {} cells ({} in $cells), {} files, {}, {} splits",
+        m.totals.rows,
+        m.totals.cells,
+        m.totals.overflow_cells,
+        m.totals.files,
+        human_bytes(m.totals.bytes),
+        m.splits.len()
+    );
+    println!(
+        "partition  {}",
+        serde_json::to_string(&m.partitioning).unwrap_or_default()
+    );
+    println!();
+    println!(
+        "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  CELLS BY TYPE",
+        "COLUMN", "TYPE", "TYPED", "NULL", "$CELLS", "CONFLICTS"
+    );
+    for c in &t.primary_key {
+        println!(
+            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  (primary key)",
+            c.name,
+            ots_schema::layout::pk_type_name(c.pk_type),
+            m.totals.rows,
+            0,
+            0,
+            0
+        );
+    }
+    let typed: std::collections::HashMap<&str, &str> = m
+        .schema
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.value_type.name()))
+        .collect();
+    for (name, s) in &m.stats.columns {
+        println!(
+            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  {}",
+            name,
+            typed.get(name.as_str()).copied().unwrap_or("-"),
+            s.typed_values,
+            s.typed_nulls,
+            s.overflow_cells,
+            s.type_conflicts,
+            s.cells_by_type
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if m.totals.overflow_cells > 0 {
+        println!();
+        println!(
+            "{} cells are in $cells (older versions, type conflicts, untyped columns); see docs/FORMAT.md §5.",
+            m.totals.overflow_cells
+        );
+    }
+    Ok(())
+}

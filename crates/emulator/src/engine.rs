@@ -1,0 +1,322 @@
+//! The instance: its tables, the table operations, and the dispatch from action name to handler.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ots_wire::pb;
+use prost::Message;
+
+use crate::error::{ApiError, ApiResult};
+use crate::schema::{self, MAX_TABLES, Options, TableDef};
+use crate::store::{Key, StoredRow, Visibility};
+
+/// GetRange page caps (fact sheet §5.5). Tests shrink them to reach the caps with little data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Rows scanned (and so returned) per GetRange page.
+    pub max_rows: usize,
+    /// Bytes per page: encoded rows plus the data of rows a filter rejected.
+    pub max_bytes: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            max_rows: 5000,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A handler's answer: the encoded response body and the capacity it consumed.
+pub(crate) struct Reply {
+    pub body: Vec<u8>,
+    pub read_cu: u64,
+    pub write_cu: u64,
+}
+
+impl Reply {
+    pub fn new(msg: &impl Message, read_cu: u64, write_cu: u64) -> Self {
+        Reply {
+            body: msg.encode_to_vec(),
+            read_cu,
+            write_cu,
+        }
+    }
+}
+
+pub(crate) struct Table {
+    pub def: TableDef,
+    pub state: RwLock<TableState>,
+}
+
+pub(crate) struct TableState {
+    pub options: Options,
+    pub read_cu: i32,
+    pub write_cu: i32,
+    pub last_increase_s: i64,
+    pub last_decrease_s: Option<i64>,
+    pub stream: Option<pb::StreamSpecification>,
+    pub rows: BTreeMap<Key, StoredRow>,
+    names: HashSet<Arc<str>>,
+    pub last_auto_increment: i64,
+}
+
+impl TableState {
+    pub fn visibility(&self, now_ms: i64) -> Visibility {
+        Visibility {
+            table_max_versions: usize::try_from(self.options.max_versions).unwrap_or(1),
+            ttl_cutoff_ms: self.options.ttl_cutoff_ms(now_ms),
+        }
+    }
+
+    /// One shared allocation per distinct column name.
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(n.clone());
+        n
+    }
+}
+
+impl Table {
+    pub fn read(&self) -> RwLockReadGuard<'_, TableState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, TableState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) struct Engine {
+    tables: RwLock<BTreeMap<String, Arc<Table>>>,
+    pub limits: PageLimits,
+}
+
+pub(crate) fn decode<M: Message + Default>(body: &[u8], what: &str) -> ApiResult<M> {
+    M::decode(body)
+        .map_err(|e| ApiError::param(format!("Failed to parse the {what} protobuf message: {e}.")))
+}
+
+pub(crate) fn capacity(read: u64, write: u64) -> pb::ConsumedCapacity {
+    pb::ConsumedCapacity {
+        capacity_unit: pb::CapacityUnit {
+            read: Some(i32::try_from(read).unwrap_or(i32::MAX)),
+            write: Some(i32::try_from(write).unwrap_or(i32::MAX)),
+        },
+        capacity_data_size: None,
+    }
+}
+
+/// Capacity units for `bytes` (1 CU = 4 KB, rounded up).
+pub(crate) fn cu(bytes: usize) -> u64 {
+    bytes.div_ceil(4096) as u64
+}
+
+/// Whether the action reads, writes, or manages tables (for the CU budget).
+pub(crate) fn action_kind(action: &str) -> crate::faults::CuKind {
+    use crate::faults::CuKind;
+    match action {
+        "GetRow" | "BatchGetRow" | "GetRange" | "ComputeSplitPointsBySize" => CuKind::Read,
+        "PutRow" | "UpdateRow" | "DeleteRow" | "BatchWriteRow" => CuKind::Write,
+        _ => CuKind::Table,
+    }
+}
+
+/// Row-level fault decisions for a BatchWriteRow with `n` rows.
+pub(crate) type RowFaults<'a> = &'a dyn Fn(usize) -> Vec<Option<ApiError>>;
+
+impl Engine {
+    pub fn new(limits: PageLimits) -> Self {
+        Engine {
+            tables: RwLock::new(BTreeMap::new()),
+            limits,
+        }
+    }
+
+    pub fn table(&self, name: &str) -> ApiResult<Arc<Table>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(ApiError::table_not_exist)
+    }
+
+    /// Runs one action on a request body.
+    pub fn dispatch(
+        &self,
+        action: &str,
+        body: &[u8],
+        row_faults: RowFaults<'_>,
+    ) -> ApiResult<Reply> {
+        match action {
+            "CreateTable" => self.create_table(&decode(body, "CreateTableRequest")?),
+            "DescribeTable" => self.describe_table(&decode(body, "DescribeTableRequest")?),
+            "ListTable" => {
+                let _: pb::ListTableRequest = decode(body, "ListTableRequest")?;
+                self.list_table()
+            }
+            "DeleteTable" => self.delete_table(&decode(body, "DeleteTableRequest")?),
+            "UpdateTable" => self.update_table(&decode(body, "UpdateTableRequest")?),
+            "PutRow" => self.put_row(&decode(body, "PutRowRequest")?),
+            "UpdateRow" => self.update_row(&decode(body, "UpdateRowRequest")?),
+            "DeleteRow" => self.delete_row(&decode(body, "DeleteRowRequest")?),
+            "BatchWriteRow" => {
+                self.batch_write_row(&decode(body, "BatchWriteRowRequest")?, row_faults)
+            }
+            "GetRow" => self.get_row(&decode(body, "GetRowRequest")?),
+            "BatchGetRow" => self.batch_get_row(&decode(body, "BatchGetRowRequest")?),
+            "GetRange" => self.get_range(&decode(body, "GetRangeRequest")?),
+            "ComputeSplitPointsBySize" => {
+                self.compute_split_points(&decode(body, "ComputeSplitPointsBySizeRequest")?)
+            }
+            other => Err(ApiError::param(format!(
+                "Unsupported operation: '{other}'."
+            ))),
+        }
+    }
+
+    fn create_table(&self, req: &pb::CreateTableRequest) -> ApiResult<Reply> {
+        let now = now_ms();
+        let (def, options) = schema::validate_create(req, now)?;
+        let cu = &req.reserved_throughput.capacity_unit;
+        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        if tables.contains_key(&def.name) {
+            return Err(ApiError::table_already_exists());
+        }
+        if tables.len() >= MAX_TABLES {
+            return Err(ApiError::new(
+                403,
+                "OTSQuotaExhausted",
+                "Number of tables exceeded the quota.",
+            ));
+        }
+        let state = TableState {
+            options,
+            read_cu: cu.read.unwrap_or(0),
+            write_cu: cu.write.unwrap_or(0),
+            last_increase_s: now / 1000,
+            last_decrease_s: None,
+            stream: def.stream.clone(),
+            rows: BTreeMap::new(),
+            names: HashSet::new(),
+            last_auto_increment: 0,
+        };
+        tables.insert(
+            def.name.clone(),
+            Arc::new(Table {
+                def,
+                state: RwLock::new(state),
+            }),
+        );
+        Ok(Reply::new(&pb::CreateTableResponse {}, 0, 0))
+    }
+
+    fn list_table(&self) -> ApiResult<Reply> {
+        let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        let resp = pb::ListTableResponse {
+            table_names: tables.keys().cloned().collect(),
+        };
+        Ok(Reply::new(&resp, 0, 0))
+    }
+
+    fn delete_table(&self, req: &pb::DeleteTableRequest) -> ApiResult<Reply> {
+        let removed = self
+            .tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.table_name);
+        match removed {
+            Some(_) => Ok(Reply::new(&pb::DeleteTableResponse {}, 0, 0)),
+            None => Err(ApiError::table_not_exist()),
+        }
+    }
+
+    fn describe_table(&self, req: &pb::DescribeTableRequest) -> ApiResult<Reply> {
+        let table = self.table(&req.table_name)?;
+        let st = table.read();
+        let resp = pb::DescribeTableResponse {
+            table_meta: table.def.meta_pb(),
+            reserved_throughput_details: throughput_details(&st),
+            table_options: st.options.to_pb(),
+            // Always sent: golang/protobuf 1.3 treats it as required.
+            table_status: Some(pb::TableStatus::Active as i32),
+            stream_details: stream_details(&table.def, &st),
+            shard_splits: Vec::new(),
+            sse_details: None,
+            index_metas: table.def.index_metas.clone(),
+            creation_time: None,
+        };
+        Ok(Reply::new(&resp, 0, 0))
+    }
+
+    fn update_table(&self, req: &pb::UpdateTableRequest) -> ApiResult<Reply> {
+        let table = self.table(&req.table_name)?;
+        let mut st = table.write();
+        // Validate everything before changing anything.
+        let mut options = st.options;
+        if let Some(o) = &req.table_options {
+            schema::apply_options(&mut options, o)?;
+        }
+        if let Some(rt) = &req.reserved_throughput {
+            schema::check_capacity(&rt.capacity_unit)?;
+            let now_s = now_ms() / 1000;
+            let (r, w) = (rt.capacity_unit.read, rt.capacity_unit.write);
+            let new_r = r.unwrap_or(st.read_cu);
+            let new_w = w.unwrap_or(st.write_cu);
+            if new_r > st.read_cu || new_w > st.write_cu {
+                st.last_increase_s = now_s;
+            }
+            if new_r < st.read_cu || new_w < st.write_cu {
+                st.last_decrease_s = Some(now_s);
+            }
+            st.read_cu = new_r;
+            st.write_cu = new_w;
+        }
+        if let Some(s) = &req.stream_spec {
+            st.stream = Some(s.clone());
+        }
+        st.options = options;
+        let resp = pb::UpdateTableResponse {
+            reserved_throughput_details: throughput_details(&st),
+            table_options: st.options.to_pb(),
+            stream_details: stream_details(&table.def, &st),
+        };
+        Ok(Reply::new(&resp, 0, 0))
+    }
+}
+
+fn throughput_details(st: &TableState) -> pb::ReservedThroughputDetails {
+    pb::ReservedThroughputDetails {
+        capacity_unit: pb::CapacityUnit {
+            read: Some(st.read_cu),
+            write: Some(st.write_cu),
+        },
+        last_increase_time: st.last_increase_s,
+        last_decrease_time: st.last_decrease_s,
+    }
+}
+
+fn stream_details(def: &TableDef, st: &TableState) -> Option<pb::StreamDetails> {
+    st.stream.as_ref().map(|s| pb::StreamDetails {
+        enable_stream: s.enable_stream,
+        stream_id: s
+            .enable_stream
+            .then(|| format!("{}_{}", def.name, def.created_ms)),
+        expiration_time: s.expiration_time,
+        last_enable_time: s.enable_stream.then_some(def.created_ms * 1000),
+        column_to_get: s.columns_to_get.clone(),
+    })
+}

@@ -239,9 +239,38 @@ def test_attribute_value_larger_than_2mb(client, t1):
         client.put_row(t1, Row([("pk", 2)], [("b", bytearray(2 * sup.MB + 1))]))
 
 
-def test_request_body_too_large(client, t1):
+def test_request_body_too_large(new_client, t1):
+    # A client of its own: see the next test for what the 413 may do to its connection pool.
     with sup.raises_ots(413, "OTSRequestBodyTooLarge", "The size of POST data is too large."):
-        client.put_row(t1, Row([("pk", 1)], [("s", "x" * (6 * sup.MB))]))
+        new_client().put_row(t1, Row([("pk", 1)], [("s", "x" * (6 * sup.MB))]))
+
+
+def test_request_body_too_large_leaves_the_client_usable(new_client, t1):
+    """After a 413 the SDK keeps the connection in its pool unless the response says
+    `Connection: close` (RFC 9112 §9.6). A server that answers early and then drops the connection
+    without saying so makes the SDK's next request fail at random (urllib3 does not retry a POST)."""
+    import time
+    c = new_client()
+    send = c.connection.send_receive
+    seen = []
+
+    def spy(url, headers, body):
+        r = send(url, headers, body)
+        seen.append({k.lower(): v for k, v in r[2].items()})
+        return r
+
+    c.connection.send_receive = spy
+    with sup.raises_ots(413, "OTSRequestBodyTooLarge", "The size of POST data is too large."):
+        c.put_row(t1, Row([("pk", 1)], [("s", "x" * (6 * sup.MB))]))
+    announced_close = "close" in seen[-1].get("connection", "").lower()
+    time.sleep(0.5)
+    pool = c.connection.pool.connection_from_url(c.host)
+    idle = [conn for conn in list(pool.pool.queue) if conn is not None and conn.sock is not None]
+    dropped = [conn for conn in idle if not conn.is_connected]
+    assert announced_close or not dropped, \
+        "the server closed the connection after the 413 without a `Connection: close` header"
+    for _ in range(3):
+        assert c.describe_table(t1).table_meta.table_name == t1
 
 
 def test_auto_increment_with_a_row_condition(client, tables):

@@ -23,6 +23,12 @@ pub struct GlobalArgs {
     /// Only errors on stderr; no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Attempts per Tablestore request (and per failed row) before giving up.
+    #[arg(long, global = true, default_value_t = 20)]
+    pub retry_attempts: u32,
+    /// Give up retrying one request after this many seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    pub retry_deadline_secs: u64,
 }
 
 /// Destination settings that cannot live in the URL.
@@ -137,6 +143,13 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     })?;
     let mut cfg = ClientConfig::new(endpoint, instance, credentials);
     cfg.request_timeout = Duration::from_secs(120);
+    if g.retry_attempts == 0 {
+        return Err(CliError::Usage(
+            "--retry-attempts must be at least 1".into(),
+        ));
+    }
+    cfg.retry.max_attempts = g.retry_attempts;
+    cfg.retry.deadline = Duration::from_secs(g.retry_deadline_secs);
     OtsClient::new(cfg).map_err(|e| CliError::Usage(e.to_string()))
 }
 

@@ -11,12 +11,22 @@ use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes, open_snapshot};
   otsarchive verify ./backups/20261125T143012Z-1a2b3c4d
   otsarchive verify oss://my-bucket/backups/20261125T143012Z-1a2b3c4d --oss-region cn-hangzhou --json
 
+  otsarchive verify ./backups/20261125T143012Z-1a2b3c4d --against-table orders_copy \\
+      --endpoint https://myinst.cn-hangzhou.ots.aliyuncs.com --instance myinst
+
 Exit code 0 only when every check passes; 3 when something does not match.")]
 pub struct VerifyArgs {
     /// Snapshot URL: DEST/SNAPSHOT_ID
     pub snapshot: String,
     #[command(flatten)]
     pub dest: DestArgs,
+    /// Also compare the snapshot with this live table (rows, cells, types, values, timestamps
+    /// within the snapshot's time range); needs --endpoint and --instance.
+    #[arg(long)]
+    pub against_table: Option<String>,
+    /// Differences to list when comparing with a table.
+    #[arg(long, default_value_t = 10)]
+    pub max_differences: usize,
 }
 
 #[derive(Args, Debug)]
@@ -38,18 +48,69 @@ pub struct ShowArgs {
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     let (dest, id) = open_snapshot(&a.snapshot, &a.dest)?;
     let store = SnapshotStore::new(dest);
+    // The client is checked before any file is read, so a bad --endpoint fails fast.
+    let client = match &a.against_table {
+        Some(_) => Some(crate::common::client(g)?),
+        None => None,
+    };
     let report = verify_snapshot(&store, &id).await?;
+    let comparison = match (&a.against_table, &client) {
+        (Some(table), Some(client)) if report.ok() => {
+            let manifest = store.read_manifest(&id).await?;
+            Some(
+                ots_restore::compare::compare_with_table(
+                    client,
+                    &store,
+                    &id,
+                    &manifest,
+                    table,
+                    a.max_differences,
+                )
+                .await
+                .map_err(|e| match e {
+                    ots_restore::RestoreError::Ots(ref o) if o.is_not_found() => {
+                        CliError::Usage(e.to_string())
+                    }
+                    other => CliError::Failed(other.to_string()),
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let compared_ok = comparison.as_ref().is_none_or(|c| c.ok());
     if g.json {
         println!(
             "{}",
             serde_json::to_string(&serde_json::json!({
                 "snapshot": a.snapshot,
-                "ok": report.ok(),
+                "ok": report.ok() && compared_ok,
                 "report": report,
+                "comparison": comparison,
             }))
             .unwrap_or_default()
         );
     } else if !g.quiet {
+        if let Some(c) = &comparison {
+            for d in &c.first_differences {
+                eprintln!(
+                    "DIFFERENT {} {}: {}",
+                    d.kind,
+                    serde_json::to_string(&d.primary_key).unwrap_or_default(),
+                    d.detail
+                );
+            }
+            eprintln!(
+                "compare with '{}': {} rows in the snapshot, {} in the table; {} match, {} missing in the table, \
+                 {} only in the table, {} different",
+                c.table,
+                c.rows_in_snapshot,
+                c.rows_in_table,
+                c.rows_matching,
+                c.missing_in_table,
+                c.extra_in_table,
+                c.different
+            );
+        }
         for i in &report.issues {
             eprintln!("MISMATCH {}: {}", i.path, i.problem);
         }
@@ -69,6 +130,12 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 format!("{} problem(s)", report.issues.len())
             }
         );
+    }
+    if let Some(c) = comparison.filter(|c| !c.ok()) {
+        return Err(CliError::Mismatch(format!(
+            "table '{}' differs from snapshot {id}: {} missing, {} extra, {} different rows",
+            c.table, c.missing_in_table, c.extra_in_table, c.different
+        )));
     }
     if report.ok() {
         Ok(())

@@ -6,6 +6,7 @@ mod backup_cmd;
 mod common;
 mod inspect_cmd;
 mod progress;
+mod restore_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,11 @@ use crate::common::{CliError, GlobalArgs};
   otsarchive show ./backups/20261125T143012Z-1a2b3c4d
   otsarchive verify ./backups/20261125T143012Z-1a2b3c4d
 
+  # restore into a new table, then prove it matches the snapshot
+  otsarchive restore --from ./backups/20261125T143012Z-1a2b3c4d --endpoint URL --instance inst \\
+      --table orders_copy --create-table
+  otsarchive verify ./backups/20261125T143012Z-1a2b3c4d --against-table orders_copy --endpoint URL --instance inst
+
 EXIT CODES: 0 success, 1 failure, 2 bad usage or input, 3 verification mismatch"
 )]
 struct Cli {
@@ -41,7 +47,10 @@ struct Cli {
 enum Command {
     /// Back up a table into a new snapshot (or resume an interrupted one).
     Backup(backup_cmd::BackupArgs),
-    /// Check a snapshot's integrity: files, sizes, SHA-256, Parquet footers, counts.
+    /// Restore a snapshot into a table (new or existing), cell for cell.
+    Restore(restore_cmd::RestoreArgs),
+    /// Check a snapshot's integrity (files, sizes, SHA-256, footers, counts), and optionally
+    /// compare it with a live table.
     Verify(inspect_cmd::VerifyArgs),
     /// List the snapshots under a destination.
     Ls(inspect_cmd::LsArgs),
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Backup(a) => backup_cmd::run(&cli.global, a).await,
             Command::Schema(a) => backup_cmd::schema(&cli.global, a).await,
+            Command::Restore(a) => restore_cmd::run(&cli.global, a).await,
             Command::Verify(a) => inspect_cmd::verify(&cli.global, a).await,
             Command::Ls(a) => inspect_cmd::ls(&cli.global, a).await,
             Command::Show(a) => inspect_cmd::show(&cli.global, a).await,

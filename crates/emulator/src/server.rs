@@ -135,6 +135,16 @@ fn respond(
     resp
 }
 
+/// The unread rest of an oversized body makes the connection unusable: say so, so that clients
+/// (urllib3 in the official SDK) do not put it back in their pool.
+fn closing(mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    resp.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 fn error_response(
     shared: &Shared,
     e: &ApiError,
@@ -178,7 +188,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Ok(error_response(&shared, &too_large, None, &action));
+        return Ok(closing(error_response(&shared, &too_large, None, &action)));
     }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -187,7 +197,7 @@ async fn handle(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Ok(error_response(&shared, &too_large, None, &action));
+            return Ok(closing(error_response(&shared, &too_large, None, &action)));
         }
         // The client went away mid-body: nobody to answer.
         Err(_) => return Err(DropConnection),

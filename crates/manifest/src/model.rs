@@ -142,6 +142,21 @@ pub struct SplitStatus {
     pub status: String,
     pub files: u64,
     pub rows: u64,
+    /// The split's primary-key range `[start, end)`.
+    #[serde(default)]
+    pub start: Vec<KeyPart>,
+    #[serde(default)]
+    pub end: Vec<KeyPart>,
+}
+
+impl SplitStatus {
+    pub fn range(&self) -> Split {
+        Split {
+            id: self.id,
+            start: self.start.clone(),
+            end: self.end.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +201,8 @@ impl Manifest {
                 status: "committed".into(),
                 files: r.files.len() as u64,
                 rows: r.files.iter().map(|f| f.rows).sum(),
+                start: r.split.start.clone(),
+                end: r.split.end.clone(),
             });
             files.extend(r.files.iter().cloned());
         }

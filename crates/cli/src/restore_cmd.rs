@@ -1,0 +1,320 @@
+//! `otsarchive restore`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ots_manifest::SnapshotStore;
+use ots_restore::{
+    AutoIncrementMode, RestoreConfig, RestoreError, RestoreProgress, TimestampMode, WriteMode,
+    run_restore,
+};
+use ots_schema::layout::PkColumnSchema;
+use ots_wire::types::{PkColumn, PkType, PkValue};
+
+use crate::common::{CliError, DestArgs, GlobalArgs, client, open_snapshot};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AutoIncrementArg {
+    Keep,
+    Regenerate,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TimestampsArg {
+    Original,
+    Now,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    Overwrite,
+    OnlyIfAbsent,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:
+  # into a new table, created from the snapshot's table meta
+  otsarchive restore --from ./backups/20261125T143012Z-1a2b3c4d --endpoint URL --instance inst \\
+      --table orders_restored --create-table
+  # gently, into a live table, without touching rows that exist
+  otsarchive restore --from ... --table orders --mode only-if-absent --rows-per-sec 2000
+  # part of it: a key range, some columns, one partition
+  otsarchive restore --from ... --table t --start-key user_id=u100 --end-key user_id=u200 \\
+      --columns name,age --partition dt=2026-11-24
+  # after a crash
+  otsarchive restore --from ... --table t --resume
+
+Rows that fail for good are written to the dead-letter file (JSON lines) and the exit code is 1.")]
+pub struct RestoreArgs {
+    /// Snapshot URL: DEST/SNAPSHOT_ID
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
+    /// Target table.
+    #[arg(long)]
+    pub table: String,
+    /// Create the target from the snapshot's table meta if it does not exist.
+    #[arg(long)]
+    pub create_table: bool,
+    /// AUTO_INCREMENT keys: keep the original values (the column is created as a plain INTEGER)
+    /// or let the service assign new ones.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub auto_increment: AutoIncrementArg,
+    /// Cell timestamps: the original ones, or the time of the restore (version order kept).
+    #[arg(long, value_enum, default_value = "original")]
+    pub timestamps: TimestampsArg,
+    /// Overwrite rows, or only write rows that are absent from the target.
+    #[arg(long, value_enum, default_value = "overwrite")]
+    pub mode: ModeArg,
+    /// First primary key to restore, e.g. `user_id=u100,seq=0` (a prefix is allowed).
+    #[arg(long)]
+    pub start_key: Option<String>,
+    /// Primary key to stop before (exclusive), same form as --start-key.
+    #[arg(long)]
+    pub end_key: Option<String>,
+    /// Restore only these attribute columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Restore only files of this partition, e.g. dt=2026-11-24 (repeatable).
+    #[arg(long)]
+    pub partition: Vec<String>,
+    /// BatchWriteRow requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Files read at once.
+    #[arg(long, default_value_t = 2)]
+    pub file_concurrency: usize,
+    /// Cap on rows written per second (throttling lowers the rate further, adaptively).
+    #[arg(long)]
+    pub rows_per_sec: Option<f64>,
+    /// Where rows that fail for good are written (JSON lines).
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// Checkpoint of finished files (for --resume).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue a crashed restore from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Do not verify the snapshot's integrity before writing.
+    #[arg(long)]
+    pub skip_verify: bool,
+}
+
+/// Parses `name=value,name=value` against the primary-key schema; missing trailing columns are
+/// INF_MIN (so a prefix selects everything from / up to that prefix).
+pub fn parse_key(text: &str, pk: &[PkColumnSchema], flag: &str) -> Result<Vec<PkColumn>, CliError> {
+    let bad = |why: String| CliError::Usage(format!("{flag} '{text}': {why}"));
+    let parts: Vec<(&str, &str)> = text
+        .split(',')
+        .map(|p| {
+            p.split_once('=')
+                .ok_or_else(|| bad(format!("'{p}' is not name=value")))
+        })
+        .collect::<Result<_, _>>()?;
+    if parts.len() > pk.len() {
+        return Err(bad(format!("the key has only {} columns", pk.len())));
+    }
+    let mut out = Vec::new();
+    for (i, c) in pk.iter().enumerate() {
+        let value = match parts.get(i) {
+            Some((name, v)) => {
+                if *name != c.name {
+                    return Err(bad(format!(
+                        "column {} of the key is '{}', not '{name}'",
+                        i + 1,
+                        c.name
+                    )));
+                }
+                match c.pk_type {
+                    PkType::Integer => PkValue::Integer(
+                        v.parse()
+                            .map_err(|_| bad(format!("'{v}' is not an integer for '{name}'")))?,
+                    ),
+                    PkType::String => PkValue::String(v.to_string()),
+                    PkType::Binary => PkValue::Binary(
+                        hex_decode(v)
+                            .ok_or_else(|| bad(format!("'{v}' is not hex for BINARY '{name}'")))?,
+                    ),
+                }
+            }
+            None => PkValue::InfMin,
+        };
+        out.push(PkColumn::new(&c.name, value));
+    }
+    Ok(out)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn restore_error(e: RestoreError) -> CliError {
+    match e {
+        RestoreError::Usage(m) => CliError::Usage(m),
+        RestoreError::Preflight(_) => CliError::Usage(e.to_string()),
+        RestoreError::SnapshotInvalid(m) => CliError::Mismatch(m),
+        RestoreError::Manifest(m) => m.into(),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
+    let (dest, id) = open_snapshot(&a.from, &a.dest)?;
+    let store = SnapshotStore::new(dest);
+    let manifest = store.read_manifest(&id).await?;
+    let client = client(g)?;
+    let mut cfg = RestoreConfig::new(&a.table, &id);
+    cfg.create_table = a.create_table;
+    cfg.auto_increment = match a.auto_increment {
+        AutoIncrementArg::Keep => AutoIncrementMode::Keep,
+        AutoIncrementArg::Regenerate => AutoIncrementMode::Regenerate,
+    };
+    cfg.timestamps = match a.timestamps {
+        TimestampsArg::Original => TimestampMode::Original,
+        TimestampsArg::Now => TimestampMode::Now,
+    };
+    cfg.mode = match a.mode {
+        ModeArg::Overwrite => WriteMode::Overwrite,
+        ModeArg::OnlyIfAbsent => WriteMode::OnlyIfAbsent,
+    };
+    let pk = &manifest.source.table.primary_key;
+    cfg.pk_range = match (&a.start_key, &a.end_key) {
+        (None, None) => None,
+        (s, e) => {
+            let start = match s {
+                Some(s) => parse_key(s, pk, "--start-key")?,
+                None => pk
+                    .iter()
+                    .map(|c| PkColumn::new(&c.name, PkValue::InfMin))
+                    .collect(),
+            };
+            let end = match e {
+                Some(e) => parse_key(e, pk, "--end-key")?,
+                None => pk
+                    .iter()
+                    .map(|c| PkColumn::new(&c.name, PkValue::InfMax))
+                    .collect(),
+            };
+            Some((start, end))
+        }
+    };
+    if let Some(cols) = &a.columns {
+        let known: BTreeSet<&str> = manifest.stats.columns.keys().map(String::as_str).collect();
+        if let Some(unknown) = cols.iter().find(|c| !known.contains(c.as_str())) {
+            return Err(CliError::Usage(format!(
+                "--columns: the snapshot has no column '{unknown}' (it has: {})",
+                known.iter().copied().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        cfg.columns = Some(cols.iter().cloned().collect());
+    }
+    cfg.partitions = a
+        .partition
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| CliError::Usage(format!("--partition '{p}' is not key=value")))
+        })
+        .collect::<Result<_, _>>()?;
+    cfg.concurrency = a.concurrency;
+    cfg.file_concurrency = a.file_concurrency;
+    cfg.rows_per_sec = a.rows_per_sec;
+    if let Some(p) = a.dead_letter {
+        cfg.dead_letter = p;
+    }
+    if let Some(p) = a.checkpoint {
+        cfg.checkpoint = p;
+    }
+    cfg.resume = a.resume;
+    cfg.skip_verify = a.skip_verify;
+
+    let progress = Arc::new(RestoreProgress::default());
+    let reporter = start_reporter(progress.clone(), !g.quiet && !g.json);
+    let started = Instant::now();
+    let result = run_restore(&client, &store, &id, &cfg, progress.clone()).await;
+    reporter.abort();
+    let outcome = result.map_err(restore_error)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if g.json {
+        let mut v = serde_json::to_value(&outcome).unwrap_or_default();
+        v["elapsed_secs"] = serde_json::json!(elapsed);
+        println!("{v}");
+    } else if !g.quiet {
+        for w in &outcome.warnings {
+            eprintln!("note: {w}");
+        }
+        if let Some(n) = &outcome.auto_increment_note {
+            eprintln!("note: {n}");
+        }
+        eprintln!(
+            "restore: {} rows written into '{}'{} in {:.1}s ({:.0} rows/s); {} already present, {} filtered out, \
+             {} failed; {} row retries, {} throttling events{}",
+            outcome.rows_written,
+            outcome.table,
+            if outcome.table_created {
+                " (created)"
+            } else {
+                ""
+            },
+            elapsed,
+            outcome.rows_written as f64 / elapsed.max(0.001),
+            outcome.rows_present,
+            outcome.rows_filtered,
+            outcome.rows_failed,
+            outcome.row_retries,
+            outcome.throttle_events,
+            if outcome.files_skipped_by_checkpoint > 0 {
+                format!(
+                    "; {} files already done by the interrupted run",
+                    outcome.files_skipped_by_checkpoint
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if outcome.rows_failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{} rows could not be restored; they are listed in {}",
+            outcome.rows_failed,
+            cfg.dead_letter.display()
+        )));
+    }
+    // A finished restore needs no checkpoint.
+    let _ = std::fs::remove_file(&cfg.checkpoint);
+    Ok(())
+}
+
+fn start_reporter(p: Arc<RestoreProgress>, enabled: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !enabled {
+            return;
+        }
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let written = p.rows_written.load(Ordering::Relaxed);
+            eprintln!(
+                "restore: {}/{} files, {written} rows written ({:.0} rows/s), {} failed, {} throttling events",
+                p.files_done.load(Ordering::Relaxed),
+                p.files_total.load(Ordering::Relaxed),
+                written as f64 / start.elapsed().as_secs_f64().max(0.001),
+                p.rows_failed.load(Ordering::Relaxed),
+                p.throttle_events.load(Ordering::Relaxed),
+            );
+        }
+    })
+}

@@ -141,6 +141,8 @@ pub struct Progress {
     pub bytes_written: AtomicU64,
     /// Rows of a previous attempt's committed splits (resume).
     pub rows_skipped: AtomicU64,
+    /// Set once the plan is written, so that a failure can say how to resume.
+    pub snapshot_id: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -316,6 +318,9 @@ pub async fn run_backup(
         None => (new_plan(client, &store, cfg).await?, Vec::new()),
     };
     let id = plan.snapshot_id.clone();
+    if let Ok(mut slot) = progress.snapshot_id.lock() {
+        *slot = Some(id.clone());
+    }
     progress
         .splits_total
         .store(plan.splits.len() as u64, Ordering::Relaxed);
@@ -378,6 +383,16 @@ pub async fn run_backup(
             })
         })
         .collect::<Result<_, _>>()?;
+    // Files of interrupted attempts are not part of the snapshot: remove them before the commit
+    // point, so that readers globbing `data/` see exactly the manifest's files.
+    let keep: std::collections::BTreeSet<String> = ordered
+        .iter()
+        .flat_map(|r| r.files.iter().map(|f| f.path.clone()))
+        .collect();
+    let orphans = store.delete_orphans(&id, &keep).await?;
+    if orphans > 0 {
+        tracing::info!(orphans, "removed data files of interrupted attempts");
+    }
     let manifest = Manifest::assemble(&plan, &ordered, rfc3339(SystemTime::now()));
     store
         .put_json(&id, ots_manifest::MANIFEST_FILE, &manifest)
@@ -485,6 +500,12 @@ async fn resume_plan(
         )),
         other => other.into(),
     })?;
+    if plan.source.instance != cfg.instance {
+        return Err(BackupError::Usage(format!(
+            "snapshot {id} was taken from instance '{}', not '{}'",
+            plan.source.instance, cfg.instance
+        )));
+    }
     if plan.source.table.table_name != cfg.table {
         return Err(BackupError::Usage(format!(
             "snapshot {id} is a backup of table '{}', not '{}'",
@@ -681,7 +702,9 @@ impl SplitJob {
             object,
             rel,
             builder.arrow_schema().clone(),
-            self.cfg.parquet.writer_properties()?,
+            self.cfg
+                .parquet
+                .writer_properties_with_schema(&self.schema.to_json())?,
         )?;
         Ok(OpenFile {
             writer,

@@ -30,7 +30,12 @@ pub fn partition_of(p: &Partitioning, row: &RowRef<'_>) -> PartitionValues {
                 }
                 TimeSource::EpochMillis { column } => column_integer(row, column),
                 TimeSource::IsoString { column } => {
-                    return iso_partition(latest(row, column), *granularity);
+                    let text = match pk(row, column) {
+                        Some(PkValueRef::String(s)) => Some(ValueRef::String(s)),
+                        Some(_) => None,
+                        None => latest(row, column),
+                    };
+                    return iso_partition(text, *granularity);
                 }
                 TimeSource::LatestWrite => row.cells.iter().filter_map(|c| c.timestamp).max(),
             };

@@ -34,8 +34,9 @@ pub struct BackupArgs {
     #[arg(long)]
     pub table: String,
     /// Destination: a folder, file://, oss://bucket/prefix, s3://, gs://, az://
+    /// (default: the profile's `to`).
     #[arg(long)]
-    pub to: String,
+    pub to: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
     /// Splits scanned at once.
@@ -144,7 +145,9 @@ pub fn parse_partitioning(spec: &str) -> Result<Partitioning, CliError> {
 fn backup_error(e: BackupError) -> CliError {
     match e {
         BackupError::Usage(m) => CliError::Usage(m),
-        BackupError::Ots(e) if e.is_not_found() => CliError::Usage(e.to_string()),
+        BackupError::Ots(e) if e.is_not_found() || crate::common::is_auth_error(&e) => {
+            CliError::Usage(e.to_string())
+        }
         other => CliError::Failed(other.to_string()),
     }
 }
@@ -177,7 +180,10 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         }
         None => None,
     };
-    let dest = open_destination(&a.to, &a.dest.options())?;
+    let to = g.destination(a.to.as_deref(), "--to")?;
+    let mut options = a.dest.options(g);
+    options.create_local = true;
+    let dest = open_destination(&to, &options)?;
     let client = client(g)?;
     let endpoint = g.endpoint.clone().unwrap_or_default();
     let instance = g.instance.clone().unwrap_or_default();
@@ -208,7 +214,21 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let result = run_backup(&client, dest, &cfg, progress.clone()).await;
     reporter.finish().await;
-    let outcome = result.map_err(backup_error)?;
+    let outcome = result.map_err(|e| {
+        let hint = progress
+            .snapshot_id
+            .lock()
+            .ok()
+            .and_then(|id| id.clone())
+            .map(|id| {
+                format!(" (the committed splits are kept: run the same command with --resume {id})")
+            })
+            .unwrap_or_default();
+        match backup_error(e) {
+            CliError::Failed(m) => CliError::Failed(format!("{m}{hint}")),
+            other => other,
+        }
+    })?;
     let m = &outcome.manifest;
     let elapsed = started.elapsed().as_secs_f64();
     if g.json {

@@ -29,6 +29,43 @@ pub struct GlobalArgs {
     /// Give up retrying one request after this many seconds.
     #[arg(long, global = true, default_value_t = 120)]
     pub retry_deadline_secs: u64,
+    /// Named profile from the config file (endpoint, instance, destination, credentials).
+    #[arg(long, global = true, env = "OTSARCHIVE_PROFILE")]
+    pub profile: Option<String>,
+    /// Config file with profiles [default: ~/.config/otsarchive/config.toml].
+    #[arg(long, global = true, env = "OTSARCHIVE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// The selected profile, loaded after parsing.
+    #[arg(skip)]
+    pub loaded_profile: Option<crate::config::Profile>,
+}
+
+impl GlobalArgs {
+    /// Fills what flags and environment left open from the selected profile.
+    pub fn apply_profile(&mut self) -> Result<(), CliError> {
+        let Some(p) = crate::config::load(self)? else {
+            return Ok(());
+        };
+        if self.endpoint.is_none() {
+            self.endpoint = p.endpoint.clone();
+        }
+        if self.instance.is_none() {
+            self.instance = p.instance.clone();
+        }
+        self.loaded_profile = Some(p);
+        Ok(())
+    }
+
+    /// The destination URL: the flag, else the profile's `to`.
+    pub fn destination(&self, flag: Option<&str>, what: &str) -> Result<String, CliError> {
+        flag.map(str::to_string)
+            .or_else(|| self.loaded_profile.as_ref().and_then(|p| p.to.clone()))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{what} is required (or set `to` in the selected --profile)"
+                ))
+            })
+    }
 }
 
 /// Destination settings that cannot live in the URL.
@@ -54,15 +91,18 @@ pub struct DestArgs {
 }
 
 impl DestArgs {
-    pub fn options(&self) -> DestinationOptions {
+    /// Flags first, then the profile's settings.
+    pub fn options(&self, g: &GlobalArgs) -> DestinationOptions {
+        let p = g.loaded_profile.clone().unwrap_or_default();
         DestinationOptions {
-            oss_region: self.oss_region.clone(),
-            oss_endpoint: self.oss_endpoint.clone(),
-            oss_internal: self.oss_internal,
-            s3_endpoint: self.s3_endpoint.clone(),
-            s3_region: self.s3_region.clone(),
+            oss_region: self.oss_region.clone().or(p.oss_region),
+            oss_endpoint: self.oss_endpoint.clone().or(p.oss_endpoint),
+            oss_internal: self.oss_internal || p.oss_internal.unwrap_or(false),
+            s3_endpoint: self.s3_endpoint.clone().or(p.s3_endpoint),
+            s3_region: self.s3_region.clone().or(p.s3_region),
             allow_http: self.allow_http,
             client_options: None,
+            create_local: false,
         }
     }
 }
@@ -127,6 +167,11 @@ pub fn init_logging(g: &GlobalArgs) {
         .try_init();
 }
 
+/// Wrong or unauthorised credentials are bad input (exit 2), not a failure of the tool.
+pub fn is_auth_error(e: &ots_wire::OtsError) -> bool {
+    matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess"))
+}
+
 /// A client from the global options and credentials from the environment.
 pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     let endpoint = g.endpoint.clone().ok_or_else(|| {
@@ -135,12 +180,18 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     let instance = g.instance.clone().ok_or_else(|| {
         CliError::Usage("--instance is required (or set OTSARCHIVE_INSTANCE)".into())
     })?;
-    let credentials = Credentials::from_env().map_err(|e| {
-        CliError::Usage(format!(
-            "no Tablestore credentials: {e} (set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
-             plus ALIBABA_CLOUD_SECURITY_TOKEN for STS)"
-        ))
-    })?;
+    // The environment first, then the profile; never the command line.
+    let from_profile = g.loaded_profile.as_ref().and_then(|p| p.credentials());
+    let credentials = match (Credentials::from_env(), from_profile) {
+        (Ok(c), _) => c,
+        (Err(_), Some(c)) => c,
+        (Err(e), None) => {
+            return Err(CliError::Usage(format!(
+                "no Tablestore credentials: {e} (set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
+                 plus ALIBABA_CLOUD_SECURITY_TOKEN for STS, or put them in a --profile)"
+            )));
+        }
+    };
     let mut cfg = ClientConfig::new(endpoint, instance, credentials);
     cfg.request_timeout = Duration::from_secs(120);
     if g.retry_attempts == 0 {
@@ -154,7 +205,11 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
 }
 
 /// Splits `DEST/SNAPSHOT_ID` into the destination and the id.
-pub fn open_snapshot(url: &str, args: &DestArgs) -> Result<(Destination, String), CliError> {
+pub fn open_snapshot(
+    url: &str,
+    args: &DestArgs,
+    g: &GlobalArgs,
+) -> Result<(Destination, String), CliError> {
     let trimmed = url.trim_end_matches('/');
     let (parent, id) = trimmed.rsplit_once('/').ok_or_else(|| {
         CliError::Usage(format!(
@@ -166,7 +221,7 @@ pub fn open_snapshot(url: &str, args: &DestArgs) -> Result<(Destination, String)
             "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID"
         )));
     }
-    let dest = open_destination(parent, &args.options())?;
+    let dest = open_destination(parent, &args.options(g))?;
     Ok((dest, id.to_string()))
 }
 

@@ -31,8 +31,8 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Destination holding snapshots.
-    pub dest_url: String,
+    /// Destination holding snapshots (default: the profile's `to`).
+    pub dest_url: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -46,7 +46,7 @@ pub struct ShowArgs {
 }
 
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.snapshot, &a.dest)?;
+    let (dest, id) = open_snapshot(&a.snapshot, &a.dest, g)?;
     let store = SnapshotStore::new(dest);
     // The client is checked before any file is read, so a bad --endpoint fails fast.
     let client = match &a.against_table {
@@ -150,7 +150,10 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
 }
 
 pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
-    let dest = open_destination(&a.dest_url, &a.dest.options())?;
+    let dest = open_destination(
+        &g.destination(a.dest_url.as_deref(), "the destination")?,
+        &a.dest.options(g),
+    )?;
     let store = SnapshotStore::new(dest);
     let ids = store.list_snapshot_ids().await?;
     let mut rows = Vec::new();
@@ -160,7 +163,8 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
                 "snapshot_id": id,
                 "status": "committed",
                 "table": m.source.table.table_name,
-                "snapshot_time": m.finished_at,
+                "snapshot_time_ms": m.time_range.t_ms,
+                "finished_at": m.finished_at,
                 "rows": m.totals.rows,
                 "files": m.totals.files,
                 "bytes": m.totals.bytes,
@@ -188,7 +192,7 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         return Ok(());
     }
     println!(
-        "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}",
+        "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}  FINISHED",
         "SNAPSHOT", "STATUS", "TABLE", "ROWS", "FILES", "SIZE"
     );
     for r in rows {
@@ -205,20 +209,21 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
             s("status")
         };
         println!(
-            "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}",
+            "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}  {}",
             s("snapshot_id"),
             status,
             s("table"),
             n("rows"),
             n("files"),
-            size
+            size,
+            s("finished_at")
         );
     }
     Ok(())
 }
 
 pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.snapshot, &a.dest)?;
+    let (dest, id) = open_snapshot(&a.snapshot, &a.dest, g)?;
     let store = SnapshotStore::new(dest);
     let m = store.read_manifest(&id).await?;
     if g.json {

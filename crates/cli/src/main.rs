@@ -4,6 +4,8 @@
 
 mod backup_cmd;
 mod common;
+mod config;
+mod demo_cmd;
 mod inspect_cmd;
 mod progress;
 mod restore_cmd;
@@ -45,6 +47,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the whole pipeline on an embedded emulator: load, back up, verify, restore, compare.
+    Demo(demo_cmd::DemoArgs),
     /// Back up a table into a new snapshot (or resume an interrupted one).
     Backup(backup_cmd::BackupArgs),
     /// Restore a snapshot into a table (new or existing), cell for cell.
@@ -61,7 +65,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -70,6 +74,10 @@ fn main() -> ExitCode {
         }
     };
     common::init_logging(&cli.global);
+    if let Err(e) = cli.global.apply_profile() {
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
     };
     let result: Result<(), CliError> = runtime.block_on(async {
         match cli.command {
+            Command::Demo(a) => demo_cmd::run(&cli.global, a).await,
             Command::Backup(a) => backup_cmd::run(&cli.global, a).await,
             Command::Schema(a) => backup_cmd::schema(&cli.global, a).await,
             Command::Restore(a) => restore_cmd::run(&cli.global, a).await,

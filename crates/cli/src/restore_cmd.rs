@@ -166,12 +166,15 @@ fn restore_error(e: RestoreError) -> CliError {
         RestoreError::Preflight(_) => CliError::Usage(e.to_string()),
         RestoreError::SnapshotInvalid(m) => CliError::Mismatch(m),
         RestoreError::Manifest(m) => m.into(),
+        RestoreError::Ots(ref o) if crate::common::is_auth_error(o) => {
+            CliError::Usage(e.to_string())
+        }
         other => CliError::Failed(other.to_string()),
     }
 }
 
 pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.from, &a.dest)?;
+    let (dest, id) = open_snapshot(&a.from, &a.dest, g)?;
     let store = SnapshotStore::new(dest);
     let manifest = store.read_manifest(&id).await?;
     let client = client(g)?;

@@ -27,6 +27,8 @@ pub enum ManifestError {
         "{url}: format version {found} is newer than this otsarchive understands ({FORMAT_VERSION}); upgrade otsarchive"
     )]
     FormatVersion { url: String, found: u32 },
+    #[error("{url}: {detail}")]
+    Invalid { url: String, detail: String },
     #[error("snapshot {id} not found at {url}: no {what}")]
     NotFound {
         id: String,
@@ -123,13 +125,63 @@ impl SnapshotStore {
     }
 
     pub async fn read_manifest(&self, id: &str) -> Result<Manifest, ManifestError> {
-        self.get_json(id, MANIFEST_FILE, "manifest")
+        let m: Manifest = self
+            .get_json(id, MANIFEST_FILE, "manifest")
             .await?
             .ok_or_else(|| ManifestError::NotFound {
                 id: id.to_string(),
                 url: self.dest.url.clone(),
                 what: MANIFEST_FILE,
-            })
+            })?;
+        // A schema with an unknown layout version or invalid names cannot be read back safely.
+        m.schema.validate().map_err(|e| ManifestError::Invalid {
+            url: self.url_of(id, MANIFEST_FILE),
+            detail: e.to_string(),
+        })?;
+        Ok(m)
+    }
+
+    /// Deletes data files of `id` that no committed split lists: files of interrupted attempts.
+    /// Run before the manifest is written, so that a glob over `data/` sees only the snapshot.
+    pub async fn delete_orphans(
+        &self,
+        id: &str,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> Result<u64, ManifestError> {
+        let root = self.dest.path(id);
+        let data = self.dest.path(&format!("{id}/{DATA_DIR}"));
+        let present: Vec<_> = self
+            .dest
+            .store
+            .list(Some(&data))
+            .try_collect()
+            .await
+            .map_err(|source| ManifestError::Store {
+                url: self.url_of(id, DATA_DIR),
+                source,
+            })?;
+        let mut deleted = 0;
+        for m in present {
+            let rel: Vec<String> = m
+                .location
+                .prefix_match(&root)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            let rel = rel.join("/");
+            if rel.is_empty() || keep.contains(&rel) {
+                continue;
+            }
+            self.dest
+                .store
+                .delete(&m.location)
+                .await
+                .map_err(|source| ManifestError::Store {
+                    url: self.url_of(id, &rel),
+                    source,
+                })?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// Whether the snapshot has been committed (its manifest exists).

@@ -287,17 +287,18 @@ async fn prepare_target(
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
     };
-    let (described, created) = match existing {
-        Some(d) => {
-            if cfg.create_table {
-                warnings.push(format!(
-                    "table '{}' already exists: --create-table did nothing; its schema was checked instead",
-                    cfg.table
-                ));
-            }
-            (d, false)
+    // Decide the target's options first (existing, or those it would be created with), and run
+    // the timestamp checks before anything is created: a failed pre-flight leaves nothing behind.
+    let to_create = match (&existing, cfg.create_table) {
+        (Some(_), true) => {
+            warnings.push(format!(
+                "table '{}' already exists: --create-table did nothing; its schema was checked instead",
+                cfg.table
+            ));
+            None
         }
-        None if cfg.create_table => {
+        (Some(_), false) => None,
+        (None, true) => {
             // A new table must accept the snapshot's original timestamps: widen its version
             // deviation to cover the oldest cell.
             let deviation = match (cfg.timestamps, &bounds) {
@@ -315,19 +316,35 @@ async fn prepare_target(
                     meta.deviation_cell_version_in_sec
                 ));
             }
-            client
-                .create_table(&create_table_request(
-                    meta,
-                    &cfg.table,
-                    cfg.auto_increment,
-                    deviation,
-                ))
-                .await?;
-            (client.describe_table(&cfg.table).await?, true)
+            Some(create_table_request(
+                meta,
+                &cfg.table,
+                cfg.auto_increment,
+                deviation,
+            ))
         }
-        None => {
+        (None, false) => {
             return Err(RestoreError::Usage(format!(
                 "table '{}' does not exist: pass --create-table to create it from the snapshot's table meta",
+                cfg.table
+            )));
+        }
+    };
+    let options = match (&existing, &to_create) {
+        (Some(d), _) => d.table_options,
+        (None, Some(req)) => req.table_options.unwrap_or_default(),
+        (None, None) => pb::TableOptions::default(),
+    };
+    check_timestamps(cfg, &bounds, &options, now)?;
+    let (described, created) = match (existing, to_create) {
+        (Some(d), _) => (d, false),
+        (None, Some(req)) => {
+            client.create_table(&req).await?;
+            (client.describe_table(&cfg.table).await?, true)
+        }
+        (None, None) => {
+            return Err(RestoreError::Usage(format!(
+                "table '{}' does not exist",
                 cfg.table
             )));
         }
@@ -404,36 +421,43 @@ async fn prepare_target(
                 .into(),
         ));
     }
-    // Timestamps the target would refuse or expire at once.
-    if cfg.timestamps == TimestampMode::Original
-        && let Some((lo, hi, names)) = &bounds
-    {
-        let opts = &described.table_options;
-        let ttl = opts.time_to_live.unwrap_or(-1);
-        if ttl > 0 && *lo < now - i64::from(ttl) * 1000 {
-            return Err(RestoreError::Preflight(format!(
-                "cells as old as {lo} ms (columns {}) would expire at once under the TTL of '{}' ({ttl} s). \
-                 Raise the table's TTL first, or restore with --timestamps now",
-                names.join(", "),
-                cfg.table
-            )));
-        }
-        let dev = opts.deviation_cell_version_in_sec.unwrap_or(86_400);
-        if *lo < now - dev * 1000 || *hi >= now + dev * 1000 {
-            return Err(RestoreError::Preflight(format!(
-                "'{}' accepts cell timestamps within {dev} s of now (deviation_cell_version_in_sec), but the snapshot \
-                 holds cells from {lo} to {hi} ms (columns {}). Raise the deviation (UpdateTable), restore into a new \
-                 table with --create-table (created with a wide enough deviation), or restore with --timestamps now",
-                cfg.table,
-                names.join(", ")
-            )));
-        }
-    }
     Ok(Target {
         created,
         auto_increment_note,
         warnings,
     })
+}
+
+/// Cells the target would refuse (version deviation) or expire at once (TTL).
+fn check_timestamps(
+    cfg: &RestoreConfig,
+    bounds: &Option<(i64, i64, Vec<String>)>,
+    opts: &pb::TableOptions,
+    now: i64,
+) -> Result<(), RestoreError> {
+    let (TimestampMode::Original, Some((lo, hi, names))) = (cfg.timestamps, bounds) else {
+        return Ok(());
+    };
+    let ttl = opts.time_to_live.unwrap_or(-1);
+    if ttl > 0 && *lo < now - i64::from(ttl) * 1000 {
+        return Err(RestoreError::Preflight(format!(
+            "cells as old as {lo} ms (columns {}) would expire at once under the TTL of '{}' ({ttl} s). \
+             Raise the table's TTL first, or restore with --timestamps now",
+            names.join(", "),
+            cfg.table
+        )));
+    }
+    let dev = opts.deviation_cell_version_in_sec.unwrap_or(86_400);
+    if *lo < now - dev * 1000 || *hi >= now + dev * 1000 {
+        return Err(RestoreError::Preflight(format!(
+            "'{}' accepts cell timestamps within {dev} s of now (deviation_cell_version_in_sec), but the snapshot \
+             holds cells from {lo} to {hi} ms (columns {}). Raise the deviation (UpdateTable), restore into a new \
+             table with --create-table (created with a wide enough deviation), or restore with --timestamps now",
+            cfg.table,
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn pk_text_pb(pk: &[(String, i32)]) -> String {
@@ -509,6 +533,34 @@ type FileStates = std::sync::Mutex<HashMap<usize, (u64, u64, bool)>>;
 struct WriteJob {
     file: usize,
     rows: Vec<(Row, Bytes)>,
+}
+
+/// A restore of some columns into an existing row must not wipe the row's other columns: it is an
+/// UpdateRow (puts of the restored versions) instead of a PutRow, which replaces the whole row.
+fn operation(cfg: &RestoreConfig) -> pb::OperationType {
+    if cfg.columns.is_some() && cfg.mode == WriteMode::Overwrite {
+        pb::OperationType::Update
+    } else {
+        pb::OperationType::Put
+    }
+}
+
+fn encode_row(row: &Row, op: pb::OperationType) -> Vec<u8> {
+    match op {
+        pb::OperationType::Update => {
+            let puts: Vec<ots_wire::types::ColumnUpdate> = row
+                .cells
+                .iter()
+                .map(|c| ots_wire::types::ColumnUpdate::Put {
+                    name: c.name.clone(),
+                    value: c.value.clone(),
+                    timestamp: c.timestamp,
+                })
+                .collect();
+            ots_wire::plainbuffer::encode_update_row(&row.primary_key, &puts)
+        }
+        _ => encode_put_row(row),
+    }
 }
 
 /// Rows that failed for good, as JSON lines.
@@ -695,6 +747,7 @@ pub async fn run_restore(
         let dead = dead.clone();
         let paths = paths.clone();
         let regenerate = cfg.auto_increment == AutoIncrementMode::Regenerate;
+        let op = operation(cfg);
         writers.spawn(async move {
             loop {
                 let job = { rx.lock().await.recv().await };
@@ -713,7 +766,7 @@ pub async fn run_restore(
                             .rows
                             .iter()
                             .map(|(_, encoded)| pb::RowInBatchWriteRowRequest {
-                                r#type: pb::OperationType::Put as i32,
+                                r#type: op as i32,
                                 row_change: encoded.clone(),
                                 condition: pb::Condition {
                                     row_existence: condition as i32,
@@ -792,6 +845,7 @@ pub async fn run_restore(
         let progress = progress.clone();
         let file_state = file_state.clone();
         let id = id.to_string();
+        let op = operation(&cfg);
         readers.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let read_err = |detail: String| RestoreError::Read {
@@ -818,7 +872,7 @@ pub async fn run_restore(
                         progress.rows_filtered.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let encoded = Bytes::from(encode_put_row(&row));
+                    let encoded = Bytes::from(encode_row(&row, op));
                     if !batch.is_empty()
                         && (batch.len() >= MAX_BATCH_ROWS
                             || bytes + encoded.len() + 64 > MAX_BATCH_BYTES)

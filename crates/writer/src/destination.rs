@@ -56,6 +56,8 @@ pub struct DestinationOptions {
     pub allow_http: bool,
     /// HTTP options (timeouts; tests set a DNS resolver for virtual-hosted names on loopback).
     pub client_options: Option<ClientOptions>,
+    /// Create a local destination folder that does not exist (writers do; readers must not).
+    pub create_local: bool,
 }
 
 /// Credentials for an S3-compatible store, explicitly sourced.
@@ -121,7 +123,7 @@ pub fn open_destination(
         None => ("".to_string(), url),
     };
     match scheme.as_str() {
-        "" | "file" => open_local(url, rest),
+        "" | "file" => open_local(url, rest, options.create_local),
         "oss" => {
             let (bucket, prefix) = bucket_and_prefix(url, &scheme, rest)?;
             let creds = alibaba_credentials(url)?;
@@ -143,12 +145,19 @@ pub fn open_destination(
     }
 }
 
-fn open_local(url: &str, path: &str) -> Result<Destination, DestinationError> {
+fn open_local(url: &str, path: &str, create: bool) -> Result<Destination, DestinationError> {
     let dir = std::path::Path::new(path);
-    std::fs::create_dir_all(dir).map_err(|e| DestinationError::Invalid {
-        url: url.to_string(),
-        detail: format!("cannot create the folder: {e}"),
-    })?;
+    if create {
+        std::fs::create_dir_all(dir).map_err(|e| DestinationError::Invalid {
+            url: url.to_string(),
+            detail: format!("cannot create the folder: {e}"),
+        })?;
+    } else if !dir.is_dir() {
+        return Err(DestinationError::Invalid {
+            url: url.to_string(),
+            detail: "no such folder".to_string(),
+        });
+    }
     let store =
         LocalFileSystem::new_with_prefix(dir).map_err(|source| DestinationError::Store {
             url: url.to_string(),

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
 /// Encoding settings. Defaults suit object storage: zstd 1 (level 3 was ~1% smaller and ~20%
-/// slower on this kind of data), 128 MiB row groups worth of rows, dictionary and page statistics.
+/// slower on this kind of data), row groups of 256Ki rows, dictionary and page statistics.
 #[derive(Clone, Debug)]
 pub struct ParquetOptions {
     pub zstd_level: i32,
@@ -40,6 +40,22 @@ impl Default for ParquetOptions {
 }
 
 impl ParquetOptions {
+    /// Properties that also record the snapshot schema as Parquet key-value metadata, so that
+    /// readers without Arrow support see it too.
+    pub fn writer_properties_with_schema(
+        &self,
+        schema_json: &str,
+    ) -> Result<WriterProperties, WriteError> {
+        let base = self.writer_properties()?;
+        Ok(base
+            .into_builder()
+            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                ots_schema::layout::SCHEMA_METADATA_KEY.to_string(),
+                schema_json.to_string(),
+            )]))
+            .build())
+    }
+
     pub fn writer_properties(&self) -> Result<WriterProperties, WriteError> {
         let level = ZstdLevel::try_new(self.zstd_level)
             .map_err(|e| WriteError::Options(format!("zstd level {}: {e}", self.zstd_level)))?;

@@ -20,7 +20,7 @@ use crate::progress::Reporter;
 
 #[derive(Args, Debug)]
 #[command(after_help = "EXAMPLES:
-  cargo run --release -- demo
+  cargo run --release -p otsarchive -- demo
   otsarchive demo --rows 50000 --dir /tmp/otsarchive-demo")]
 pub struct DemoArgs {
     /// Rows in the sample table.

@@ -139,6 +139,28 @@ async fn backup_to_oss_style_s3_is_complete_and_verifies() {
     }
     let expected: Vec<_> = (0..spec.rows).map(|i| row(&spec, i)).collect();
     assert_eq!(rows, expected);
+
+    // DuckDB and pyarrow read the objects as the server stored them.
+    let python = std::env::var("OTSARCHIVE_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_string()
+    });
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import duckdb, pyarrow.dataset as ds, json, sys\n\
+             n = duckdb.sql(f\"SELECT count(*), count(DISTINCT seq) FROM read_parquet('{sys.argv[1]}/data/**/*.parquet')\").fetchall()[0]\n\
+             print(json.dumps([n[0], n[1], ds.dataset(sys.argv[1] + '/data', format='parquet').count_rows()]))",
+        )
+        .arg(&snap)
+        .output()
+        .expect("python from tests/run.sh's .venv (or OTSARCHIVE_TEST_PYTHON)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: Vec<u64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts, vec![1500, 1500, 1500]);
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use ots_emulator::{FaultConfig, PageLimits};
 use ots_wire::Idempotency;
 use ots_wire::pb;
-use ots_wire::plainbuffer::encode_put_row;
 use ots_wire::types::{Cell, PkColumn, PkValue, Row, Value};
 use support::*;
 
@@ -82,24 +81,7 @@ async fn create_special_table(env: &Env) {
             });
         }
     }
-    let req = pb::BatchWriteRowRequest {
-        tables: vec![pb::TableInBatchWriteRowRequest {
-            table_name: "special".into(),
-            rows: rows
-                .iter()
-                .map(|r| pb::RowInBatchWriteRowRequest {
-                    r#type: pb::OperationType::Put as i32,
-                    row_change: Bytes::from(encode_put_row(r)),
-                    condition: pb::Condition {
-                        row_existence: pb::RowExistenceExpectation::Ignore as i32,
-                        column_condition: None,
-                    },
-                    return_content: None,
-                })
-                .collect(),
-        }],
-        ..Default::default()
-    };
+    let req = ots_datagen::put_batch_request("special", &rows);
     let out = env
         .client
         .batch_write_row_retrying(&req, Idempotency::NotIdempotent)

@@ -239,24 +239,7 @@ fn spawn_batch(
     let table = table.to_string();
     set.spawn(async move {
         let n = rows.len() as u64;
-        let req = pb::BatchWriteRowRequest {
-            tables: vec![pb::TableInBatchWriteRowRequest {
-                table_name: table,
-                rows: rows
-                    .iter()
-                    .map(|r| pb::RowInBatchWriteRowRequest {
-                        r#type: pb::OperationType::Put as i32,
-                        row_change: Bytes::from(encode_put_row(r)),
-                        condition: pb::Condition {
-                            row_existence: pb::RowExistenceExpectation::Ignore as i32,
-                            column_condition: None,
-                        },
-                        return_content: None,
-                    })
-                    .collect(),
-            }],
-            ..Default::default()
-        };
+        let req = put_batch_request(&table, &rows);
         let outcome = client
             .batch_write_row_retrying(&req, Idempotency::Idempotent)
             .await?;
@@ -271,6 +254,28 @@ fn spawn_batch(
         loaded.fetch_add(n, Ordering::Relaxed);
         Ok(())
     });
+}
+
+/// A BatchWriteRow request putting `rows` into `table` (IGNORE condition).
+pub fn put_batch_request(table: &str, rows: &[Row]) -> pb::BatchWriteRowRequest {
+    pb::BatchWriteRowRequest {
+        tables: vec![pb::TableInBatchWriteRowRequest {
+            table_name: table.to_string(),
+            rows: rows
+                .iter()
+                .map(|r| pb::RowInBatchWriteRowRequest {
+                    r#type: pb::OperationType::Put as i32,
+                    row_change: Bytes::from(encode_put_row(r)),
+                    condition: pb::Condition {
+                        row_existence: pb::RowExistenceExpectation::Ignore as i32,
+                        column_condition: None,
+                    },
+                    return_content: None,
+                })
+                .collect(),
+        }],
+        ..Default::default()
+    }
 }
 
 /// Creates the standard table and loads `spec.rows` rows into it.

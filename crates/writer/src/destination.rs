@@ -255,7 +255,7 @@ pub fn open_oss(
     };
     // object_store signs with the region; OSS accepts its own region names in SigV4.
     let region = region.unwrap_or_else(|| "oss".to_string());
-    let builder = s3_builder(bucket, &region, &endpoint, creds, options)
+    let builder = s3_builder(bucket, &region, Some(&endpoint), creds, options)
         .with_conditional_put(S3ConditionalPut::Disabled)
         .with_disable_bulk_delete(true);
     finish_s3(url, prefix, builder)
@@ -274,33 +274,22 @@ pub fn open_s3(
         .or_else(|| env("AWS_REGION"))
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_string());
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_region(&region)
-        .with_access_key_id(&creds.access_key_id)
-        .with_secret_access_key(&creds.secret_access_key);
-    if let Some(t) = &creds.session_token {
-        builder = builder.with_token(t);
-    }
-    if let Some(e) = &options.s3_endpoint {
-        builder = s3_builder(
-            bucket,
-            &region,
-            &e.replace("{bucket}", bucket),
-            creds,
-            options,
-        );
-    } else if let Some(c) = &options.client_options {
-        builder = builder.with_client_options(c.clone());
-    }
+    // Path style on AWS itself; a custom endpoint (MinIO, test servers) is virtual-hosted with
+    // the bucket already in it, like OSS.
+    let endpoint = options
+        .s3_endpoint
+        .as_ref()
+        .map(|e| e.replace("{bucket}", bucket));
+    let builder = s3_builder(bucket, &region, endpoint.as_deref(), creds, options);
     finish_s3(url, prefix, builder)
 }
 
-/// Virtual-hosted style with the bucket already in the endpoint, as OSS requires.
+/// An S3 builder with explicit credentials (never the AWS chain). With an endpoint: virtual-hosted
+/// style with the bucket already in the endpoint, as OSS requires.
 fn s3_builder(
     bucket: &str,
     region: &str,
-    endpoint: &str,
+    endpoint: Option<&str>,
     creds: S3Credentials,
     options: &DestinationOptions,
 ) -> AmazonS3Builder {
@@ -309,11 +298,13 @@ fn s3_builder(
     if let Some(c) = &options.client_options {
         builder = builder.with_client_options(c.clone());
     }
+    builder = builder.with_bucket_name(bucket).with_region(region);
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(true);
+    }
     builder = builder
-        .with_bucket_name(bucket)
-        .with_region(region)
-        .with_endpoint(endpoint)
-        .with_virtual_hosted_style_request(true)
         .with_access_key_id(creds.access_key_id)
         .with_secret_access_key(creds.secret_access_key)
         .with_allow_http(options.allow_http);

@@ -596,6 +596,26 @@ impl SplitJob {
                 self.flush(&mut sinks, &key, &attempt, &mut file_seq, &mut files, false)
                     .await?;
             }
+            // With many partitions, rows buffered across all of them are bounded too: past the
+            // budget the least recently used partitions are written out (smaller files, flat memory).
+            let budget = self.cfg.max_open_partitions.max(1) * self.cfg.batch_rows.max(1);
+            loop {
+                let buffered: usize = sinks.values().map(|s| s.builder.len()).sum();
+                if buffered <= budget {
+                    break;
+                }
+                let Some(key) = sinks
+                    .iter()
+                    .filter(|(_, s)| !s.builder.is_empty())
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                self.flush(&mut sinks, &key, &attempt, &mut file_seq, &mut files, false)
+                    .await?;
+                self.limit_open_files(&mut sinks, &mut files).await?;
+            }
             self.limit_open_files(&mut sinks, &mut files).await?;
         }
         let mut keys: Vec<String> = sinks.keys().cloned().collect();

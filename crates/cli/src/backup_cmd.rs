@@ -69,6 +69,13 @@ pub struct BackupArgs {
     /// Start a new file past this size, in MiB.
     #[arg(long, default_value_t = 256)]
     pub target_file_mb: u64,
+    /// Partition files open at once per split; with more partitions, the least recently used is
+    /// closed (and rows buffered for it are written out), keeping memory flat.
+    #[arg(long, default_value_t = 8)]
+    pub max_open_partitions: usize,
+    /// Rows per record batch handed to the Parquet writer.
+    #[arg(long, default_value_t = 8192, hide = true)]
+    pub batch_rows: usize,
     /// Read capacity units per second (be gentle with a live table).
     #[arg(long)]
     pub read_cu_per_sec: Option<f64>,
@@ -161,10 +168,15 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
             a.zstd_level
         )));
     }
-    if a.concurrency == 0 || a.split_size_mb <= 0 || a.row_group_rows == 0 || a.target_file_mb == 0
+    if a.concurrency == 0
+        || a.split_size_mb <= 0
+        || a.row_group_rows == 0
+        || a.target_file_mb == 0
+        || a.max_open_partitions == 0
+        || a.batch_rows == 0
     {
         return Err(CliError::Usage(
-            "--concurrency, --split-size-mb, --row-group-rows and --target-file-mb must be positive"
+            "--concurrency, --split-size-mb, --row-group-rows, --target-file-mb and --max-open-partitions must be positive"
                 .into(),
         ));
     }
@@ -203,6 +215,8 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     cfg.max_typed_columns = a.max_typed_columns;
     cfg.pinned_schema = pinned;
     cfg.partitioning = partitioning;
+    cfg.max_open_partitions = a.max_open_partitions;
+    cfg.batch_rows = a.batch_rows;
     cfg.parquet.zstd_level = a.zstd_level;
     cfg.parquet.row_group_rows = a.row_group_rows;
     cfg.parquet.target_file_bytes = a.target_file_mb * 1024 * 1024;

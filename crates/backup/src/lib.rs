@@ -725,7 +725,8 @@ impl SplitJob {
             self.cfg
                 .parquet
                 .writer_properties_with_schema(&self.schema.to_json())?,
-        )?;
+        )?
+        .with_row_group_bytes(self.cfg.parquet.row_group_bytes);
         Ok(OpenFile {
             writer,
             pk_min: None,

@@ -66,6 +66,9 @@ pub struct BackupArgs {
     /// Rows per Parquet row group.
     #[arg(long, default_value_t = 256 * 1024)]
     pub row_group_rows: usize,
+    /// Close a row group once it reaches this size in MiB (memory ≈ concurrency × this).
+    #[arg(long, default_value_t = 64)]
+    pub row_group_mb: usize,
     /// Start a new file past this size, in MiB.
     #[arg(long, default_value_t = 256)]
     pub target_file_mb: u64,
@@ -219,6 +222,7 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     cfg.batch_rows = a.batch_rows;
     cfg.parquet.zstd_level = a.zstd_level;
     cfg.parquet.row_group_rows = a.row_group_rows;
+    cfg.parquet.row_group_bytes = a.row_group_mb.max(1) * 1024 * 1024;
     cfg.parquet.target_file_bytes = a.target_file_mb * 1024 * 1024;
     cfg.read_cu_per_sec = a.read_cu_per_sec;
     cfg.resume = a.resume.clone();

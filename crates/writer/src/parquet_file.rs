@@ -23,8 +23,11 @@ use tokio::io::AsyncWrite;
 #[derive(Clone, Debug)]
 pub struct ParquetOptions {
     pub zstd_level: i32,
-    /// Rows per row group.
+    /// Rows per row group (at most).
     pub row_group_rows: usize,
+    /// A row group is closed once its encoded size reaches this: what a writer holds in memory,
+    /// whatever the row width (memory ≈ concurrency × this).
+    pub row_group_bytes: usize,
     /// Start a new file once the current one reaches this many bytes.
     pub target_file_bytes: u64,
 }
@@ -34,6 +37,7 @@ impl Default for ParquetOptions {
         ParquetOptions {
             zstd_level: 1,
             row_group_rows: 256 * 1024,
+            row_group_bytes: 64 * 1024 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
         }
     }
@@ -136,6 +140,7 @@ pub struct ParquetFileWriter {
     writer: AsyncArrowWriter<HashingWriter<BufWriter>>,
     relative_path: String,
     rows: u64,
+    row_group_bytes: usize,
 }
 
 impl ParquetFileWriter {
@@ -164,6 +169,7 @@ impl ParquetFileWriter {
             writer,
             relative_path,
             rows: 0,
+            row_group_bytes: usize::MAX,
         })
     }
 
@@ -176,7 +182,22 @@ impl ParquetFileWriter {
                 source,
             })?;
         self.rows += batch.num_rows() as u64;
+        if self.writer.in_progress_size() >= self.row_group_bytes {
+            self.writer
+                .flush()
+                .await
+                .map_err(|source| WriteError::Parquet {
+                    path: self.relative_path.clone(),
+                    source,
+                })?;
+        }
         Ok(())
+    }
+
+    /// Closes row groups at this encoded size (see [`ParquetOptions::row_group_bytes`]).
+    pub fn with_row_group_bytes(mut self, bytes: usize) -> Self {
+        self.row_group_bytes = bytes.max(1);
+        self
     }
 
     pub fn rows(&self) -> u64 {

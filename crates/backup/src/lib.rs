@@ -562,7 +562,26 @@ impl SplitJob {
         let mut file_seq = 0u32;
         let mut tick = 0u64;
         let mut stats = SnapshotStats::default();
-        while let Some(page) = scanner.next_page().await? {
+        // Fetch the next page while this one is converted (one page ahead per split).
+        let counters = scanner.counters();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let fetcher = tokio::spawn(async move {
+            loop {
+                let r = scanner.next_page().await;
+                let end = !matches!(r, Ok(Some(_)));
+                if tx.send(r).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _fetcher = AbortOnDrop(fetcher);
+        while let Some(page) = rx.recv().await.transpose()?.flatten() {
             self.progress
                 .bytes_scanned
                 .fetch_add(page.data.len() as u64, Ordering::Relaxed);
@@ -589,7 +608,8 @@ impl SplitJob {
                     Ok(())
                 })
                 .map_err(BackupError::from)?;
-            scanner.record_rows(rows, cells);
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+            counters.cells.fetch_add(cells, Ordering::Relaxed);
             self.progress.rows.fetch_add(rows, Ordering::Relaxed);
             self.progress.cells.fetch_add(cells, Ordering::Relaxed);
             for key in full {
@@ -722,9 +742,7 @@ impl SplitJob {
             object,
             rel,
             builder.arrow_schema().clone(),
-            self.cfg
-                .parquet
-                .writer_properties_with_schema(&self.schema.to_json())?,
+            self.cfg.parquet.snapshot_properties(&self.schema)?,
         )?
         .with_row_group_bytes(self.cfg.parquet.row_group_bytes);
         Ok(OpenFile {

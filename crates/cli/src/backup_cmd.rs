@@ -64,7 +64,7 @@ pub struct BackupArgs {
     #[arg(long, default_value_t = 1)]
     pub zstd_level: i32,
     /// Rows per Parquet row group.
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value_t = 128 * 1024)]
     pub row_group_rows: usize,
     /// Close a row group once it reaches this size in MiB (memory ≈ concurrency × this).
     #[arg(long, default_value_t = 64)]

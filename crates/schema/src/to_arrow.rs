@@ -59,7 +59,13 @@ pub struct ColumnStats {
 
 impl ColumnStats {
     fn observe_cell(&mut self, t: ValueType, ts: Option<i64>) {
-        *self.cells_by_type.entry(t.name().to_string()).or_default() += 1;
+        // No String allocation per cell.
+        match self.cells_by_type.get_mut(t.name()) {
+            Some(n) => *n += 1,
+            None => {
+                self.cells_by_type.insert(t.name().to_string(), 1);
+            }
+        }
         if let Some(ts) = ts {
             self.min_timestamp = Some(self.min_timestamp.map_or(ts, |m| m.min(ts)));
             self.max_timestamp = Some(self.max_timestamp.map_or(ts, |m| m.max(ts)));

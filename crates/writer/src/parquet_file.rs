@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWrite;
 
 /// Encoding settings. Defaults suit object storage: zstd 1 (level 3 was ~1% smaller and ~20%
-/// slower on this kind of data), row groups of 256Ki rows, dictionary and page statistics.
+/// slower on this kind of data), row groups of at most 128Ki rows or 64 MiB, dictionaries where
+/// values repeat, page statistics.
 #[derive(Clone, Debug)]
 pub struct ParquetOptions {
     pub zstd_level: i32,
@@ -36,7 +37,7 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions {
             zstd_level: 1,
-            row_group_rows: 256 * 1024,
+            row_group_rows: 128 * 1024,
             row_group_bytes: 64 * 1024 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
         }
@@ -44,20 +45,30 @@ impl Default for ParquetOptions {
 }
 
 impl ParquetOptions {
-    /// Properties that also record the snapshot schema as Parquet key-value metadata, so that
-    /// readers without Arrow support see it too.
-    pub fn writer_properties_with_schema(
+    /// Properties for a snapshot file: the snapshot schema recorded as Parquet key-value metadata
+    /// (readers without Arrow support see it too), and no dictionary for per-cell timestamps and
+    /// binary columns: they are (nearly) unique, so a dictionary only costs interning CPU and bytes
+    /// until it overflows (measured: ~10% smaller files, ~10% less CPU on the benchmark table).
+    pub fn snapshot_properties(
         &self,
-        schema_json: &str,
+        schema: &ots_schema::SnapshotSchema,
     ) -> Result<WriterProperties, WriteError> {
-        let base = self.writer_properties()?;
-        Ok(base
-            .into_builder()
-            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+        use parquet::schema::types::ColumnPath;
+        let mut b = self.writer_properties()?.into_builder();
+        for c in &schema.columns {
+            let ts = vec![ots_schema::layout::TS_COLUMN.to_string(), c.name.clone()];
+            b = b.set_column_dictionary_enabled(ColumnPath::new(ts), false);
+            if c.value_type == ots_wire::types::ValueType::Binary {
+                b = b.set_column_dictionary_enabled(ColumnPath::new(vec![c.name.clone()]), false);
+            }
+        }
+        Ok(
+            b.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
                 ots_schema::layout::SCHEMA_METADATA_KEY.to_string(),
-                schema_json.to_string(),
+                schema.to_json(),
             )]))
-            .build())
+            .build(),
+        )
     }
 
     pub fn writer_properties(&self) -> Result<WriterProperties, WriteError> {

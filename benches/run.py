@@ -168,8 +168,8 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--concurrency", type=int, default=4,
                    help="otsarchive backup --concurrency and the raw scan's (default 4, the CLI's)")
-    p.add_argument("--split-size-mb", type=int, default=256,
-                   help="otsarchive backup --split-size-mb and the raw scan's (default 256, the CLI's)")
+    p.add_argument("--split-size-mb", type=int, default=128,
+                   help="otsarchive backup --split-size-mb and the raw scan's (default 128, the CLI's)")
     p.add_argument("--load-concurrency", type=int, default=8)
     p.add_argument("--skip", default="", help="comma-separated steps to skip "
                    "(sdk-csv, sdk-parquet, restore, sdk-restore)")

@@ -42,8 +42,9 @@ pub struct BackupArgs {
     /// Splits scanned at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Target split size in MiB (ComputeSplitPointsBySize).
-    #[arg(long, default_value_t = 256)]
+    /// Target split size in MiB (ComputeSplitPointsBySize): smaller splits spread a table over
+    /// more concurrent scanners.
+    #[arg(long, default_value_t = 128)]
     pub split_size_mb: i64,
     /// Split size unit in bytes (tests use small units to get many splits).
     #[arg(long, hide = true)]

@@ -120,10 +120,10 @@ pub struct SplitSize {
 }
 
 impl Default for SplitSize {
-    /// 256 MiB splits: a few files per split at typical Parquet file sizes.
+    /// 128 MiB splits: enough of them to keep several scanners busy on a table of a few GB.
     fn default() -> Self {
         SplitSize {
-            units: 256,
+            units: 128,
             unit_bytes: 1024 * 1024,
         }
     }

@@ -580,3 +580,69 @@ async fn partial_restores_by_key_range_columns_and_mode() {
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[tokio::test]
+async fn a_row_too_large_for_one_request_goes_to_the_dead_letter_file() {
+    let env = env_with_table("t", 50, PageLimits::default()).await;
+    // Grow one row past 4 MB with three updates of ~1.9 MB each (each request stays under 4 MB).
+    let pk = env.expected_rows()[3].primary_key.clone();
+    for col in ["big_a", "big_b", "big_c"] {
+        let req = pb::UpdateRowRequest {
+            table_name: "t".into(),
+            row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
+                &pk,
+                &[ots_wire::types::ColumnUpdate::Put {
+                    name: col.into(),
+                    value: Value::String("x".repeat(1_900_000)),
+                    timestamp: Some(env.spec.base_ts_ms),
+                }],
+            )),
+            condition: pb::Condition {
+                row_existence: pb::RowExistenceExpectation::Ignore as i32,
+                column_condition: None,
+            },
+            ..Default::default()
+        };
+        env.client
+            .update_row(&req, Idempotency::Idempotent)
+            .await
+            .unwrap();
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let snap = backup(&env, "t", dest.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let dead = work.path().join("dead.jsonl");
+    let mut c = cmd(
+        &env,
+        &[
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "t_copy",
+            "--create-table",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 rows could not be restored"),
+        "{}",
+        stderr(&out)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&dead).unwrap().trim()).unwrap();
+    assert_eq!(line["code"], "OTSClientRowTooLarge");
+    // Every other row was restored.
+    let out = run(cmd(
+        &env,
+        &["--json", "verify", &snap, "--against-table", "t_copy"],
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["comparison"]["rows_matching"], 49);
+    assert_eq!(v["comparison"]["missing_in_table"], 1);
+}

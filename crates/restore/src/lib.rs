@@ -846,6 +846,7 @@ pub async fn run_restore(
         let file_state = file_state.clone();
         let id = id.to_string();
         let op = operation(&cfg);
+        let dead = dead.clone();
         readers.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let read_err = |detail: String| RestoreError::Read {
@@ -873,6 +874,22 @@ pub async fn run_restore(
                         continue;
                     };
                     let encoded = Bytes::from(encode_row(&row, op));
+                    // No request can carry a row this large: it fails for good, visibly.
+                    if encoded.len() + 64 > MAX_BATCH_BYTES {
+                        progress.rows_failed.fetch_add(1, Ordering::Relaxed);
+                        dead.lock()
+                            .await
+                            .record(
+                                &row,
+                                "OTSClientRowTooLarge",
+                                &format!(
+                                    "the row encodes to {} bytes; one write request carries at most {MAX_BATCH_BYTES}",
+                                    encoded.len()
+                                ),
+                                &f.path,
+                            )?;
+                        continue;
+                    }
                     if !batch.is_empty()
                         && (batch.len() >= MAX_BATCH_ROWS
                             || bytes + encoded.len() + 64 > MAX_BATCH_BYTES)

@@ -350,12 +350,32 @@ impl BatchBuilder {
         self.row_gen += 1;
         let generation = self.row_gen;
         let mut prev_name: Option<&str> = None;
+        let mut prev_index: Option<usize> = None;
+        // Cells and typed columns are both sorted by name, so the next typed column is usually the
+        // one after the last match: check it before hashing the name.
+        let mut guess = 0usize;
         for cell in &row.cells {
             let Some(value) = cell.value else { continue };
             let first_version = prev_name != Some(cell.name);
             prev_name = Some(cell.name);
             self.stats.cells += 1;
-            match self.index.get(cell.name) {
+            let index = if !first_version {
+                prev_index
+            } else if self
+                .schema
+                .columns
+                .get(guess)
+                .is_some_and(|c| c.name == cell.name)
+            {
+                Some(guess)
+            } else {
+                self.index.get(cell.name).copied()
+            };
+            prev_index = index;
+            if let Some(i) = index {
+                guess = i + 1;
+            }
+            match index.as_ref() {
                 Some(&i) => {
                     let st = &mut self.typed_stats[i];
                     st.observe_cell(value.value_type(), cell.timestamp);

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that tests can run the limiter on paused (virtual) time.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use ots_wire::OtsClient;
@@ -239,5 +242,39 @@ impl RateLimiter {
         let mut st = self.state.lock().await;
         self.refill(&mut st);
         st.0 -= units;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On paused time: spending past the budget makes the next request wait for the refill.
+    #[tokio::test(start_paused = true)]
+    async fn the_read_limiter_holds_requests_to_the_rate() {
+        let limiter = RateLimiter::new(100.0);
+        let start = Instant::now();
+        // One second of budget is there from the start.
+        limiter.wait().await;
+        limiter.spend(100.0).await;
+        limiter.wait().await;
+        assert!(start.elapsed() < Duration::from_millis(10));
+        // 300 CU more puts the balance at -300: the next request waits ~3 s at 100 CU/s.
+        limiter.spend(300.0).await;
+        limiter.wait().await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(2990) && waited < Duration::from_millis(3200),
+            "{waited:?}"
+        );
+        // 10 pages of 50 CU over a 100 CU/s budget take ~5 s in all (minus the first second's budget).
+        let t = Instant::now();
+        for _ in 0..10 {
+            limiter.wait().await;
+            limiter.spend(50.0).await;
+        }
+        limiter.wait().await;
+        let spent = t.elapsed();
+        assert!(spent >= Duration::from_millis(3900), "{spent:?}");
     }
 }

@@ -412,19 +412,16 @@ async fn new_plan(
 ) -> Result<Plan, BackupError> {
     let described = client.describe_table(&cfg.table).await?;
     let meta = table_meta(&cfg.table, &described)?;
-    check_partitioning(&cfg.partitioning, &meta, cfg.pinned_schema.as_ref()).or_else(|e| {
-        // A column outside PK and defined columns may still be found by inference below.
-        if cfg.pinned_schema.is_none()
-            && matches!(
-                cfg.partitioning,
-                Partitioning::Column { .. } | Partitioning::Time { .. }
-            )
-        {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    // Fail before any read when the table meta (or a pinned schema) decides; a partition column
+    // outside the primary key and defined columns can only be found by the inference sample.
+    let decided_by_sample = cfg.pinned_schema.is_none()
+        && matches!(
+            cfg.partitioning,
+            Partitioning::Column { .. } | Partitioning::Time { .. }
+        );
+    if !decided_by_sample {
+        check_partitioning(&cfg.partitioning, &meta, cfg.pinned_schema.as_ref())?;
+    }
     let t_ms = cfg.snapshot_time_ms.unwrap_or_else(now_ms);
     let started_at = rfc3339(SystemTime::now());
     let split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
@@ -592,12 +589,24 @@ impl SplitJob {
                     tick += 1;
                     let values = partition_of(&self.plan.partitioning, row);
                     let key = partition_path(&values);
-                    let sink = sinks.entry(key.clone()).or_insert_with(|| PartitionSink {
-                        values,
-                        builder: BatchBuilder::new(self.schema.clone()),
-                        file: None,
-                        last_used: 0,
-                    });
+                    // Look up before inserting: the key is cloned only for a new partition.
+                    if !sinks.contains_key(&key) {
+                        sinks.insert(
+                            key.clone(),
+                            PartitionSink {
+                                values,
+                                builder: BatchBuilder::new(self.schema.clone()),
+                                file: None,
+                                last_used: 0,
+                            },
+                        );
+                    }
+                    let Some(sink) = sinks.get_mut(&key) else {
+                        // Inserted just above; never skip a row silently all the same.
+                        return Err(ScanErrorOrConvert::Convert(ConvertError::Layout(format!(
+                            "no buffer for partition '{key}'"
+                        ))));
+                    };
                     sink.last_used = tick;
                     sink.builder
                         .push_row(row)
@@ -699,9 +708,9 @@ impl SplitJob {
                 // Rows of a split arrive in primary-key order, so a slice's ends bound the file.
                 let reader = RowReader::new(&self.schema, &slice)?;
                 if f.pk_min.is_none() {
-                    f.pk_min = Some(reader.row(0)?.primary_key);
+                    f.pk_min = Some(reader.primary_key(0));
                 }
-                f.pk_max = Some(reader.row(slice.num_rows() - 1)?.primary_key);
+                f.pk_max = Some(reader.primary_key(slice.num_rows() - 1));
                 f.cells += batch_cells(&slice);
                 if f.writer.estimated_bytes() >= self.cfg.parquet.target_file_bytes
                     && let Some(f) = sink.file.take()

@@ -90,6 +90,37 @@ async fn create_special_table(env: &Env) {
     assert_eq!(out.failures().count(), 0);
 }
 
+/// Writes one cell version into an existing row with UpdateRow (the row's other cells stay).
+async fn put_cell(
+    env: &Env,
+    table: &str,
+    pk: &[PkColumn],
+    name: &str,
+    value: Value,
+    ts: Option<i64>,
+) {
+    let req = pb::UpdateRowRequest {
+        table_name: table.into(),
+        row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
+            pk,
+            &[ots_wire::types::ColumnUpdate::Put {
+                name: name.into(),
+                value,
+                timestamp: ts,
+            }],
+        )),
+        condition: pb::Condition {
+            row_existence: pb::RowExistenceExpectation::Ignore as i32,
+            column_condition: None,
+        },
+        ..Default::default()
+    };
+    env.client
+        .update_row(&req, Idempotency::Idempotent)
+        .await
+        .unwrap();
+}
+
 /// The official SDK scans two tables (all versions) and says whether they hold the same rows.
 const SDK_COMPARE: &str = r#"
 import json, sys, tablestore
@@ -526,26 +557,15 @@ async fn partial_restores_by_key_range_columns_and_mode() {
     let expected = env.expected_rows();
     for r in expected.iter().take(5) {
         let age = r.cells.iter().find(|c| c.name == "age").unwrap();
-        let req = pb::UpdateRowRequest {
-            table_name: "t_copy".into(),
-            row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
-                &r.primary_key,
-                &[ots_wire::types::ColumnUpdate::Put {
-                    name: "age".into(),
-                    value: Value::Integer(-1),
-                    timestamp: age.timestamp,
-                }],
-            )),
-            condition: pb::Condition {
-                row_existence: pb::RowExistenceExpectation::Ignore as i32,
-                column_condition: None,
-            },
-            ..Default::default()
-        };
-        env.client
-            .update_row(&req, Idempotency::Idempotent)
-            .await
-            .unwrap();
+        put_cell(
+            &env,
+            "t_copy",
+            &r.primary_key,
+            "age",
+            Value::Integer(-1),
+            age.timestamp,
+        )
+        .await;
     }
     let out = run(cmd(&env, &["verify", &snap, "--against-table", "t_copy"])).await;
     assert_eq!(out.status.code(), Some(3), "the damage is visible");
@@ -587,26 +607,15 @@ async fn a_row_too_large_for_one_request_goes_to_the_dead_letter_file() {
     // Grow one row past 4 MB with three updates of ~1.9 MB each (each request stays under 4 MB).
     let pk = env.expected_rows()[3].primary_key.clone();
     for col in ["big_a", "big_b", "big_c"] {
-        let req = pb::UpdateRowRequest {
-            table_name: "t".into(),
-            row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
-                &pk,
-                &[ots_wire::types::ColumnUpdate::Put {
-                    name: col.into(),
-                    value: Value::String("x".repeat(1_900_000)),
-                    timestamp: Some(env.spec.base_ts_ms),
-                }],
-            )),
-            condition: pb::Condition {
-                row_existence: pb::RowExistenceExpectation::Ignore as i32,
-                column_condition: None,
-            },
-            ..Default::default()
-        };
-        env.client
-            .update_row(&req, Idempotency::Idempotent)
-            .await
-            .unwrap();
+        put_cell(
+            &env,
+            "t",
+            &pk,
+            col,
+            Value::String("x".repeat(1_900_000)),
+            Some(env.spec.base_ts_ms),
+        )
+        .await;
     }
     let dest = tempfile::tempdir().unwrap();
     let snap = backup(&env, "t", dest.path()).await;

@@ -6,7 +6,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::DataType;
 use ots_wire::types::{Cell, PkColumn, PkType, PkValue, Row, Value, ValueType};
 
@@ -24,23 +24,28 @@ pub struct RowReader<'a> {
     typed: Vec<&'a ArrayRef>,
     ts: Option<&'a StructArray>,
     cells: &'a arrow_array::ListArray,
-    cell_fields: &'a StructArray,
+    // The `$cells` struct's fields, resolved once per batch rather than once per row.
+    cell_names: &'a StringArray,
+    cell_types: &'a StringArray,
+    cell_ts: &'a Int64Array,
+    /// Value arrays in `ValueType` order: integer, double, boolean, string, binary.
+    cell_values: [&'a ArrayRef; 5],
     rows: usize,
 }
 
 impl<'a> RowReader<'a> {
     /// Checks that `batch` has exactly the layout of `schema` (names, types, order).
     pub fn new(schema: &'a SnapshotSchema, batch: &'a RecordBatch) -> Result<Self, ConvertError> {
-        let expected = schema.arrow_schema();
+        let expected = schema.arrow_fields();
         let found = batch.schema();
-        if expected.fields().len() != found.fields().len() {
+        if expected.len() != found.fields().len() {
             return Err(layout_err(format!(
                 "file has {} columns, the snapshot schema describes {}",
                 found.fields().len(),
-                expected.fields().len()
+                expected.len()
             )));
         }
-        for (e, f) in expected.fields().iter().zip(found.fields()) {
+        for (e, f) in expected.iter().zip(found.fields()) {
             if e.name() != f.name() || !types_match(e.data_type(), f.data_type()) {
                 return Err(layout_err(format!(
                     "column '{}' ({}) where the snapshot schema has '{}' ({})",
@@ -69,9 +74,14 @@ impl<'a> RowReader<'a> {
                 )));
             }
         }
+        // The field types were checked above, so these look-ups cannot fail.
+        let field = |name: &str| -> Result<&'a ArrayRef, ConvertError> {
+            cell_fields
+                .column_by_name(name)
+                .ok_or_else(|| layout_err(format!("{CELLS_COLUMN} has no field '{name}'")))
+        };
         for name in [cell_field::NAME, cell_field::TYPE] {
-            let idx = cell_field_index(name);
-            if cell_fields.column(idx).null_count() > 0 {
+            if field(name)?.null_count() > 0 {
                 return Err(layout_err(format!("{CELLS_COLUMN}.{name} has nulls")));
             }
         }
@@ -81,7 +91,16 @@ impl<'a> RowReader<'a> {
             typed: cols[n_pk..n_pk + n_typed].iter().collect(),
             ts,
             cells,
-            cell_fields,
+            cell_names: field(cell_field::NAME)?.as_string::<i32>(),
+            cell_types: field(cell_field::TYPE)?.as_string::<i32>(),
+            cell_ts: field(cell_field::TS)?.as_primitive::<Int64Type>(),
+            cell_values: [
+                field(cell_field::INTEGER)?,
+                field(cell_field::DOUBLE)?,
+                field(cell_field::BOOLEAN)?,
+                field(cell_field::STRING)?,
+                field(cell_field::BINARY)?,
+            ],
             rows: batch.num_rows(),
         })
     }
@@ -94,10 +113,9 @@ impl<'a> RowReader<'a> {
         self.rows == 0
     }
 
-    /// Row `i`, cell for cell.
-    pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
-        let primary_key = self
-            .schema
+    /// The primary key of row `i`.
+    pub fn primary_key(&self, i: usize) -> Vec<PkColumn> {
+        self.schema
             .primary_key
             .iter()
             .zip(&self.pk)
@@ -109,7 +127,12 @@ impl<'a> RowReader<'a> {
                 };
                 PkColumn::new(&c.name, v)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Row `i`, cell for cell.
+    pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
+        let primary_key = self.primary_key(i);
         let mut cells = Vec::new();
         for (k, (c, a)) in self.schema.columns.iter().zip(&self.typed).enumerate() {
             if a.is_null(i) {
@@ -123,25 +146,21 @@ impl<'a> RowReader<'a> {
         }
         let offsets = self.cells.value_offsets();
         let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let f = |name| self.cell_fields.column(cell_field_index(name));
-        let names = f(cell_field::NAME).as_string::<i32>();
-        let kinds = f(cell_field::TYPE).as_string::<i32>();
-        let tss = f(cell_field::TS).as_primitive::<Int64Type>();
+        let (names, tss) = (self.cell_names, self.cell_ts);
         for j in start..end {
-            let kind = kinds.value(j);
+            let kind = self.cell_types.value(j);
             let t = value_type_from_name(kind)
                 .ok_or_else(|| layout_err(format!("{CELLS_COLUMN} entry has type '{kind}'")))?;
-            let field = match t {
-                ValueType::Integer => cell_field::INTEGER,
-                ValueType::Double => cell_field::DOUBLE,
-                ValueType::Boolean => cell_field::BOOLEAN,
-                ValueType::String => cell_field::STRING,
-                ValueType::Binary => cell_field::BINARY,
-            };
-            let values = f(field);
+            let values = self.cell_values[match t {
+                ValueType::Integer => 0,
+                ValueType::Double => 1,
+                ValueType::Boolean => 2,
+                ValueType::String => 3,
+                ValueType::Binary => 4,
+            }];
             if values.is_null(j) {
                 return Err(layout_err(format!(
-                    "{CELLS_COLUMN} entry '{}' of type {kind} has no {field}",
+                    "{CELLS_COLUMN} entry '{}' of type {kind} has no value",
                     names.value(j)
                 )));
             }
@@ -171,13 +190,6 @@ fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> Value {
         ValueType::String => Value::String(a.as_string::<i32>().value(i).to_owned()),
         ValueType::Binary => Value::Binary(a.as_binary::<i32>().value(i).to_vec()),
     }
-}
-
-fn cell_field_index(name: &str) -> usize {
-    crate::layout::cells_struct_fields()
-        .iter()
-        .position(|f| f.name() == name)
-        .unwrap_or(0)
 }
 
 /// Field nullability and metadata may differ after a Parquet round trip; names and types may not.

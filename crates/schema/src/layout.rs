@@ -148,6 +148,12 @@ impl SnapshotSchema {
 
     /// The Arrow schema of the snapshot's files.
     pub fn arrow_schema(&self) -> SchemaRef {
+        let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), self.to_json())]);
+        Arc::new(Schema::new_with_metadata(self.arrow_fields(), metadata))
+    }
+
+    /// The fields of [`arrow_schema`](Self::arrow_schema), without the metadata (no JSON rendered).
+    pub fn arrow_fields(&self) -> Vec<Field> {
         let mut fields: Vec<Field> = self
             .primary_key
             .iter()
@@ -171,8 +177,7 @@ impl SnapshotSchema {
             DataType::List(Arc::new(cells_item_field())),
             false,
         ));
-        let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), self.to_json())]);
-        Arc::new(Schema::new_with_metadata(fields, metadata))
+        fields
     }
 
     pub(crate) fn ts_fields(&self) -> Fields {

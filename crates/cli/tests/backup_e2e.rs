@@ -167,6 +167,8 @@ async fn every_partitioning_mode_reads_back_with_hive_partitioning() {
         ("day:latest-write", "dt"),
         ("hour:latest-write", "hour"),
         ("day:age:seconds", "dt"),
+        ("hour:seq:millis", "hour"),
+        ("day:name:iso", "dt"),
         ("column:user_id", "user_id"),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -201,6 +203,11 @@ async fn every_partitioning_mode_reads_back_with_hive_partitioning() {
                 );
             }
             "day:age:seconds" => assert_eq!(groups[0][0], "1970-01-01"),
+            // seq 0..1200 as milliseconds: all within the first hour of 1970.
+            "hour:seq:millis" => assert_eq!(r["groups"], serde_json::json!([["00", 1200]])),
+            // `name` is not an ISO date: every row goes to Hive's default partition, which
+            // DuckDB reads as NULL.
+            "day:name:iso" => assert_eq!(r["groups"], serde_json::json!([[null, 1200]])),
             "column:user_id" => assert_eq!(groups.len(), 150),
             _ => assert!(!groups.is_empty()),
         }

@@ -1,8 +1,8 @@
 //! Hive-style partition paths for rows: by a column's value, by day or hour of a time column or of
 //! the row's latest write, or by a hash bucket of the primary key.
 
-use ots_manifest::model::civil_from_days;
-use ots_manifest::{Partitioning, TimeGranularity, TimeSource};
+use ots_format::time::civil_from_days;
+use ots_format::{Partitioning, TimeGranularity, TimeSource};
 use ots_wire::types::{PkValueRef, RowRef, ValueRef};
 
 /// Hive's name for a missing value.

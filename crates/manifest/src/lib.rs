@@ -1,21 +1,24 @@
-//! The snapshot format on the object store: the manifest, per-split commit records, the plan that
-//! makes a backup resumable, and the commit protocol (docs/FORMAT.md §7–§9).
+//! The snapshot on the object store: the [`Snapshot`] handle that owns every object path, the
+//! create-once writes of the commit protocol, leases, verification and garbage collection
+//! (docs/FORMAT.md §7–§9). The documents' types are `ots-format`'s, re-exported here.
 //!
 //! ```text
-//! DEST/<snapshot-id>/plan.json                 written first: T, schema, splits (resume reads it)
-//! DEST/<snapshot-id>/data/<partition>/part-*.parquet
-//! DEST/<snapshot-id>/splits/<split>.json       a split's commit record, written after its files
-//! DEST/<snapshot-id>/manifest.json             written last: the commit point
+//! DEST/<snapshot-id>/plan.json                         create-once, first
+//! DEST/<snapshot-id>/data/<partition>/part-<split>-<attempt>-<n>.parquet
+//! DEST/<snapshot-id>/splits/<split>/<attempt>.json     create-once, after the attempt's files
+//! DEST/<snapshot-id>/leases/<owner>-<renewal>.json     create-once, while a process works
+//! DEST/<snapshot-id>/manifest.json                     create-once, last: the commit point
 //! ```
 //!
-//! Nothing is ever overwritten and nothing needs create-only or compare-and-swap writes (OSS's S3 API
-//! has neither): data file names carry the attempt that wrote them, a split record is written once,
-//! after its files, and the manifest is written once, after every split record.
+//! Nothing here overwrites; only [`gc`] deletes.
 
-pub mod model;
-pub mod store;
+pub mod gc;
+pub mod lease;
+pub mod snapshot;
 pub mod verify;
 
-pub use model::*;
-pub use store::{ManifestError, SnapshotStore};
-pub use verify::{VerifyIssue, VerifyReport, verify_snapshot};
+pub use ots_format::*;
+pub use gc::{GcReport, gc};
+pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
+pub use snapshot::{Committed, Listed, ManifestError, Snapshot, Snapshots};
+pub use verify::{VerifyIssue, VerifyProgress, VerifyReport, verify_manifest, verify_snapshot};

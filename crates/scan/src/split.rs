@@ -7,71 +7,7 @@ use ots_wire::types::{PkColumn, PkType, PkValue, cmp_primary_keys};
 use ots_wire::{OtsClient, OtsError};
 use serde::{Deserialize, Serialize};
 
-/// A primary-key value in a form that survives JSON (binary as hex).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyValue {
-    Integer(i64),
-    String(String),
-    /// Hex-encoded bytes.
-    Binary(String),
-    InfMin,
-    InfMax,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyPart {
-    pub name: String,
-    pub value: KeyValue,
-}
-
-impl KeyPart {
-    pub fn from_column(c: &PkColumn) -> Self {
-        let value = match &c.value {
-            PkValue::Integer(v) => KeyValue::Integer(*v),
-            PkValue::String(s) => KeyValue::String(s.clone()),
-            PkValue::Binary(b) => KeyValue::Binary(hex::encode(b)),
-            PkValue::InfMin => KeyValue::InfMin,
-            // AUTO_INCREMENT never appears in a bound; treat it like INF_MAX for safety.
-            PkValue::InfMax | PkValue::AutoIncrement => KeyValue::InfMax,
-        };
-        KeyPart {
-            name: c.name.clone(),
-            value,
-        }
-    }
-
-    pub fn to_column(&self) -> Result<PkColumn, ScanError> {
-        let value = match &self.value {
-            KeyValue::Integer(v) => PkValue::Integer(*v),
-            KeyValue::String(s) => PkValue::String(s.clone()),
-            KeyValue::Binary(h) => PkValue::Binary(hex::decode(h).map_err(|_| {
-                ScanError::Plan(format!("key part '{}' has invalid hex '{h}'", self.name))
-            })?),
-            KeyValue::InfMin => PkValue::InfMin,
-            KeyValue::InfMax => PkValue::InfMax,
-        };
-        Ok(PkColumn::new(&self.name, value))
-    }
-}
-
-/// One range of the table: `[start, end)` over the full primary key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Split {
-    pub id: u32,
-    pub start: Vec<KeyPart>,
-    pub end: Vec<KeyPart>,
-}
-
-impl Split {
-    pub fn start_columns(&self) -> Result<Vec<PkColumn>, ScanError> {
-        self.start.iter().map(KeyPart::to_column).collect()
-    }
-
-    pub fn end_columns(&self) -> Result<Vec<PkColumn>, ScanError> {
-        self.end.iter().map(KeyPart::to_column).collect()
-    }
-}
+pub use ots_format::{KeyPart, KeyValue, Split};
 
 /// The table's primary key as ComputeSplitPointsBySize reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +43,8 @@ pub enum ScanError {
     Ots(#[from] OtsError),
     #[error("split plan: {0}")]
     Plan(String),
+    #[error("split plan: {0}")]
+    Key(#[from] ots_format::KeyError),
     #[error("GetRange on split {split}: {detail}")]
     Page { split: u32, detail: String },
 }

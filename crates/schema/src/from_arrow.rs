@@ -10,7 +10,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructA
 use arrow_schema::DataType;
 use ots_wire::types::{Cell, PkColumn, PkType, PkValue, Row, Value, ValueType};
 
-use crate::layout::{CELLS_COLUMN, SnapshotSchema, cell_field, value_type_from_name};
+use crate::layout::{ArrowLayout, CELLS_COLUMN, SnapshotSchema, cell_field, value_type_from_name};
 use crate::to_arrow::ConvertError;
 
 fn layout_err(msg: impl Into<String>) -> ConvertError {

@@ -13,5 +13,5 @@ pub mod to_arrow;
 
 pub use from_arrow::RowReader;
 pub use infer::SchemaInferrer;
-pub use layout::{ColumnSchema, PkColumnSchema, SnapshotSchema};
+pub use layout::{ArrowLayout, ColumnSchema, PkColumnSchema, SnapshotSchema};
 pub use to_arrow::{BatchBuilder, ColumnStats, ConvertError, SnapshotStats};

@@ -78,16 +78,53 @@ impl std::fmt::Debug for S3Credentials {
     }
 }
 
-/// An opened destination: a store and the prefix under which snapshots live.
+/// An opened destination: a store and the prefix under which snapshots live. Its fields are
+/// private: object paths are built by the snapshot handle (`ots_manifest::Snapshot`) only.
 #[derive(Clone, Debug)]
 pub struct Destination {
-    pub store: Arc<dyn ObjectStore>,
-    pub prefix: Path,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
     /// The URL as the user gave it (it never contains secrets).
-    pub url: String,
+    url: String,
+    /// Whether the backend honours create-only puts (`PutMode::Create`); OSS does not.
+    create_only: bool,
 }
 
 impl Destination {
+    /// A destination over any object store (tests wrap stores in fault injection this way).
+    pub fn from_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        url: impl Into<String>,
+        create_only: bool,
+    ) -> Self {
+        Destination {
+            store,
+            prefix,
+            url: url.into(),
+            create_only,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL as the user gave it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The prefix under which snapshot folders live.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// Whether create-only puts are refused when the object exists (false on OSS).
+    pub fn supports_create_only(&self) -> bool {
+        self.create_only
+    }
+
     /// The object path of `relative` (e.g. `SNAPSHOT/manifest.json`) under the prefix.
     pub fn path(&self, relative: &str) -> Path {
         // Parse rather than join: joining would percent-encode the `%XX` escapes of hive partition
@@ -100,6 +137,15 @@ impl Destination {
             }
             p
         })
+    }
+
+    /// `path` relative to the prefix, or `None` when it lies outside it.
+    pub fn relative(&self, path: &Path) -> Option<String> {
+        let parts: Vec<String> = path
+            .prefix_match(&self.prefix)?
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        Some(parts.join("/"))
     }
 
     /// The user-facing URL of `relative` under this destination.
@@ -158,15 +204,18 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Destination, Destin
             detail: "no such folder".to_string(),
         });
     }
-    let store =
-        LocalFileSystem::new_with_prefix(dir).map_err(|source| DestinationError::Store {
+    // fsync files and their folders: a record or manifest counts as written only once durable.
+    let store = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|source| DestinationError::Store {
             url: url.to_string(),
             source,
-        })?;
+        })?
+        .with_fsync(true);
     Ok(Destination {
         store: Arc::new(store),
         prefix: Path::default(),
         url: url.to_string(),
+        create_only: true,
     })
 }
 
@@ -258,7 +307,7 @@ pub fn open_oss(
     let builder = s3_builder(bucket, &region, Some(&endpoint), creds, options)
         .with_conditional_put(S3ConditionalPut::Disabled)
         .with_disable_bulk_delete(true);
-    finish_s3(url, prefix, builder)
+    finish_s3(url, prefix, builder, false)
 }
 
 pub fn open_s3(
@@ -280,8 +329,9 @@ pub fn open_s3(
         .s3_endpoint
         .as_ref()
         .map(|e| e.replace("{bucket}", bucket));
-    let builder = s3_builder(bucket, &region, endpoint.as_deref(), creds, options);
-    finish_s3(url, prefix, builder)
+    let builder = s3_builder(bucket, &region, endpoint.as_deref(), creds, options)
+        .with_conditional_put(S3ConditionalPut::ETagMatch);
+    finish_s3(url, prefix, builder, true)
 }
 
 /// An S3 builder with explicit credentials (never the AWS chain). With an endpoint: virtual-hosted
@@ -318,6 +368,7 @@ fn finish_s3(
     url: &str,
     prefix: &str,
     builder: AmazonS3Builder,
+    create_only: bool,
 ) -> Result<Destination, DestinationError> {
     let store = builder.build().map_err(|source| DestinationError::Store {
         url: url.to_string(),
@@ -327,6 +378,7 @@ fn finish_s3(
         store: Arc::new(store),
         prefix: prefix_path(url, prefix)?,
         url: url.to_string(),
+        create_only,
     })
 }
 
@@ -346,10 +398,12 @@ fn open_by_url(url: &str) -> Result<Destination, DestinationError> {
             source,
         }
     })?;
+    // GCS and Azure both implement create-only puts.
     Ok(Destination {
         store: Arc::from(store),
         prefix,
         url: url.to_string(),
+        create_only: true,
     })
 }
 

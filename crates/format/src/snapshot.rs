@@ -1,38 +1,26 @@
-//! Manifest types. Field names are part of the format: change them only with `FORMAT_VERSION`.
+//! The snapshot's documents: plan, split records, manifest. Field names are part of the format:
+//! change them only with [`FORMAT_VERSION`] (docs/FORMAT.md §7–§9 is the normative text).
 
 use std::collections::BTreeMap;
 
-use ots_scan::{KeyPart, Split};
-use ots_schema::layout::{ColumnSchema, PkColumnSchema};
-use ots_schema::{SnapshotSchema, SnapshotStats};
 use serde::{Deserialize, Serialize};
 
-/// Version of the manifest format described in docs/FORMAT.md.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::key::{KeyPart, Split};
+use crate::schema::SnapshotSchema;
+use crate::stats::SnapshotStats;
+use crate::table::TableMeta;
 
-pub const MANIFEST_FILE: &str = "manifest.json";
-pub const PLAN_FILE: &str = "plan.json";
-pub const SPLITS_DIR: &str = "splits";
-pub const DATA_DIR: &str = "data";
+/// Version of the snapshot format described in docs/FORMAT.md. Version 2 keeps one record per
+/// split attempt (`splits/<split>/<attempt>.json`) and names the chosen attempt in the manifest;
+/// version 1 kept one record per split (`splits/<split>.json`). Both are read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build still reads, verifies and restores.
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 
 /// What cannot be guaranteed without the Stream API; recorded in every manifest.
-pub const CONSISTENCY_NOTE: &str = "Cells written after the snapshot time T are excluded by the scan's time range [0, T]. \
-Rows deleted (or cells deleted) while the scan ran cannot be excluded without the Stream API: such a row is in the \
-snapshot if its split was read before the delete.";
-
-/// The source table's meta, enough to recreate it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableMeta {
-    pub table_name: String,
-    pub primary_key: Vec<PkColumnSchema>,
-    #[serde(default)]
-    pub defined_columns: Vec<ColumnSchema>,
-    pub max_versions: Option<i32>,
-    /// Seconds; -1 = forever.
-    pub time_to_live: Option<i32>,
-    pub deviation_cell_version_in_sec: Option<i64>,
-    pub allow_update: Option<bool>,
-}
+pub const CONSISTENCY_NOTE: &str = "Rows deleted (or cells deleted) while the scan ran cannot be excluded without the Stream API: \
+such a row is in the snapshot if its split was read before the delete. With time_range.scope \"up_to_t\", cells dated after \
+the snapshot time T are not backed up; they are counted in cells_after_t.";
 
 /// Where the data came from. The endpoint never carries credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,13 +30,70 @@ pub struct Source {
     pub table: TableMeta,
 }
 
+/// Which cells a snapshot holds by timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeScope {
+    /// Cells dated up to and including T (`[start_ms, end_ms)` with end_ms = T + 1). Cells dated
+    /// after T (Tablestore accepts timestamps up to now + the table's deviation) are counted.
+    #[default]
+    UpToT,
+    /// Every cell, however it is dated (`--time-range all`).
+    All,
+}
+
 /// The scan's time range: cells with timestamps in `[start_ms, end_ms)`; `t_ms` is the snapshot
-/// time T fixed at the start (end_ms = T + 1).
+/// time T fixed at the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeRange {
     pub start_ms: i64,
     pub end_ms: i64,
     pub t_ms: i64,
+    #[serde(default)]
+    pub scope: TimeScope,
+}
+
+impl TimeRange {
+    /// The greatest end time the service accepts for a GetRange time range.
+    pub const MAX_END_MS: i64 = i64::MAX;
+
+    pub fn up_to(t_ms: i64) -> Self {
+        TimeRange {
+            start_ms: 0,
+            end_ms: t_ms.saturating_add(1),
+            t_ms,
+            scope: TimeScope::UpToT,
+        }
+    }
+
+    pub fn all(t_ms: i64) -> Self {
+        TimeRange {
+            start_ms: 0,
+            end_ms: Self::MAX_END_MS,
+            t_ms,
+            scope: TimeScope::All,
+        }
+    }
+}
+
+/// Cells dated after T that a snapshot of scope `up_to_t` does not hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellsAfterT {
+    pub rows: u64,
+    pub cells: u64,
+    /// The newest such timestamp (ms).
+    pub max_ts_ms: Option<i64>,
+}
+
+impl CellsAfterT {
+    pub fn merge(&mut self, o: &CellsAfterT) {
+        self.rows += o.rows;
+        self.cells += o.cells;
+        self.max_ts_ms = match (self.max_ts_ms, o.max_ts_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// How rows are spread over data files.
@@ -91,8 +136,8 @@ pub enum TimeGranularity {
     Hour,
 }
 
-/// Everything a backup decides before reading data; written first, read back on resume so that a
-/// resumed run produces the same content as an uninterrupted one.
+/// Everything a backup decides before reading data; written first (create-once), read back on
+/// resume so that a resumed run produces the same content as an uninterrupted one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
@@ -123,17 +168,34 @@ pub struct FileEntry {
     pub pk_max: Vec<KeyPart>,
 }
 
-/// A split's commit record (`splits/<id>.json`): its files exist and are complete.
+/// A split attempt's record (`splits/<split>/<attempt>.json`, create-once): the attempt scanned
+/// the whole split and its files exist and are complete.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitRecord {
     pub format_version: u32,
     pub snapshot_id: String,
     pub split: Split,
-    /// Token of the attempt whose files these are (orphans of other attempts are ignored).
+    /// Token of the attempt whose files these are; every file name carries it.
     pub attempt: String,
     pub files: Vec<FileEntry>,
     pub stats: SnapshotStats,
+    /// Cells of this split dated after T (scope `up_to_t` only).
+    #[serde(default)]
+    pub cells_after_t: CellsAfterT,
     pub committed_at: String,
+}
+
+/// The deterministic rule that picks one record per split from all attempts: the smallest
+/// attempt token among the records that match the plan's split. Every process that sees the same
+/// records picks the same one; one that sees more picks a record that is just as complete.
+pub fn choose_record<'a>(
+    split: &Split,
+    records: impl IntoIterator<Item = &'a SplitRecord>,
+) -> Option<&'a SplitRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.split == *split)
+        .min_by(|a, b| a.attempt.cmp(&b.attempt))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +209,11 @@ pub struct SplitStatus {
     pub start: Vec<KeyPart>,
     #[serde(default)]
     pub end: Vec<KeyPart>,
+    /// The attempt whose record and files the snapshot holds (empty in format version 1).
+    #[serde(default)]
+    pub attempt: String,
+    #[serde(default)]
+    pub cells_after_t: CellsAfterT,
 }
 
 impl SplitStatus {
@@ -166,6 +233,9 @@ pub struct Totals {
     pub overflow_cells: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Cells dated after T that the snapshot does not hold (scope `up_to_t`).
+    #[serde(default)]
+    pub cells_after_t: u64,
 }
 
 /// The commit point of a snapshot.
@@ -189,13 +259,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Builds the manifest from the plan and every split's record, in split order.
-    pub fn assemble(plan: &Plan, records: &[SplitRecord], finished_at: String) -> Manifest {
+    /// Builds the manifest from the plan and the chosen record of every split, in split order.
+    pub fn assemble(plan: &Plan, records: &[&SplitRecord], finished_at: String) -> Manifest {
         let mut stats = SnapshotStats::default();
         let mut files = Vec::new();
         let mut splits = Vec::new();
+        let mut after = CellsAfterT::default();
         for r in records {
             stats.merge(&r.stats);
+            after.merge(&r.cells_after_t);
             splits.push(SplitStatus {
                 id: r.split.id,
                 status: "committed".into(),
@@ -203,6 +275,8 @@ impl Manifest {
                 rows: r.files.iter().map(|f| f.rows).sum(),
                 start: r.split.start.clone(),
                 end: r.split.end.clone(),
+                attempt: r.attempt.clone(),
+                cells_after_t: r.cells_after_t,
             });
             files.extend(r.files.iter().cloned());
         }
@@ -212,6 +286,7 @@ impl Manifest {
             overflow_cells: stats.overflow_cells,
             files: files.len() as u64,
             bytes: files.iter().map(|f| f.bytes).sum(),
+            cells_after_t: after.cells,
         };
         Manifest {
             format_version: FORMAT_VERSION,
@@ -229,74 +304,5 @@ impl Manifest {
             started_at: plan.started_at.clone(),
             finished_at,
         }
-    }
-}
-
-/// RFC 3339 UTC with milliseconds.
-pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        d.subsec_millis()
-    )
-}
-
-/// A time-sortable snapshot id: `YYYYMMDDTHHMMSSZ-<8 hex>`.
-pub fn new_snapshot_id(t: std::time::SystemTime) -> String {
-    let stamp: String = rfc3339(t)
-        .chars()
-        .take(19)
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .collect();
-    format!("{stamp}Z-{:08x}", rand_u32())
-}
-
-pub fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish() as u32
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_ids_sort_by_time() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_081_012_345);
-        assert_eq!(rfc3339(t), "2025-11-25T14:30:12.345Z");
-        let id = new_snapshot_id(t);
-        assert!(id.starts_with("20251125T143012Z-"), "{id}");
-        let later = new_snapshot_id(t + std::time::Duration::from_secs(1));
-        assert!(later > id);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

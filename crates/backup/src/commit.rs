@@ -1,0 +1,59 @@
+//! The commit: pick one record per split by the format's deterministic rule, assemble the
+//! manifest, write it create-once. No deletes: data files of attempts the manifest does not list
+//! stay until `otsarchive gc` removes them. A second committer finds the manifest there and
+//! keeps it.
+
+use std::time::SystemTime;
+
+use ots_format::time::rfc3339;
+use ots_format::{Manifest, Plan, SplitRecord, choose_record};
+use ots_manifest::{Committed, Snapshot};
+
+use crate::BackupError;
+
+/// Commits `plan`'s snapshot from the records found on the store plus `own` (the records this
+/// process wrote: a stale listing may not show them yet).
+pub(crate) async fn commit(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    own: &[SplitRecord],
+) -> Result<Manifest, BackupError> {
+    let mut records = snapshot.records().await?;
+    for r in own {
+        if !records
+            .iter()
+            .any(|x| x.split.id == r.split.id && x.attempt == r.attempt)
+        {
+            records.push(r.clone());
+        }
+    }
+    let records: Vec<SplitRecord> = records
+        .into_iter()
+        .filter(|r| r.snapshot_id == plan.snapshot_id)
+        .collect();
+    let mut chosen = Vec::with_capacity(plan.splits.len());
+    let mut missing = Vec::new();
+    for s in &plan.splits {
+        match choose_record(s, &records) {
+            Some(r) => chosen.push(r),
+            None => missing.push(s.id),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(BackupError::Incomplete {
+            id: plan.snapshot_id.clone(),
+            missing,
+        });
+    }
+    let manifest = Manifest::assemble(plan, &chosen, rfc3339(SystemTime::now()));
+    match snapshot.commit_manifest(&manifest).await? {
+        Committed::Written => Ok(manifest),
+        Committed::AlreadyCommitted(theirs) => {
+            tracing::info!(
+                "snapshot {} was committed by another process; keeping its manifest",
+                plan.snapshot_id
+            );
+            Ok(*theirs)
+        }
+    }
+}

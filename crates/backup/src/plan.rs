@@ -1,0 +1,221 @@
+//! Planning a backup: the table's meta, T, the splits, the schema (inferred from a bounded sample
+//! or pinned), the partitioning check; or, on resume, the plan read back.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ots_format::time::{rfc3339, unix_millis};
+use ots_format::{
+    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeRange, TimeSource,
+    new_snapshot_id, pk_text,
+};
+use ots_manifest::{ManifestError, Snapshot, Snapshots};
+use ots_scan::{ScanOptions, Split, SplitScanner, plan_splits};
+use ots_schema::layout::PkColumnSchema;
+use ots_schema::{SchemaInferrer, SnapshotSchema};
+use ots_wire::OtsClient;
+use tokio::task::JoinSet;
+
+use crate::{BackupConfig, BackupError, PageError, TOOL_VERSION, TimeScopeChoice};
+
+/// Checks that the partitioning refers to columns that exist (PK, defined, or in the schema).
+pub(crate) fn check_partitioning(
+    p: &Partitioning,
+    meta: &TableMeta,
+    schema: Option<&SnapshotSchema>,
+) -> Result<(), BackupError> {
+    let column = match p {
+        Partitioning::Column { column } => Some(column),
+        Partitioning::Time { source, .. } => match source {
+            TimeSource::EpochSeconds { column }
+            | TimeSource::EpochMillis { column }
+            | TimeSource::IsoString { column } => Some(column),
+            TimeSource::LatestWrite => None,
+        },
+        Partitioning::HashBucket { buckets } => {
+            if *buckets == 0 {
+                return Err(BackupError::Usage(
+                    "hash partitioning needs at least 1 bucket".into(),
+                ));
+            }
+            None
+        }
+        Partitioning::None => None,
+    };
+    let Some(column) = column else { return Ok(()) };
+    let known = meta.primary_key.iter().any(|c| &c.name == column)
+        || meta.defined_columns.iter().any(|c| &c.name == column)
+        || schema.is_some_and(|s| s.columns.iter().any(|c| &c.name == column));
+    if known {
+        Ok(())
+    } else {
+        let mut names: Vec<&str> = meta.primary_key.iter().map(|c| c.name.as_str()).collect();
+        if let Some(s) = schema {
+            names.extend(s.columns.iter().map(|c| c.name.as_str()));
+        }
+        Err(BackupError::Usage(format!(
+            "partition column '{column}' does not exist in table '{}' (known columns: {})",
+            meta.table_name,
+            names.join(", ")
+        )))
+    }
+}
+
+/// Reads up to `sample_rows_per_split` rows of each split to infer the schema.
+async fn infer_schema(
+    client: &OtsClient,
+    cfg: &BackupConfig,
+    splits: &[Split],
+    options: &ScanOptions,
+    primary_key: Vec<PkColumnSchema>,
+) -> Result<SnapshotSchema, BackupError> {
+    let mut set = JoinSet::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+    for split in splits {
+        let mut scanner = SplitScanner::new(
+            client.clone(),
+            cfg.table.clone(),
+            split.clone(),
+            options.clone(),
+        )?;
+        let limit = cfg.sample_rows_per_split;
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let mut inferrer = SchemaInferrer::new();
+            while (inferrer.rows() as usize) < limit {
+                let Some(page) = scanner.next_page().await? else {
+                    break;
+                };
+                page.for_each_row::<PageError>(|row| {
+                    if (inferrer.rows() as usize) < limit {
+                        inferrer.observe(row);
+                    }
+                    Ok(())
+                })
+                .map_err(BackupError::from)?;
+            }
+            Ok::<_, BackupError>(inferrer)
+        });
+    }
+    let mut all = SchemaInferrer::new();
+    while let Some(r) = set.join_next().await {
+        all.merge(r.map_err(|e| BackupError::Worker(e.to_string()))??);
+    }
+    all.finish(primary_key, cfg.max_typed_columns)
+        .map_err(|e| BackupError::Usage(e.to_string()))
+}
+
+/// Plans a new snapshot and writes its `plan.json` (create-once).
+pub(crate) async fn new_plan(
+    client: &OtsClient,
+    snapshots: &Snapshots,
+    cfg: &BackupConfig,
+) -> Result<(Snapshot, Plan), BackupError> {
+    let described = client.describe_table(&cfg.table).await?;
+    let meta = TableMeta::from_describe(&cfg.table, &described)
+        .map_err(|e| BackupError::Usage(e.to_string()))?;
+    // Fail before any read when the table meta (or a pinned schema) decides; a partition column
+    // outside the primary key and defined columns can only be found by the inference sample.
+    let decided_by_sample = cfg.pinned_schema.is_none()
+        && matches!(
+            cfg.partitioning,
+            Partitioning::Column { .. } | Partitioning::Time { .. }
+        );
+    if !decided_by_sample {
+        check_partitioning(&cfg.partitioning, &meta, cfg.pinned_schema.as_ref())?;
+    }
+    let t_ms = cfg
+        .snapshot_time_ms
+        .unwrap_or_else(|| unix_millis(SystemTime::now()));
+    let time_range = match cfg.time_scope {
+        TimeScopeChoice::UpToT => TimeRange::up_to(t_ms),
+        TimeScopeChoice::All => TimeRange::all(t_ms),
+    };
+    let started_at = rfc3339(SystemTime::now());
+    let split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
+    let options = ScanOptions {
+        time_range: (time_range.start_ms, time_range.end_ms),
+        ..ScanOptions::up_to(t_ms)
+    };
+    let schema = match &cfg.pinned_schema {
+        Some(s) => {
+            if s.primary_key != meta.primary_key {
+                return Err(BackupError::Usage(format!(
+                    "the pinned schema's primary key ({}) does not match table '{}' ({})",
+                    pk_text(&s.primary_key),
+                    cfg.table,
+                    pk_text(&meta.primary_key)
+                )));
+            }
+            s.clone()
+        }
+        None => {
+            infer_schema(
+                client,
+                cfg,
+                &split_plan.splits,
+                &options,
+                meta.primary_key.clone(),
+            )
+            .await?
+        }
+    };
+    check_partitioning(&cfg.partitioning, &meta, Some(&schema))?;
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        snapshot_id: new_snapshot_id(SystemTime::now()),
+        tool_version: TOOL_VERSION.to_string(),
+        source: Source {
+            endpoint: cfg.endpoint.clone(),
+            instance: cfg.instance.clone(),
+            table: meta,
+        },
+        time_range,
+        schema,
+        partitioning: cfg.partitioning.clone(),
+        splits: split_plan.splits,
+        started_at,
+    };
+    let snapshot = snapshots.snapshot(&plan.snapshot_id);
+    snapshot.create_plan(&plan).await?;
+    Ok((snapshot, plan))
+}
+
+/// Reads back the plan of a snapshot to resume, refusing a committed one or another table's.
+pub(crate) async fn resume_plan(
+    snapshot: &Snapshot,
+    cfg: &BackupConfig,
+) -> Result<Plan, BackupError> {
+    let id = snapshot.id();
+    if snapshot.has_manifest().await? {
+        return Err(BackupError::Usage(format!(
+            "snapshot {id} is already committed (its manifest exists); nothing to resume"
+        )));
+    }
+    let plan = snapshot.read_plan().await.map_err(|e| match e {
+        ManifestError::NotFound { url, .. } => BackupError::Usage(format!(
+            "cannot resume {id}: no plan.json under {url} (wrong --to or snapshot id?)"
+        )),
+        other => other.into(),
+    })?;
+    if plan.format_version < FORMAT_VERSION {
+        return Err(BackupError::Usage(format!(
+            "snapshot {id} was started by an older otsarchive (format {}); start a new backup instead of resuming it",
+            plan.format_version
+        )));
+    }
+    if plan.source.instance != cfg.instance {
+        return Err(BackupError::Usage(format!(
+            "snapshot {id} was taken from instance '{}', not '{}'",
+            plan.source.instance, cfg.instance
+        )));
+    }
+    if plan.source.table.table_name != cfg.table {
+        return Err(BackupError::Usage(format!(
+            "snapshot {id} is a backup of table '{}', not '{}'",
+            plan.source.table.table_name, cfg.table
+        )));
+    }
+    Ok(plan)
+}

@@ -1,0 +1,70 @@
+//! Where each object of a snapshot lives, relative to the snapshot's folder. Only the `Snapshot`
+//! handle (crate `ots-manifest`) joins these with a destination; nothing else builds paths.
+//!
+//! ```text
+//! plan.json                                   create-once, first
+//! data/<partition>/part-<split>-<attempt>-<n>.parquet
+//! splits/<split>/<attempt>.json               create-once, after the attempt's files
+//! leases/<owner>-<renewal>.json               create-once, while a process runs
+//! manifest.json                               create-once, last: the commit point
+//! ```
+
+pub const PLAN_FILE: &str = "plan.json";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SPLITS_DIR: &str = "splits";
+pub const DATA_DIR: &str = "data";
+pub const LEASES_DIR: &str = "leases";
+
+/// `splits/00003/7f3a9c01.json`: one attempt's record.
+pub fn record_path(split: u32, attempt: &str) -> String {
+    format!("{SPLITS_DIR}/{split:05}/{attempt}.json")
+}
+
+/// `splits/00003.json`: format version 1's single record per split.
+pub fn record_path_v1(split: u32) -> String {
+    format!("{SPLITS_DIR}/{split:05}.json")
+}
+
+/// `data/<partition>/part-00003-7f3a9c01-000.parquet` (no partition folder when `partition` is empty).
+pub fn data_file_path(partition: &str, split: u32, attempt: &str, seq: u32) -> String {
+    let dir = if partition.is_empty() {
+        DATA_DIR.to_string()
+    } else {
+        format!("{DATA_DIR}/{partition}")
+    };
+    format!("{dir}/part-{split:05}-{attempt}-{seq:03}.parquet")
+}
+
+/// The split and attempt a data file's name carries, if it has the shape above.
+pub fn data_file_attempt(path: &str) -> Option<(u32, &str)> {
+    let name = path.rsplit('/').next()?;
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut parts = rest.splitn(3, '-');
+    let split = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?;
+    parts.next()?;
+    Some((split, attempt))
+}
+
+/// `leases/<owner>-<renewal:06>.json`.
+pub fn lease_path(owner: &str, renewal: u32) -> String {
+    format!("{LEASES_DIR}/{owner}-{renewal:06}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip() {
+        assert_eq!(record_path(3, "7f3a9c01"), "splits/00003/7f3a9c01.json");
+        let p = data_file_path("dt=2026-11-24", 3, "7f3a9c01", 0);
+        assert_eq!(p, "data/dt=2026-11-24/part-00003-7f3a9c01-000.parquet");
+        assert_eq!(data_file_attempt(&p), Some((3, "7f3a9c01")));
+        assert_eq!(
+            data_file_path("", 12, "ab", 7),
+            "data/part-00012-ab-007.parquet"
+        );
+        assert_eq!(data_file_attempt("data/x.parquet"), None);
+    }
+}

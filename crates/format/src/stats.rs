@@ -1,0 +1,86 @@
+//! Per-column statistics of a snapshot, as the manifest records them.
+
+use std::collections::BTreeMap;
+
+use ots_wire::types::ValueType;
+use serde::{Deserialize, Serialize};
+
+/// Statistics of one attribute column over everything converted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    /// Cells seen, per type (all versions).
+    pub cells_by_type: BTreeMap<String, u64>,
+    /// Rows whose latest version landed in the typed column.
+    pub typed_values: u64,
+    /// Rows where the typed column is null (absent, or the latest version had another type).
+    pub typed_nulls: u64,
+    /// Cells kept in `$cells` (older versions, type conflicts, or the column is not typed).
+    pub overflow_cells: u64,
+    /// Of those, latest versions whose type differs from the typed column's type.
+    pub type_conflicts: u64,
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+}
+
+impl ColumnStats {
+    /// Counts one cell of type `t` with timestamp `ts`.
+    pub fn observe_cell(&mut self, t: ValueType, ts: Option<i64>) {
+        // No String allocation per cell.
+        match self.cells_by_type.get_mut(t.name()) {
+            Some(n) => *n += 1,
+            None => {
+                self.cells_by_type.insert(t.name().to_string(), 1);
+            }
+        }
+        if let Some(ts) = ts {
+            self.min_timestamp = Some(self.min_timestamp.map_or(ts, |m| m.min(ts)));
+            self.max_timestamp = Some(self.max_timestamp.map_or(ts, |m| m.max(ts)));
+        }
+    }
+
+    pub fn merge(&mut self, other: &ColumnStats) {
+        for (k, v) in &other.cells_by_type {
+            *self.cells_by_type.entry(k.clone()).or_default() += v;
+        }
+        self.typed_values += other.typed_values;
+        self.typed_nulls += other.typed_nulls;
+        self.overflow_cells += other.overflow_cells;
+        self.type_conflicts += other.type_conflicts;
+        self.min_timestamp = min_opt(self.min_timestamp, other.min_timestamp);
+        self.max_timestamp = max_opt(self.max_timestamp, other.max_timestamp);
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Statistics of a whole conversion: rows, cells, and each column by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    pub rows: u64,
+    pub cells: u64,
+    pub overflow_cells: u64,
+    pub columns: BTreeMap<String, ColumnStats>,
+}
+
+impl SnapshotStats {
+    pub fn merge(&mut self, other: &SnapshotStats) {
+        self.rows += other.rows;
+        self.cells += other.cells;
+        self.overflow_cells += other.overflow_cells;
+        for (name, s) in &other.columns {
+            self.columns.entry(name.clone()).or_default().merge(s);
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The snapshot on the store: [`Snapshots`] (the snapshot folders under a destination) and
+//! [`Snapshot`] (one folder), which own every object path. Callers never build a path by hand.
+//!
+//! Writes of documents (plan, records, manifest, leases) are create-once: `PutMode::Create` where
+//! the backend has it (local, S3, GCS, Azure); on OSS, which has none, an existence check before
+//! the put. The protocol never depends on that check being race-free: every name it writes is
+//! unique to the process writing it, except `plan.json` (written once, by the process that made
+//! the id) and `manifest.json` (any two manifests of one snapshot list only complete attempts).
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{
+    GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use ots_format::layout::{
+    DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, record_path,
+};
+use ots_format::{FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id};
+use ots_writer::Destination;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::lease::Lease;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{url} is not a valid {what}: {source} (the file is damaged or was edited)")]
+    Json {
+        url: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{url}: format version {found} is newer than this otsarchive understands ({FORMAT_VERSION}); upgrade otsarchive"
+    )]
+    FormatVersion { url: String, found: u32 },
+    #[error("{url}: {detail}")]
+    Invalid { url: String, detail: String },
+    #[error("snapshot {id} not found at {url}: no {what}")]
+    NotFound {
+        id: String,
+        url: String,
+        what: &'static str,
+    },
+    /// A create-once object exists already (another process wrote it).
+    #[error("{url} exists already: another process wrote it")]
+    Exists { url: String },
+}
+
+impl ManifestError {
+    fn store(url: String, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::AlreadyExists { .. } => ManifestError::Exists { url },
+            source => ManifestError::Store { url, source },
+        }
+    }
+}
+
+/// An object of a snapshot folder, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Relative to the snapshot folder, e.g. `data/part-00000-7f3a9c01-000.parquet`.
+    pub rel: String,
+    pub size: u64,
+    /// Milliseconds since the epoch, as the store reports the object's last change.
+    pub modified_ms: i64,
+}
+
+/// The snapshot folders under one destination.
+#[derive(Clone, Debug)]
+pub struct Snapshots {
+    dest: Destination,
+}
+
+impl Snapshots {
+    pub fn new(dest: Destination) -> Self {
+        Snapshots { dest }
+    }
+
+    pub fn url(&self) -> &str {
+        self.dest.url()
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    pub fn snapshot(&self, id: &str) -> Snapshot {
+        Snapshot {
+            dest: self.dest.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Snapshot ids under the destination, sorted (= by time). Folders whose names are not
+    /// snapshot ids are not snapshots and are left out.
+    pub async fn list_ids(&self) -> Result<Vec<String>, ManifestError> {
+        let listing = self
+            .dest
+            .store()
+            .list_with_delimiter(Some(self.dest.prefix()))
+            .await
+            .map_err(|source| ManifestError::store(self.dest.url().to_string(), source))?;
+        let mut ids: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|name| is_snapshot_id(name))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// One snapshot folder: `DEST/<id>/`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    dest: Destination,
+    id: String,
+}
+
+impl Snapshot {
+    pub fn new(dest: Destination, id: impl Into<String>) -> Self {
+        Snapshot {
+            dest,
+            id: id.into(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The snapshot folder's URL (`DEST/<id>`).
+    pub fn url(&self) -> String {
+        self.dest.url_of(&self.id)
+    }
+
+    /// The URL of an object of the snapshot, for messages.
+    pub fn url_of(&self, rel: &str) -> String {
+        self.dest.url_of(&format!("{}/{rel}", self.id))
+    }
+
+    /// The destination's URL (its parent).
+    pub fn destination_url(&self) -> &str {
+        self.dest.url()
+    }
+
+    fn path(&self, rel: &str) -> Path {
+        self.dest.path(&format!("{}/{rel}", self.id))
+    }
+
+    /// The store and object path of a data file, for writers and readers of Parquet.
+    pub fn object(&self, rel: &str) -> (Arc<dyn ObjectStore>, Path) {
+        (self.dest.store().clone(), self.path(rel))
+    }
+
+    // --- documents -------------------------------------------------------------------------
+
+    /// Writes a JSON document once; `ManifestError::Exists` when it is there already.
+    async fn create_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<(), ManifestError> {
+        let url = self.url_of(rel);
+        let body = serde_json::to_vec_pretty(value).map_err(|source| ManifestError::Json {
+            url: url.clone(),
+            what: "JSON value",
+            source,
+        })?;
+        let path = self.path(rel);
+        if !self.dest.supports_create_only() {
+            // OSS: no create-only put. Check first; the callers' protocol tolerates the race.
+            if self.exists(rel).await? {
+                return Err(ManifestError::Exists { url });
+            }
+            self.dest
+                .store()
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(|source| ManifestError::store(url, source))?;
+            return Ok(());
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.dest
+            .store()
+            .put_opts(&path, PutPayload::from(body), opts)
+            .await
+            .map_err(|source| ManifestError::store(url, source))?;
+        Ok(())
+    }
+
+    /// `Ok(None)` when the object does not exist.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        rel: &str,
+        what: &'static str,
+    ) -> Result<Option<T>, ManifestError> {
+        let url = self.url_of(rel);
+        let got = match self.dest.store().get(&self.path(rel)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(ManifestError::store(url, source)),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|source| ManifestError::store(url.clone(), source))?;
+        // Check the version before the shape, so a newer format gets the helpful message.
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(found) = v.get("format_version").and_then(|f| f.as_u64())
+            && found > u64::from(FORMAT_VERSION)
+        {
+            return Err(ManifestError::FormatVersion {
+                url,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ManifestError::Json { url, what, source })
+    }
+
+    pub async fn exists(&self, rel: &str) -> Result<bool, ManifestError> {
+        match self.dest.store().head(&self.path(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(ManifestError::store(self.url_of(rel), source)),
+        }
+    }
+
+    /// Writes the plan, once.
+    pub async fn create_plan(&self, plan: &Plan) -> Result<(), ManifestError> {
+        self.create_json(PLAN_FILE, plan).await
+    }
+
+    pub async fn read_plan(&self) -> Result<Plan, ManifestError> {
+        self.get_json(PLAN_FILE, "snapshot plan")
+            .await?
+            .ok_or_else(|| self.not_found(PLAN_FILE))
+    }
+
+    /// Writes one attempt's record, once.
+    pub async fn create_record(&self, record: &SplitRecord) -> Result<(), ManifestError> {
+        self.create_json(&record_path(record.split.id, &record.attempt), record)
+            .await
+    }
+
+    /// The record of one attempt, `Ok(None)` when it does not exist.
+    pub async fn read_record(
+        &self,
+        split: u32,
+        attempt: &str,
+    ) -> Result<Option<SplitRecord>, ManifestError> {
+        self.get_json(&record_path(split, attempt), "split record")
+            .await
+    }
+
+    /// The record a manifest's split names: its chosen attempt (format 2) or the single record
+    /// of format 1. Returns the record and its path.
+    pub async fn chosen_record(
+        &self,
+        split: u32,
+        attempt: &str,
+    ) -> Result<(Option<SplitRecord>, String), ManifestError> {
+        let rel = if attempt.is_empty() {
+            ots_format::layout::record_path_v1(split)
+        } else {
+            record_path(split, attempt)
+        };
+        Ok((self.get_json(&rel, "split record").await?, rel))
+    }
+
+    /// Every split record of every attempt (format 1's single records included), sorted by
+    /// split id then attempt. A listing may be stale: callers treat a missing record as "not
+    /// done yet", never as an error.
+    pub async fn records(&self) -> Result<Vec<SplitRecord>, ManifestError> {
+        let mut records = Vec::new();
+        for l in self.list(SPLITS_DIR).await? {
+            if !l.rel.ends_with(".json") {
+                continue;
+            }
+            // Listed then gone cannot happen without deletes; skip it rather than fail.
+            if let Some(r) = self.get_json::<SplitRecord>(&l.rel, "split record").await? {
+                records.push(r);
+            }
+        }
+        records.sort_by(|a, b| (a.split.id, &a.attempt).cmp(&(b.split.id, &b.attempt)));
+        Ok(records)
+    }
+
+    pub async fn has_manifest(&self) -> Result<bool, ManifestError> {
+        self.exists(MANIFEST_FILE).await
+    }
+
+    pub async fn read_manifest(&self) -> Result<Manifest, ManifestError> {
+        let m: Manifest = self
+            .get_json(MANIFEST_FILE, "manifest")
+            .await?
+            .ok_or_else(|| self.not_found(MANIFEST_FILE))?;
+        // A schema with an unknown layout version or invalid names cannot be read back safely.
+        m.schema.validate().map_err(|e| ManifestError::Invalid {
+            url: self.url_of(MANIFEST_FILE),
+            detail: e.to_string(),
+        })?;
+        Ok(m)
+    }
+
+    /// Writes the manifest once. When another process committed first, its manifest stands and
+    /// is returned instead: any committed manifest lists complete attempts only.
+    pub async fn commit_manifest(&self, manifest: &Manifest) -> Result<Committed, ManifestError> {
+        match self.create_json(MANIFEST_FILE, manifest).await {
+            Ok(()) => Ok(Committed::Written),
+            Err(ManifestError::Exists { .. }) => Ok(Committed::AlreadyCommitted(Box::new(
+                self.read_manifest().await?,
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    // --- leases ----------------------------------------------------------------------------
+
+    pub async fn create_lease(&self, lease: &Lease) -> Result<(), ManifestError> {
+        self.create_json(&lease.path(), lease).await
+    }
+
+    /// The newest lease of every owner.
+    pub async fn leases(&self) -> Result<Vec<Lease>, ManifestError> {
+        let mut newest: std::collections::BTreeMap<String, Lease> = Default::default();
+        for l in self.list(LEASES_DIR).await? {
+            if !l.rel.ends_with(".json") {
+                continue;
+            }
+            let Some(lease) = self.get_json::<Lease>(&l.rel, "lease").await? else {
+                continue;
+            };
+            match newest.get(&lease.owner) {
+                Some(have) if have.renewal >= lease.renewal => {}
+                _ => {
+                    newest.insert(lease.owner.clone(), lease);
+                }
+            }
+        }
+        Ok(newest.into_values().collect())
+    }
+
+    // --- data and listing ------------------------------------------------------------------
+
+    /// Every object under `rel` (a folder of the snapshot, or "" for all of it).
+    pub async fn list(&self, rel: &str) -> Result<Vec<Listed>, ManifestError> {
+        let root = self.dest.path(&self.id);
+        let prefix = if rel.is_empty() {
+            root.clone()
+        } else {
+            self.path(rel)
+        };
+        let metas: Vec<_> = self
+            .dest
+            .store()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| ManifestError::store(self.url_of(rel), source))?;
+        let mut out: Vec<Listed> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let parts: Vec<String> = m
+                    .location
+                    .prefix_match(&root)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                Some(Listed {
+                    rel: parts.join("/"),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+            })
+            .filter(|l| !l.rel.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
+    }
+
+    /// The data files present (listed, so possibly stale).
+    pub async fn list_data_files(&self) -> Result<Vec<Listed>, ManifestError> {
+        self.list(DATA_DIR).await
+    }
+
+    /// Opens an object of the snapshot for reading.
+    pub async fn get(&self, rel: &str) -> Result<Option<GetResult>, ManifestError> {
+        match self.dest.store().get(&self.path(rel)).await {
+            Ok(g) => Ok(Some(g)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(ManifestError::store(self.url_of(rel), source)),
+        }
+    }
+
+    pub async fn get_range(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, ManifestError> {
+        self.dest
+            .store()
+            .get_range(&self.path(rel), range)
+            .await
+            .map_err(|source| ManifestError::store(self.url_of(rel), source))
+    }
+
+    /// Deletes one object. Only `otsarchive gc` calls this; a backup never deletes.
+    pub async fn delete(&self, rel: &str) -> Result<(), ManifestError> {
+        match self.dest.store().delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(ManifestError::store(self.url_of(rel), source)),
+        }
+    }
+
+    fn not_found(&self, what: &'static str) -> ManifestError {
+        ManifestError::NotFound {
+            id: self.id.clone(),
+            url: self.dest.url().to_string(),
+            what,
+        }
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug)]
+pub enum Committed {
+    /// This process wrote the manifest.
+    Written,
+    /// Another process had committed: its manifest.
+    AlreadyCommitted(Box<Manifest>),
+}

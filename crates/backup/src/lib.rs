@@ -69,8 +69,10 @@ impl BackupError {
             BackupError::Usage(_) | BackupError::Lease(LeaseError::Held { .. }) => {
                 ErrorKind::Usage
             }
+            // A missing table or refused credentials: bad input, not a failure of the tool.
             BackupError::Ots(e) | BackupError::Scan(ScanError::Ots(e))
-                if matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess")) =>
+                if e.is_not_found()
+                    || matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess")) =>
             {
                 ErrorKind::Usage
             }

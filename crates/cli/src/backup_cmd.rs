@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use ots_backup::{BackupConfig, BackupError, Progress, run_backup};
-use ots_manifest::{Partitioning, TimeGranularity, TimeSource};
+use ots_backup::{BackupConfig, BackupError, Progress, TimeScopeChoice, run_backup};
+use ots_format::{Partitioning, TimeGranularity, TimeSource};
 use ots_scan::SplitSize;
 use ots_schema::SnapshotSchema;
 use ots_writer::open_destination;
@@ -83,9 +83,17 @@ pub struct BackupArgs {
     /// Read capacity units per second (be gentle with a live table).
     #[arg(long)]
     pub read_cu_per_sec: Option<f64>,
-    /// Resume this interrupted snapshot: committed splits are skipped.
+    /// Resume this interrupted snapshot: splits that have a record are skipped.
     #[arg(long)]
     pub resume: Option<String>,
+    /// Work on the snapshot even if another process holds a live lease on it (only when you
+    /// are sure that process is gone; two processes waste work but cannot corrupt a snapshot).
+    #[arg(long)]
+    pub take_over: bool,
+    /// Which cells by timestamp: `up-to-t` (cells dated up to the snapshot time T; cells dated
+    /// after T are counted and reported as cells_after_t) or `all` (every cell, however dated).
+    #[arg(long, default_value = "up-to-t", value_parser = ["up-to-t", "all"])]
+    pub time_range: String,
 }
 
 #[derive(Args, Debug)]
@@ -154,13 +162,14 @@ pub fn parse_partitioning(spec: &str) -> Result<Partitioning, CliError> {
 }
 
 fn backup_error(e: BackupError) -> CliError {
-    match e {
-        BackupError::Usage(m) => CliError::Usage(m),
-        BackupError::Ots(e) if e.is_not_found() || crate::common::is_auth_error(&e) => {
-            CliError::Usage(e.to_string())
-        }
-        other => CliError::Failed(other.to_string()),
-    }
+    CliError::from(e)
+}
+
+/// `n * MiB` without overflow.
+fn mib(flag: &str, n: u64) -> Result<u64, CliError> {
+    n.checked_mul(1024 * 1024)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| CliError::Usage(format!("{flag} {n} is out of range")))
 }
 
 pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
@@ -172,16 +181,9 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
             a.zstd_level
         )));
     }
-    if a.concurrency == 0
-        || a.split_size_mb <= 0
-        || a.row_group_rows == 0
-        || a.target_file_mb == 0
-        || a.max_open_partitions == 0
-        || a.batch_rows == 0
-    {
+    if a.row_group_rows == 0 || a.target_file_mb == 0 || a.row_group_mb == 0 {
         return Err(CliError::Usage(
-            "--concurrency, --split-size-mb, --row-group-rows, --target-file-mb and --max-open-partitions must be positive"
-                .into(),
+            "--row-group-rows, --row-group-mb and --target-file-mb must be at least 1".into(),
         ));
     }
     let pinned = match &a.schema {
@@ -196,24 +198,13 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         }
         None => None,
     };
-    let to = g.destination(a.to.as_deref(), "--to")?;
-    let mut options = a.dest.options(g);
-    options.create_local = true;
-    let dest = open_destination(&to, &options)?;
-    let client = client(g)?;
     let endpoint = g.endpoint.clone().unwrap_or_default();
     let instance = g.instance.clone().unwrap_or_default();
     let mut cfg = BackupConfig::new(&a.table, endpoint, instance);
     cfg.concurrency = a.concurrency;
-    cfg.split_size = match a.split_unit_bytes {
-        Some(unit) => SplitSize {
-            units: a.split_size_mb,
-            unit_bytes: unit,
-        },
-        None => SplitSize {
-            units: a.split_size_mb,
-            unit_bytes: 1024 * 1024,
-        },
+    cfg.split_size = SplitSize {
+        units: a.split_size_mb,
+        unit_bytes: a.split_unit_bytes.unwrap_or(1024 * 1024),
     };
     cfg.sample_rows_per_split = a.sample_rows;
     cfg.max_typed_columns = a.max_typed_columns;
@@ -223,10 +214,31 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     cfg.batch_rows = a.batch_rows;
     cfg.parquet.zstd_level = a.zstd_level;
     cfg.parquet.row_group_rows = a.row_group_rows;
-    cfg.parquet.row_group_bytes = a.row_group_mb.max(1) * 1024 * 1024;
-    cfg.parquet.target_file_bytes = a.target_file_mb * 1024 * 1024;
+    cfg.parquet.row_group_bytes = usize::try_from(mib("--row-group-mb", a.row_group_mb as u64)?)
+        .map_err(|_| CliError::Usage("--row-group-mb is out of range".into()))?;
+    cfg.parquet.target_file_bytes = mib("--target-file-mb", a.target_file_mb)?;
     cfg.read_cu_per_sec = a.read_cu_per_sec;
     cfg.resume = a.resume.clone();
+    cfg.take_over = a.take_over;
+    cfg.time_scope = if a.time_range == "all" {
+        TimeScopeChoice::All
+    } else {
+        TimeScopeChoice::UpToT
+    };
+    // Every numeric option is checked before the destination folder or the table is touched.
+    cfg.validate()?;
+    if let Some(id) = &a.resume
+        && !ots_format::is_snapshot_id(id)
+    {
+        return Err(CliError::Usage(format!(
+            "--resume '{id}' is not a snapshot id (like 20261125T143012Z-1a2b3c4d); `otsarchive ls` lists them"
+        )));
+    }
+    let to = g.destination(a.to.as_deref(), "--to")?;
+    let mut options = a.dest.options(g);
+    options.create_local = true;
+    let dest = open_destination(&to, &options)?;
+    let client = client(g)?;
 
     let progress = Arc::new(Progress::default());
     let reporter = Reporter::start(progress.clone(), "backup", !g.quiet && !g.json);
@@ -250,6 +262,14 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     })?;
     let m = &outcome.manifest;
     let elapsed = started.elapsed().as_secs_f64();
+    if m.totals.cells_after_t > 0 && !g.quiet {
+        let rows: u64 = m.splits.iter().map(|s| s.cells_after_t.rows).sum();
+        eprintln!(
+            "warning: {} cells in {rows} rows are dated after the snapshot time T ({} ms) and are NOT in this snapshot \
+             (Tablestore accepts timestamps up to now + the table's deviation); back up with --time-range all to include them",
+            m.totals.cells_after_t, m.time_range.t_ms
+        );
+    }
     if g.json {
         let summary = serde_json::json!({
             "snapshot_id": outcome.snapshot_id,
@@ -263,6 +283,8 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
             "splits": m.splits.len(),
             "splits_resumed": outcome.splits_resumed,
             "snapshot_time_ms": m.time_range.t_ms,
+            "time_range": m.time_range.scope,
+            "cells_after_t": m.totals.cells_after_t,
             "elapsed_secs": elapsed,
             "client": {
                 "requests": client.stats().requests,
@@ -307,7 +329,8 @@ pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
             CliError::Failed(e.to_string())
         }
     })?;
-    let meta = ots_backup::table_meta(&a.table, &described).map_err(backup_error)?;
+    let meta = ots_format::TableMeta::from_describe(&a.table, &described)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let plan = ots_scan::plan_splits(&client, &a.table, SplitSize::default())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use clap::Args;
 use ots_wire::{ClientConfig, Credentials, OtsClient};
-use ots_writer::{Destination, DestinationOptions, open_destination};
+use ots_format::ErrorKind;
+use ots_manifest::Snapshot;
+use ots_writer::{DestinationOptions, open_destination};
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -121,6 +123,15 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// A library error, by its kind: the one place where errors become exit codes.
+    pub fn from_kind(kind: ErrorKind, message: String) -> Self {
+        match kind {
+            ErrorKind::Usage => CliError::Usage(message),
+            ErrorKind::Mismatch => CliError::Mismatch(message),
+            ErrorKind::Failure => CliError::Failed(message),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Failed(_) => 1,
@@ -138,14 +149,13 @@ impl From<ots_writer::DestinationError> for CliError {
 
 impl From<ots_manifest::ManifestError> for CliError {
     fn from(e: ots_manifest::ManifestError) -> Self {
-        match e {
-            ots_manifest::ManifestError::NotFound { .. } => CliError::Usage(e.to_string()),
-            ots_manifest::ManifestError::Json { .. }
-            | ots_manifest::ManifestError::FormatVersion { .. } => {
-                CliError::Mismatch(e.to_string())
-            }
-            other => CliError::Failed(other.to_string()),
-        }
+        CliError::from_kind(e.kind(), e.to_string())
+    }
+}
+
+impl From<ots_backup::BackupError> for CliError {
+    fn from(e: ots_backup::BackupError) -> Self {
+        CliError::from_kind(e.kind(), e.to_string())
     }
 }
 
@@ -204,12 +214,8 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     OtsClient::new(cfg).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-/// Splits `DEST/SNAPSHOT_ID` into the destination and the id.
-pub fn open_snapshot(
-    url: &str,
-    args: &DestArgs,
-    g: &GlobalArgs,
-) -> Result<(Destination, String), CliError> {
+/// Opens `DEST/SNAPSHOT_ID` as a snapshot handle.
+pub fn open_snapshot(url: &str, args: &DestArgs, g: &GlobalArgs) -> Result<Snapshot, CliError> {
     let trimmed = url.trim_end_matches('/');
     let (parent, id) = trimmed.rsplit_once('/').ok_or_else(|| {
         CliError::Usage(format!(
@@ -221,8 +227,14 @@ pub fn open_snapshot(
             "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID"
         )));
     }
+    if !ots_format::is_snapshot_id(id) {
+        return Err(CliError::Usage(format!(
+            "'{url}' does not end in a snapshot id (like 20261125T143012Z-1a2b3c4d): \
+             to see the snapshots of a destination, run `otsarchive ls {trimmed}`"
+        )));
+    }
     let dest = open_destination(parent, &args.options(g))?;
-    Ok((dest, id.to_string()))
+    Ok(Snapshot::new(dest, id))
 }
 
 pub fn human_bytes(n: u64) -> String {

@@ -9,7 +9,7 @@ use clap::Args;
 use ots_backup::{BackupConfig, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_and_load, row};
 use ots_emulator::Emulator;
-use ots_manifest::{SnapshotStore, verify_snapshot};
+use ots_manifest::{Snapshot, verify_snapshot};
 use ots_restore::{RestoreConfig, RestoreProgress, run_restore};
 use ots_scan::SplitSize;
 use ots_wire::{ClientConfig, Credentials, OtsClient};
@@ -52,8 +52,9 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
     let total = Instant::now();
     // A throwaway secret: the demo never needs the user's credentials.
     let secret = format!(
-        "demo-{:016x}",
-        ots_manifest::model::rand_u32() as u64 * 0x9e37_79b9
+        "demo-{}{}",
+        ots_format::random_token(),
+        ots_format::random_token()
     );
     step(quiet, "starting the embedded Tablestore emulator");
     let emu = Emulator::builder()
@@ -122,10 +123,10 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
 
     step(
         quiet,
-        "verifying the snapshot (sizes, SHA-256, Parquet footers, counts)",
+        "verifying the snapshot (the manifest itself, sizes, SHA-256, Parquet footers, counts)",
     );
-    let store = SnapshotStore::new(dest);
-    let report = verify_snapshot(&store, &outcome.snapshot_id).await?;
+    let snap = Snapshot::new(dest, &outcome.snapshot_id);
+    let report = verify_snapshot(&snap, &()).await?;
     if !report.ok() {
         return Err(CliError::Mismatch(format!(
             "demo: the fresh snapshot failed verification: {:?}",

@@ -1,7 +1,7 @@
 //! `otsarchive verify`, `ls` and `show`: reading snapshots without touching Tablestore.
 
 use clap::Args;
-use ots_manifest::{ManifestError, SnapshotStore, verify_snapshot};
+use ots_manifest::{ManifestError, Snapshots, verify_snapshot};
 use ots_writer::open_destination;
 
 use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes, open_snapshot};
@@ -46,17 +46,17 @@ pub struct ShowArgs {
 }
 
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.snapshot, &a.dest, g)?;
-    let store = SnapshotStore::new(dest);
+    let snap = open_snapshot(&a.snapshot, &a.dest, g)?;
+    let id = snap.id().to_string();
     // The client is checked before any file is read, so a bad --endpoint fails fast.
     let client = match &a.against_table {
         Some(_) => Some(crate::common::client(g)?),
         None => None,
     };
-    let report = verify_snapshot(&store, &id).await?;
+    let report = verify_snapshot(&snap, &()).await?;
     let comparison = match (&a.against_table, &client) {
         (Some(table), Some(client)) if report.ok() => {
-            let manifest = store.read_manifest(&id).await?;
+            let manifest = snap.read_manifest().await?;
             Some(
                 ots_restore::compare::compare_with_table(
                     client,
@@ -154,11 +154,12 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         &g.destination(a.dest_url.as_deref(), "the destination")?,
         &a.dest.options(g),
     )?;
-    let store = SnapshotStore::new(dest);
-    let ids = store.list_snapshot_ids().await?;
+    let snapshots = Snapshots::new(dest);
+    let ids = snapshots.list_ids().await?;
     let mut rows = Vec::new();
     for id in ids {
-        match store.read_manifest(&id).await {
+        let snap = snapshots.snapshot(&id);
+        match snap.read_manifest().await {
             Ok(m) => rows.push(serde_json::json!({
                 "snapshot_id": id,
                 "status": "committed",
@@ -170,8 +171,13 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
                 "bytes": m.totals.bytes,
             })),
             Err(ManifestError::NotFound { .. }) => {
-                let plan = store.read_plan(&id).await.ok();
-                let done = store.split_records(&id).await.map(|r| r.len()).unwrap_or(0);
+                let plan = snap.read_plan().await.ok();
+                let done: std::collections::BTreeSet<u32> = snap
+                    .records()
+                    .await
+                    .map(|r| r.iter().map(|r| r.split.id).collect())
+                    .unwrap_or_default();
+                let done = done.len();
                 rows.push(serde_json::json!({
                     "snapshot_id": id,
                     "status": if plan.is_some() { "incomplete" } else { "unknown" },
@@ -223,9 +229,8 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
 }
 
 pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.snapshot, &a.dest, g)?;
-    let store = SnapshotStore::new(dest);
-    let m = store.read_manifest(&id).await?;
+    let snap = open_snapshot(&a.snapshot, &a.dest, g)?;
+    let m = snap.read_manifest().await?;
     if g.json {
         println!("{}", serde_json::to_string(&m).unwrap_or_default());
         return Ok(());

@@ -6,6 +6,7 @@ mod backup_cmd;
 mod common;
 mod config;
 mod demo_cmd;
+mod gc_cmd;
 mod inspect_cmd;
 mod progress;
 mod restore_cmd;
@@ -62,6 +63,9 @@ enum Command {
     Show(inspect_cmd::ShowArgs),
     /// Infer a table's snapshot schema and print it as JSON (edit it, then pin it with --schema).
     Schema(backup_cmd::SchemaArgs),
+    /// Remove leftovers no manifest lists (interrupted attempts, abandoned snapshots) after a
+    /// grace period. The only command that deletes.
+    Gc(gc_cmd::GcArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             Command::Verify(a) => inspect_cmd::verify(&cli.global, a).await,
             Command::Ls(a) => inspect_cmd::ls(&cli.global, a).await,
             Command::Show(a) => inspect_cmd::show(&cli.global, a).await,
+            Command::Gc(a) => gc_cmd::run(&cli.global, a).await,
         }
     });
     match result {

@@ -54,8 +54,9 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    /// The greatest end time the service accepts for a GetRange time range.
-    pub const MAX_END_MS: i64 = i64::MAX;
+    /// The exclusive end of scope `all`: cell timestamps are valid in `[0, i64::MAX / 1000)` ms
+    /// (protocol fact sheet §5.1), so this bound covers every cell that can exist.
+    pub const MAX_END_MS: i64 = i64::MAX / 1000;
 
     pub fn up_to(t_ms: i64) -> Self {
         TimeRange {

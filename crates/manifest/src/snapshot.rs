@@ -441,3 +441,17 @@ pub enum Committed {
     /// Another process had committed: its manifest.
     AlreadyCommitted(Box<Manifest>),
 }
+
+impl ManifestError {
+    /// Bad input, a mismatch, or a failure: the CLI's exit code.
+    pub fn kind(&self) -> ots_format::ErrorKind {
+        use ots_format::ErrorKind;
+        match self {
+            ManifestError::NotFound { .. } => ErrorKind::Usage,
+            ManifestError::Json { .. }
+            | ManifestError::FormatVersion { .. }
+            | ManifestError::Invalid { .. } => ErrorKind::Mismatch,
+            ManifestError::Store { .. } | ManifestError::Exists { .. } => ErrorKind::Failure,
+        }
+    }
+}

@@ -109,6 +109,14 @@ pub enum ScanError {
     Plan(String),
     #[error("GetRange on split {split}: {detail}")]
     Page { split: u32, detail: String },
+    /// A GetRange response that breaks the range-scan contract (rows out of order or outside the
+    /// split, a next start key that does not advance, a page that does not decode).
+    #[error("GetRange on split {split} broke the protocol: {detail}")]
+    Protocol { split: u32, detail: String },
+    /// The task fetching a split's pages ahead stopped (panicked, was cancelled, or already failed)
+    /// before the scanner reported the end of the split.
+    #[error("split {split}: the page fetcher stopped before the end of the split: {detail}")]
+    FetcherDied { split: u32, detail: String },
 }
 
 /// How big splits should be. `unit_bytes` is ComputeSplitPointsBySize's `split_size_unit_in_byte`

@@ -151,6 +151,8 @@ pub struct SplitScanner {
     done: bool,
     /// Consecutive empty pages with a next key since the last non-empty one.
     empty_run: u32,
+    /// Pause on runs of empty pages (off only where they are the expected case, see the probe).
+    empty_page_backoff: bool,
     counters: Arc<SplitCounters>,
 }
 
@@ -182,6 +184,7 @@ impl SplitScanner {
             pages: 0,
             done: false,
             empty_run: 0,
+            empty_page_backoff: true,
             counters: Arc::new(SplitCounters::default()),
         })
     }
@@ -204,7 +207,9 @@ impl SplitScanner {
     /// further call repeats the failed request instead of reporting the end.
     pub async fn next_page(&mut self) -> Result<Option<Page>, ScanError> {
         while !self.done {
-            if let Some(pause) = empty_page_backoff(self.empty_run) {
+            if let Some(pause) = empty_page_backoff(self.empty_run)
+                && self.empty_page_backoff
+            {
                 tracing::debug!(
                     split = self.split.id,
                     empty_pages = self.empty_run,
@@ -275,6 +280,14 @@ impl SplitScanner {
             return Ok(Some(page));
         }
         Ok(None)
+    }
+
+    /// Follows empty pages without pausing: for reads where nearly every page is expected to be
+    /// empty (a probe for rare cells), so a long empty stretch costs requests, not sleeps. Every
+    /// response is still checked, so the scan still cannot loop.
+    pub(crate) fn without_empty_page_backoff(mut self) -> Self {
+        self.empty_page_backoff = false;
+        self
     }
 
     /// Records rows and cells the consumer decoded from a page (for progress).
@@ -628,9 +641,7 @@ mod tests {
 
     /// A scanner over `script`'s replies, one per request; records when each request was made and
     /// its start key.
-    fn scripted(
-        script: Vec<Result<pb::GetRangeResponse, OtsError>>,
-    ) -> (SplitScanner, RequestLog) {
+    fn scripted(script: Vec<Result<pb::GetRangeResponse, OtsError>>) -> (SplitScanner, RequestLog) {
         let log = Arc::new(StdMutex::new(Vec::new()));
         let seen = log.clone();
         let mut script: VecDeque<_> = script.into();
@@ -694,6 +705,20 @@ mod tests {
         assert_eq!(gaps[..8], [0, 0, 0, 50, 150, 350, 750, 1550]);
         // The page of rows reset the run: the next four empty pages pause 50 then 100 ms again.
         assert_eq!(gaps[8..], [1550, 1550, 1550, 1600, 1700]);
+    }
+
+    /// The probe's mode: empty pages are followed without pausing (still checked).
+    #[tokio::test(start_paused = true)]
+    async fn without_the_backoff_empty_pages_are_followed_at_once() {
+        let mut script: Vec<_> = (1..=9).map(|k| Ok(response(&[], Some(k)))).collect();
+        script.push(Ok(response(&[], Some(9))));
+        let (s, log) = scripted(script);
+        let mut s = s.without_empty_page_backoff();
+        let t0 = Instant::now();
+        let e = s.next_page().await.unwrap_err();
+        assert!(matches!(e, ScanError::Protocol { .. }), "{e}");
+        assert_eq!(log.lock().unwrap().len(), 10);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test]

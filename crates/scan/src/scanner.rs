@@ -152,7 +152,7 @@ pub struct SplitScanner {
     /// Consecutive empty pages with a next key since the last non-empty one.
     empty_run: u32,
     /// Pause on runs of empty pages (off only where they are the expected case, see the probe).
-    empty_page_backoff: bool,
+    backoff_on_empty_pages: bool,
     counters: Arc<SplitCounters>,
 }
 
@@ -184,7 +184,7 @@ impl SplitScanner {
             pages: 0,
             done: false,
             empty_run: 0,
-            empty_page_backoff: true,
+            backoff_on_empty_pages: true,
             counters: Arc::new(SplitCounters::default()),
         })
     }
@@ -208,7 +208,7 @@ impl SplitScanner {
     pub async fn next_page(&mut self) -> Result<Option<Page>, ScanError> {
         while !self.done {
             if let Some(pause) = empty_page_backoff(self.empty_run)
-                && self.empty_page_backoff
+                && self.backoff_on_empty_pages
             {
                 tracing::debug!(
                     split = self.split.id,
@@ -286,7 +286,7 @@ impl SplitScanner {
     /// empty (a probe for rare cells), so a long empty stretch costs requests, not sleeps. Every
     /// response is still checked, so the scan still cannot loop.
     pub(crate) fn without_empty_page_backoff(mut self) -> Self {
-        self.empty_page_backoff = false;
+        self.backoff_on_empty_pages = false;
         self
     }
 

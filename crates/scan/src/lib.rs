@@ -2,13 +2,19 @@
 //!
 //! - [`split`]: split planning (ComputeSplitPointsBySize) into owned, serialisable PK ranges.
 //! - [`scanner`]: pulling GetRange pages of one split, following `next_start_primary_key` until it
-//!   is absent, with an optional shared read-CU rate limit and progress counters.
+//!   is absent, checking every response, with an optional shared read-CU rate limit, progress
+//!   counters, and an optional prefetch task ([`spawn_prefetch`]).
+//! - [`probe`]: counting the cells dated after a snapshot time ([`probe_cells_after`]).
 //!
 //! Concurrency is the caller's: run one [`SplitScanner`] per split on as many tasks as wanted; each
 //! holds at most one page, so memory is bounded by concurrency × page size.
 
+pub mod probe;
 pub mod scanner;
 pub mod split;
 
-pub use scanner::{Page, RateLimiter, ScanOptions, SplitCounters, SplitScanner};
+pub use probe::{AfterT, CELL_TIMESTAMP_END_MS, probe_cells_after};
+pub use scanner::{
+    Page, Prefetch, RateLimiter, ScanOptions, SplitCounters, SplitScanner, spawn_prefetch,
+};
 pub use split::{KeyPart, KeyValue, ScanError, Split, SplitPlan, SplitSize, plan_splits};

@@ -1,19 +1,25 @@
 //! Paginated GetRange over one split, pulled page by page: a slow consumer simply pulls later, so
 //! memory is bounded by (splits in flight) × (page size) whatever the table size.
+//!
+//! Every response is checked before its page is handed out (rows in strictly increasing PK order
+//! inside `[request start, split end)`, a next start key that advances and stays before the split
+//! end), so a misbehaving service can neither loop the scan nor end a split early unnoticed.
 
+use std::cmp::Ordering as KeyOrder;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-// tokio's clock, so that tests can run the limiter on paused (virtual) time.
+// tokio's clock, so that tests can run the limiter and the empty-page backoff on paused time.
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use ots_wire::OtsClient;
-use ots_wire::pb;
 use ots_wire::plainbuffer::{DecodeError, RowDecoder, encode_primary_key};
-use ots_wire::types::RowRef;
-use tokio::sync::Mutex;
+use ots_wire::types::{PkCellRef, PkValueRef, RowRef, cmp_primary_keys};
+use ots_wire::{OtsClient, OtsError, pb};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::split::{ScanError, Split};
 
@@ -55,7 +61,8 @@ pub struct SplitCounters {
     pub read_cu: AtomicU64,
 }
 
-/// One GetRange response's rows, still encoded; decode with [`Page::rows`].
+/// One GetRange response's rows, still encoded (and already checked); decode with
+/// [`Page::for_each_row`].
 #[derive(Clone, Debug)]
 pub struct Page {
     pub split_id: u32,
@@ -85,16 +92,67 @@ impl Page {
     }
 }
 
+/// Consecutive empty pages (each with a next key) followed at full speed before backing off.
+const EMPTY_PAGES_BEFORE_BACKOFF: u32 = 3;
+/// The first pause once empty pages keep coming; it doubles with each further empty page.
+const EMPTY_PAGE_BACKOFF_START: Duration = Duration::from_millis(50);
+const EMPTY_PAGE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The pause before the next request after `empty_run` consecutive empty pages: none for the first
+/// [`EMPTY_PAGES_BEFORE_BACKOFF`] - 1, then 50 ms, 100 ms, 200 ms, … up to 2 s.
+fn empty_page_backoff(empty_run: u32) -> Option<Duration> {
+    let doublings = empty_run.checked_sub(EMPTY_PAGES_BEFORE_BACKOFF)?;
+    let factor = 1u32 << doublings.min(16);
+    Some(
+        EMPTY_PAGE_BACKOFF_START
+            .saturating_mul(factor)
+            .min(EMPTY_PAGE_BACKOFF_MAX),
+    )
+}
+
+/// Where GetRange requests go: the service, or (in unit tests) a scripted function.
+enum RangeSource {
+    Service(OtsClient),
+    #[cfg(test)]
+    Scripted(ScriptFn),
+}
+
+#[cfg(test)]
+type ScriptFn =
+    Box<dyn FnMut(&pb::GetRangeRequest) -> Result<pb::GetRangeResponse, OtsError> + Send>;
+
+impl RangeSource {
+    async fn get_range(
+        &mut self,
+        req: &pb::GetRangeRequest,
+    ) -> Result<pb::GetRangeResponse, OtsError> {
+        match self {
+            RangeSource::Service(client) => client.get_range(req).await,
+            #[cfg(test)]
+            RangeSource::Scripted(script) => script(req),
+        }
+    }
+}
+
 /// Pulls the pages of one split in order.
+///
+/// An error leaves the scanner where it was: calling [`next_page`](Self::next_page) again repeats
+/// the request that failed, it never skips ahead or reports the end.
 pub struct SplitScanner {
-    client: OtsClient,
+    source: RangeSource,
     table: String,
     split: Split,
     options: ScanOptions,
-    next_start: Option<Bytes>,
+    /// The start of the next request: the split start, then each validated next start key.
+    next_start: Bytes,
     end: Bytes,
     pages: u64,
+    /// Set only when a validated response carried no next start key.
     done: bool,
+    /// Consecutive empty pages with a next key since the last non-empty one.
+    empty_run: u32,
+    /// Pause on runs of empty pages (off only where they are the expected case, see the probe).
+    backoff_on_empty_pages: bool,
     counters: Arc<SplitCounters>,
 }
 
@@ -105,17 +163,28 @@ impl SplitScanner {
         split: Split,
         options: ScanOptions,
     ) -> Result<Self, ScanError> {
+        Self::with_source(RangeSource::Service(client), table, split, options)
+    }
+
+    fn with_source(
+        source: RangeSource,
+        table: impl Into<String>,
+        split: Split,
+        options: ScanOptions,
+    ) -> Result<Self, ScanError> {
         let start = Bytes::from(encode_primary_key(&split.start_columns()?));
         let end = Bytes::from(encode_primary_key(&split.end_columns()?));
         Ok(SplitScanner {
-            client,
+            source,
             table: table.into(),
             split,
             options,
-            next_start: Some(start),
+            next_start: start,
             end,
             pages: 0,
             done: false,
+            empty_run: 0,
+            backoff_on_empty_pages: true,
             counters: Arc::new(SplitCounters::default()),
         })
     }
@@ -128,14 +197,27 @@ impl SplitScanner {
         self.counters.clone()
     }
 
-    /// The next non-empty page, or `None` when the split is exhausted. Empty pages that carry a
-    /// next key (a filter or projection skipped everything scanned) are followed, not returned.
+    /// The next non-empty page of the split.
+    ///
+    /// `Ok(None)` means exactly one thing: the service answered a request of this split with no
+    /// `next_start_primary_key`, i.e. said the range is exhausted. Nothing else ends a split: an
+    /// empty page that carries a next key (a projection or filter skipped everything scanned) is
+    /// followed, not returned, with a growing pause once several come in a row; every response is
+    /// checked (see [`ScanError::Protocol`]) before its page is returned; and after an error a
+    /// further call repeats the failed request instead of reporting the end.
     pub async fn next_page(&mut self) -> Result<Option<Page>, ScanError> {
         while !self.done {
-            let Some(start) = self.next_start.take() else {
-                self.done = true;
-                break;
-            };
+            if let Some(pause) = empty_page_backoff(self.empty_run)
+                && self.backoff_on_empty_pages
+            {
+                tracing::debug!(
+                    split = self.split.id,
+                    empty_pages = self.empty_run,
+                    pause_ms = pause.as_millis() as u64,
+                    "consecutive empty GetRange pages; backing off before the next request"
+                );
+                tokio::time::sleep(pause).await;
+            }
             if let Some(limiter) = &self.options.read_limiter {
                 limiter.wait().await;
             }
@@ -150,11 +232,16 @@ impl SplitScanner {
                 }),
                 max_versions: self.options.max_versions,
                 limit: self.options.page_limit,
-                inclusive_start_primary_key: start,
+                inclusive_start_primary_key: self.next_start.clone(),
                 exclusive_end_primary_key: self.end.clone(),
                 ..Default::default()
             };
-            let resp = self.client.get_range(&req).await?;
+            let resp = self.source.get_range(&req).await?;
+            let cu = resp.consumed.capacity_unit.read.unwrap_or(0).max(0) as u64;
+            if let Some(limiter) = &self.options.read_limiter {
+                limiter.spend(cu as f64).await;
+            }
+            self.counters.read_cu.fetch_add(cu, Ordering::Relaxed);
             // The service pages inside a row too wide for one response with `next_token`; reading
             // on would silently drop the rest of that row, so stop with a clear error instead.
             if resp.next_token.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -165,18 +252,21 @@ impl SplitScanner {
                         .to_string(),
                 });
             }
-            let cu = resp.consumed.capacity_unit.read.unwrap_or(0).max(0) as u64;
-            if let Some(limiter) = &self.options.read_limiter {
-                limiter.spend(cu as f64).await;
+            let next = resp.next_start_primary_key.filter(|k| !k.is_empty());
+            let rows = check_response(&self.next_start, &self.end, &resp.rows, next.as_deref())
+                .map_err(|detail| ScanError::Protocol {
+                    split: self.split.id,
+                    detail,
+                })?;
+            match next {
+                Some(next) => self.next_start = next,
+                None => self.done = true,
             }
-            self.counters.read_cu.fetch_add(cu, Ordering::Relaxed);
-            self.next_start = resp.next_start_primary_key.filter(|k| !k.is_empty());
-            if self.next_start.is_none() {
-                self.done = true;
-            }
-            if resp.rows.is_empty() {
+            if rows == 0 {
+                self.empty_run = self.empty_run.saturating_add(1);
                 continue;
             }
+            self.empty_run = 0;
             let page = Page {
                 split_id: self.split.id,
                 index: self.pages,
@@ -192,10 +282,258 @@ impl SplitScanner {
         Ok(None)
     }
 
+    /// Follows empty pages without pausing: for reads where nearly every page is expected to be
+    /// empty (a probe for rare cells), so a long empty stretch costs requests, not sleeps. Every
+    /// response is still checked, so the scan still cannot loop.
+    pub(crate) fn without_empty_page_backoff(mut self) -> Self {
+        self.backoff_on_empty_pages = false;
+        self
+    }
+
     /// Records rows and cells the consumer decoded from a page (for progress).
     pub fn record_rows(&self, rows: u64, cells: u64) {
         self.counters.rows.fetch_add(rows, Ordering::Relaxed);
         self.counters.cells.fetch_add(cells, Ordering::Relaxed);
+    }
+}
+
+/// Checks one GetRange response against its request `[start, end)` and returns its row count.
+///
+/// - every row has a full primary key, rows are strictly increasing, the first is ≥ `start` and the
+///   last (hence every one) is < `end`;
+/// - `next`, when present, is strictly after the last row, strictly after `start` and strictly
+///   before `end`.
+///
+/// Across pages this makes each page's first row strictly after the previous page's last row:
+/// last row < next key = the following request's start ≤ its first row (and the starts of
+/// consecutive requests strictly increase across empty pages).
+///
+/// Rows are decoded with one reused pair of borrowed rows (no copy of the page, no allocation per
+/// row); only the primary keys are compared.
+fn check_response(
+    start: &[u8],
+    end: &[u8],
+    rows: &[u8],
+    next: Option<&[u8]>,
+) -> Result<u64, String> {
+    let start = decode_key(start, "the request's start key")?;
+    let end = decode_key(end, "the split's end key")?;
+    let mut decoder =
+        RowDecoder::new(rows).map_err(|e| format!("the page's rows do not decode: {e}"))?;
+    let mut last = RowRef::default();
+    let mut row = RowRef::default();
+    let mut n = 0u64;
+    while decoder
+        .next_into(&mut row)
+        .map_err(|e| format!("row {n} of the page does not decode: {e}"))?
+    {
+        if row.primary_key.len() != start.len() {
+            return Err(format!(
+                "row {n} of the page has {} primary-key columns, the table has {}",
+                row.primary_key.len(),
+                start.len()
+            ));
+        }
+        if n == 0 {
+            if cmp_keys(&row.primary_key, &start) == KeyOrder::Less {
+                return Err(format!(
+                    "the page's first row {} is before the request's start {}",
+                    show_key(&row.primary_key),
+                    show_key(&start)
+                ));
+            }
+        } else if cmp_keys(&row.primary_key, &last.primary_key) != KeyOrder::Greater {
+            return Err(format!(
+                "rows out of order: row {n} of the page {} is not after the row before it {}",
+                show_key(&row.primary_key),
+                show_key(&last.primary_key)
+            ));
+        }
+        std::mem::swap(&mut last, &mut row);
+        n += 1;
+    }
+    if n > 0 && cmp_keys(&last.primary_key, &end) != KeyOrder::Less {
+        return Err(format!(
+            "the page's last row {} is not before the split's end {}",
+            show_key(&last.primary_key),
+            show_key(&end)
+        ));
+    }
+    if let Some(next) = next {
+        let next = decode_key(next, "the next start key")?;
+        if n > 0 && cmp_keys(&next, &last.primary_key) != KeyOrder::Greater {
+            return Err(format!(
+                "the service returned a next start key that does not advance: {} is not after \
+                 the page's last row {}",
+                show_key(&next),
+                show_key(&last.primary_key)
+            ));
+        }
+        if cmp_keys(&next, &start) != KeyOrder::Greater {
+            return Err(format!(
+                "the service returned a next start key that does not advance: {} is not after \
+                 the request's start {}",
+                show_key(&next),
+                show_key(&start)
+            ));
+        }
+        if cmp_keys(&next, &end) != KeyOrder::Less {
+            return Err(format!(
+                "the service returned a next start key {} that is not before the split's end {}",
+                show_key(&next),
+                show_key(&end)
+            ));
+        }
+    }
+    Ok(n)
+}
+
+/// A PK-only PlainBuffer (a request bound or a next start key), borrowed.
+fn decode_key<'a>(buf: &'a [u8], what: &str) -> Result<Vec<PkCellRef<'a>>, String> {
+    let mut decoder = RowDecoder::new(buf).map_err(|e| format!("{what} does not decode: {e}"))?;
+    let mut row = RowRef::default();
+    let found = decoder
+        .next_into(&mut row)
+        .map_err(|e| format!("{what} does not decode: {e}"))?;
+    if !found || row.primary_key.is_empty() || !row.cells.is_empty() || !decoder.is_done() {
+        return Err(format!("{what} is not a primary key alone"));
+    }
+    Ok(row.primary_key)
+}
+
+fn cmp_keys(a: &[PkCellRef<'_>], b: &[PkCellRef<'_>]) -> KeyOrder {
+    cmp_primary_keys(a.iter().map(|c| c.value), b.iter().map(|c| c.value))
+}
+
+/// `(user_id="u1", seq=7)`: a key for an error message.
+fn show_key(key: &[PkCellRef<'_>]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|c| {
+            let v = match c.value {
+                PkValueRef::Integer(i) => i.to_string(),
+                PkValueRef::String(s) => format!("{s:?}"),
+                PkValueRef::Binary(b) => format!("0x{}", hex::encode(b)),
+                PkValueRef::InfMin => "INF_MIN".to_string(),
+                PkValueRef::InfMax => "INF_MAX".to_string(),
+                PkValueRef::AutoIncrement => "AUTO_INCREMENT".to_string(),
+            };
+            format!("{}={v}", c.name)
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// Something that yields a split's pages in order; the prefetch task drives one.
+trait PageSource: Send + 'static {
+    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>, ScanError>> + Send;
+}
+
+impl PageSource for SplitScanner {
+    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>, ScanError>> + Send {
+        SplitScanner::next_page(self)
+    }
+}
+
+/// Pages of one split fetched ahead on a tokio task; made by [`spawn_prefetch`].
+///
+/// Dropping it aborts the task.
+pub struct Prefetch {
+    split: u32,
+    rx: mpsc::Receiver<Result<Option<Page>, ScanError>>,
+    task: Option<JoinHandle<()>>,
+    /// The scanner reported the end of the split.
+    ended: bool,
+    /// Why the task stopped without an end, once found out (repeated on later calls).
+    died: Option<String>,
+}
+
+/// Runs `scanner` on a tokio task that fetches up to `depth` pages (at least 1) ahead of the
+/// consumer, plus the one it is fetching; memory per split is bounded by (depth + 2) pages.
+pub fn spawn_prefetch(scanner: SplitScanner, depth: usize) -> Prefetch {
+    let split = scanner.split.id;
+    spawn_pages(split, scanner, depth)
+}
+
+fn spawn_pages<S: PageSource>(split: u32, mut source: S, depth: usize) -> Prefetch {
+    let (tx, rx) = mpsc::channel(depth.max(1));
+    let task = tokio::spawn(async move {
+        loop {
+            let r = source.next_page().await;
+            let last = !matches!(r, Ok(Some(_)));
+            if tx.send(r).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    Prefetch {
+        split,
+        rx,
+        task: Some(task),
+        ended: false,
+        died: None,
+    }
+}
+
+impl Prefetch {
+    pub fn split_id(&self) -> u32 {
+        self.split
+    }
+
+    /// The next page, fetched ahead.
+    ///
+    /// `Ok(None)` only after the scanner returned `Ok(None)` (the service said the split is
+    /// exhausted), and then on every later call. An error of the scanner is passed on; if the task
+    /// stopped without an end (it panicked or was cancelled, or already passed on an error) this
+    /// returns [`ScanError::FetcherDied`], never `Ok(None)`.
+    pub async fn next(&mut self) -> Result<Option<Page>, ScanError> {
+        if self.ended {
+            return Ok(None);
+        }
+        if self.died.is_none() {
+            match self.rx.recv().await {
+                Some(Ok(None)) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Some(r) => return r,
+                None => {
+                    let why = match self.task.take() {
+                        Some(task) => match task.await {
+                            Ok(()) => "it stopped after an error it already returned".to_string(),
+                            Err(e) if e.is_panic() => {
+                                format!("it panicked: {}", panic_message(e.into_panic()))
+                            }
+                            Err(_) => "it was cancelled".to_string(),
+                        },
+                        None => "it is gone".to_string(),
+                    };
+                    self.died = Some(why);
+                }
+            }
+        }
+        Err(ScanError::FetcherDied {
+            split: self.split,
+            detail: self.died.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a non-string panic payload)".to_string()
     }
 }
 
@@ -247,7 +585,371 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex as StdMutex;
+
+    use ots_wire::plainbuffer::encode_rows;
+    use ots_wire::types::{Cell, PkColumn, PkValue, Row, Value};
+
     use super::*;
+    use crate::{KeyPart, KeyValue};
+
+    fn key(id: i64) -> Bytes {
+        Bytes::from(encode_primary_key(&[PkColumn::new(
+            "id",
+            PkValue::Integer(id),
+        )]))
+    }
+
+    fn rows(ids: &[i64]) -> Bytes {
+        let rows: Vec<Row> = ids
+            .iter()
+            .map(|&id| Row {
+                primary_key: vec![PkColumn::new("id", PkValue::Integer(id))],
+                cells: vec![Cell::new("v", Value::Integer(id), Some(1))],
+            })
+            .collect();
+        Bytes::from(encode_rows(&rows))
+    }
+
+    fn response(ids: &[i64], next: Option<i64>) -> pb::GetRangeResponse {
+        pb::GetRangeResponse {
+            rows: if ids.is_empty() {
+                Bytes::new()
+            } else {
+                rows(ids)
+            },
+            next_start_primary_key: next.map(key),
+            ..Default::default()
+        }
+    }
+
+    fn whole_table() -> Split {
+        let part = |value| KeyPart {
+            name: "id".into(),
+            value,
+        };
+        Split {
+            id: 7,
+            start: vec![part(KeyValue::InfMin)],
+            end: vec![part(KeyValue::InfMax)],
+        }
+    }
+
+    /// When each request was made, and its start key.
+    type RequestLog = Arc<StdMutex<Vec<(Instant, Bytes)>>>;
+
+    /// A scanner over `script`'s replies, one per request; records when each request was made and
+    /// its start key.
+    fn scripted(script: Vec<Result<pb::GetRangeResponse, OtsError>>) -> (SplitScanner, RequestLog) {
+        let log = Arc::new(StdMutex::new(Vec::new()));
+        let seen = log.clone();
+        let mut script: VecDeque<_> = script.into();
+        let source = RangeSource::Scripted(Box::new(move |req: &pb::GetRangeRequest| {
+            seen.lock()
+                .unwrap()
+                .push((Instant::now(), req.inclusive_start_primary_key.clone()));
+            script
+                .pop_front()
+                .expect("request past the end of the script")
+        }));
+        let options = ScanOptions::up_to(1000);
+        let scanner = SplitScanner::with_source(source, "t", whole_table(), options).unwrap();
+        (scanner, log)
+    }
+
+    fn ids(page: &Page) -> Vec<i64> {
+        let mut out = Vec::new();
+        page.for_each_row::<DecodeError>(|r| {
+            if let PkValueRef::Integer(i) = r.primary_key[0].value {
+                out.push(i);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_empty_page_backoff_doubles_from_the_third_empty_page_up_to_the_cap() {
+        let ms = |n| empty_page_backoff(n).map(|d| d.as_millis());
+        assert_eq!(ms(0), None);
+        assert_eq!(ms(2), None);
+        assert_eq!(ms(3), Some(50));
+        assert_eq!(ms(4), Some(100));
+        assert_eq!(ms(8), Some(1600));
+        assert_eq!(ms(9), Some(2000));
+        assert_eq!(ms(u32::MAX), Some(2000));
+    }
+
+    /// On paused time: the first empty pages are followed at once, then each further one waits
+    /// twice as long; a non-empty page resets the run.
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_empty_pages_are_followed_with_a_growing_pause() {
+        let mut script: Vec<_> = (1..=7).map(|k| Ok(response(&[], Some(k)))).collect();
+        script.push(Ok(response(&[10, 11], Some(12))));
+        script.extend((13..=16).map(|k| Ok(response(&[], Some(k)))));
+        script.push(Ok(response(&[20], None)));
+        let (mut s, log) = scripted(script);
+        let t0 = Instant::now();
+        assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), vec![10, 11]);
+        assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), vec![20]);
+        assert!(s.next_page().await.unwrap().is_none());
+        let gaps: Vec<u128> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _)| at.duration_since(t0).as_millis())
+            .collect();
+        // Requests 1–3 at once; after the 3rd, 4th, … empty page: 50, 100, 200, 400 ms.
+        assert_eq!(gaps[..8], [0, 0, 0, 50, 150, 350, 750, 1550]);
+        // The page of rows reset the run: the next four empty pages pause 50 then 100 ms again.
+        assert_eq!(gaps[8..], [1550, 1550, 1550, 1600, 1700]);
+    }
+
+    /// The probe's mode: empty pages are followed without pausing (still checked).
+    #[tokio::test(start_paused = true)]
+    async fn without_the_backoff_empty_pages_are_followed_at_once() {
+        let mut script: Vec<_> = (1..=9).map(|k| Ok(response(&[], Some(k)))).collect();
+        script.push(Ok(response(&[], Some(9))));
+        let (s, log) = scripted(script);
+        let mut s = s.without_empty_page_backoff();
+        let t0 = Instant::now();
+        let e = s.next_page().await.unwrap_err();
+        assert!(matches!(e, ScanError::Protocol { .. }), "{e}");
+        assert_eq!(log.lock().unwrap().len(), 10);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn an_error_leaves_the_scanner_in_place_and_is_never_an_end() {
+        let busy = || OtsError::Config("scripted failure".into());
+        let (mut s, log) = scripted(vec![
+            Ok(response(&[1, 2], Some(3))),
+            Err(busy()),
+            Ok(response(&[3], Some(2))),
+            Ok(response(&[3, 4], None)),
+        ]);
+        assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), vec![1, 2]);
+        assert!(matches!(s.next_page().await, Err(ScanError::Ots(_))));
+        let e = s.next_page().await.unwrap_err();
+        assert!(matches!(e, ScanError::Protocol { split: 7, .. }), "{e}");
+        assert!(e.to_string().contains("does not advance"), "{e}");
+        assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), vec![3, 4]);
+        assert!(s.next_page().await.unwrap().is_none());
+        assert!(s.next_page().await.unwrap().is_none());
+        // Each retry asked again from the same key.
+        let starts: Vec<Bytes> = log.lock().unwrap().iter().map(|(_, k)| k.clone()).collect();
+        assert_eq!(starts[1..], [key(3), key(3), key(3)]);
+    }
+
+    /// Each rule of `check_response`, passing and failing.
+    #[test]
+    fn response_checks() {
+        let inf = |v: PkValue| Bytes::from(encode_primary_key(&[PkColumn::new("id", v)]));
+        let (min, max) = (inf(PkValue::InfMin), inf(PkValue::InfMax));
+        let check = |start: &Bytes, end: &Bytes, ids: &[i64], next: Option<i64>| {
+            let page = if ids.is_empty() {
+                Bytes::new()
+            } else {
+                rows(ids)
+            };
+            check_response(start, end, &page, next.map(key).as_deref())
+        };
+        // Valid: rows in order inside the range, a next key after them, or none at the end.
+        assert_eq!(check(&min, &max, &[1, 2, 5], Some(6)), Ok(3));
+        assert_eq!(check(&min, &max, &[1, 2, 5], None), Ok(3));
+        assert_eq!(check(&key(1), &key(6), &[1, 5], None), Ok(2));
+        assert_eq!(check(&key(1), &key(6), &[], Some(3)), Ok(0));
+        assert_eq!(check(&min, &max, &[], None), Ok(0));
+        // A bare header is an empty page too.
+        assert_eq!(check_response(&min, &max, &[0x75, 0, 0, 0], None), Ok(0));
+
+        let fails = |r: Result<u64, String>, what: &str| {
+            let e = r.unwrap_err();
+            assert!(e.contains(what), "{e:?} does not say {what:?}");
+        };
+        fails(
+            check(&key(3), &max, &[2], None),
+            "before the request's start",
+        );
+        fails(check(&min, &max, &[1, 3, 3], None), "out of order");
+        fails(check(&min, &max, &[1, 3, 2], None), "out of order");
+        fails(
+            check(&min, &key(3), &[1, 3], None),
+            "not before the split's end",
+        );
+        fails(
+            check(&min, &key(3), &[1, 4], None),
+            "not before the split's end",
+        );
+        fails(check(&min, &max, &[1, 3], Some(3)), "does not advance");
+        fails(check(&min, &max, &[1, 3], Some(2)), "does not advance");
+        fails(check(&key(4), &max, &[], Some(4)), "does not advance");
+        fails(check(&key(4), &max, &[], Some(1)), "does not advance");
+        fails(
+            check(&min, &key(9), &[], Some(9)),
+            "not before the split's end",
+        );
+        fails(
+            check(&min, &key(9), &[1], Some(10)),
+            "not before the split's end",
+        );
+        fails(check_response(&min, &max, b"junk", None), "do not decode");
+        fails(
+            check_response(&min, &max, &[], Some(&rows(&[1])[..])),
+            "not a primary key alone",
+        );
+        // Rows with fewer key columns than the table's.
+        let two = Bytes::from(encode_primary_key(&[
+            PkColumn::new("a", PkValue::InfMin),
+            PkColumn::new("b", PkValue::InfMin),
+        ]));
+        fails(
+            check_response(&two, &max, &rows(&[1]), None),
+            "primary-key columns",
+        );
+    }
+
+    fn page(index: u64) -> Page {
+        Page {
+            split_id: 3,
+            index,
+            data: rows(&[index as i64]),
+        }
+    }
+
+    /// A page source from a closure, for the prefetch task.
+    struct FnSource<F>(F);
+
+    impl<F> PageSource for FnSource<F>
+    where
+        F: FnMut() -> Result<Option<Page>, ScanError> + Send + 'static,
+    {
+        fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>, ScanError>> + Send {
+            let r = (self.0)();
+            async move {
+                tokio::task::yield_now().await;
+                r
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn prefetch_yields_every_page_then_the_end() {
+        let mut n = 0;
+        let mut p = spawn_pages(
+            3,
+            FnSource(move || {
+                n += 1;
+                Ok((n <= 5).then(|| page(n - 1)))
+            }),
+            2,
+        );
+        for i in 0..5 {
+            assert_eq!(p.next().await.unwrap().unwrap().index, i);
+        }
+        assert!(p.next().await.unwrap().is_none());
+        assert!(p.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_fetcher_that_panics_is_an_error_not_an_end() {
+        let mut n = 0;
+        let mut p = spawn_pages(
+            3,
+            FnSource(move || {
+                n += 1;
+                if n > 2 {
+                    panic!("scripted fetcher panic");
+                }
+                Ok(Some(page(n - 1)))
+            }),
+            1,
+        );
+        assert_eq!(p.next().await.unwrap().unwrap().index, 0);
+        assert_eq!(p.next().await.unwrap().unwrap().index, 1);
+        for _ in 0..2 {
+            match p.next().await {
+                Err(ScanError::FetcherDied { split: 3, detail }) => {
+                    assert!(detail.contains("scripted fetcher panic"), "{detail}")
+                }
+                other => panic!("expected FetcherDied, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_fetcher_is_an_error_not_an_end() {
+        let mut p = spawn_pages(3, FnSource(|| Ok(Some(page(0)))), 1);
+        p.task.as_ref().unwrap().abort();
+        // Drain what was sent before the abort; then the death is reported, not an end.
+        let mut pages = 0;
+        let err = loop {
+            match p.next().await {
+                Ok(Some(_)) => pages += 1,
+                Ok(None) => panic!("a cancelled fetcher looked like the end after {pages} pages"),
+                Err(e) => break e,
+            }
+        };
+        match err {
+            ScanError::FetcherDied { split: 3, detail } => {
+                assert!(detail.contains("cancelled"), "{detail}")
+            }
+            other => panic!("expected FetcherDied, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scanner_error_is_passed_on_and_never_followed_by_an_end() {
+        let mut n = 0;
+        let mut p = spawn_pages(
+            3,
+            FnSource(move || {
+                n += 1;
+                match n {
+                    1 => Ok(Some(page(0))),
+                    _ => Err(ScanError::Protocol {
+                        split: 3,
+                        detail: "scripted".into(),
+                    }),
+                }
+            }),
+            4,
+        );
+        assert!(p.next().await.unwrap().is_some());
+        assert!(matches!(p.next().await, Err(ScanError::Protocol { .. })));
+        assert!(matches!(p.next().await, Err(ScanError::FetcherDied { .. })));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_prefetch_stops_the_task() {
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let p = spawn_pages(
+            3,
+            FnSource(move || {
+                let _keep = &flag;
+                Ok(Some(page(0)))
+            }),
+            1,
+        );
+        tokio::task::yield_now().await;
+        drop(p);
+        for _ in 0..100 {
+            if dropped.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the prefetch task outlived its Prefetch");
+    }
 
     /// On paused time: spending past the budget makes the next request wait for the refill.
     #[tokio::test(start_paused = true)]

@@ -47,6 +47,14 @@ pub enum ScanError {
     Key(#[from] ots_format::KeyError),
     #[error("GetRange on split {split}: {detail}")]
     Page { split: u32, detail: String },
+    /// A GetRange response that breaks the range-scan contract (rows out of order or outside the
+    /// split, a next start key that does not advance, a page that does not decode).
+    #[error("GetRange on split {split} broke the protocol: {detail}")]
+    Protocol { split: u32, detail: String },
+    /// The task fetching a split's pages ahead stopped (panicked, was cancelled, or already failed)
+    /// before the scanner reported the end of the split.
+    #[error("split {split}: the page fetcher stopped before the end of the split: {detail}")]
+    FetcherDied { split: u32, detail: String },
 }
 
 /// How big splits should be. `unit_bytes` is ComputeSplitPointsBySize's `split_size_unit_in_byte`

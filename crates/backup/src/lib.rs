@@ -54,8 +54,6 @@ pub enum BackupError {
     Convert(#[from] ConvertError),
     #[error("decoding a GetRange page: {0}")]
     Decode(#[from] DecodeError),
-    #[error("the page fetcher of split {split} stopped before the end of the split")]
-    FetcherDied { split: u32 },
     #[error("snapshot {id} cannot be committed: splits {missing:?} have no record (run the backup again with --resume {id})")]
     Incomplete { id: String, missing: Vec<u32> },
     #[error("a split worker failed: {0}")]

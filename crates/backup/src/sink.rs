@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use ots_format::layout::data_file_path;
 use ots_format::{FileEntry, KeyPart, Partitioning};
 use ots_manifest::Snapshot;
-use ots_schema::{ArrowLayout, BatchBuilder, RowReader, SnapshotSchema, SnapshotStats};
+use ots_schema::{BatchBuilder, RowReader, SnapshotSchema, SnapshotStats};
 use ots_wire::types::{PkColumn, RowRef};
 use ots_writer::{ParquetFileWriter, ParquetOptions};
 
@@ -219,8 +219,9 @@ impl Sinks {
         })
     }
 
+    // `&mut self`: a shared borrow held across the upload would need `Sinks: Sync`.
     async fn close_file(
-        &self,
+        &mut self,
         f: OpenFile,
         values: &PartitionValues,
     ) -> Result<FileEntry, BackupError> {

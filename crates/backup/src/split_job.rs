@@ -1,6 +1,7 @@
 //! One split attempt: pull its GetRange pages (one page fetched ahead), route rows into partition
-//! sinks, close every file, then write the attempt's record (create-once). A split ends only on
-//! an explicit end from its fetcher; a fetcher that dies is an error.
+//! sinks, close every file, count the cells dated after T, then write the attempt's record
+//! (create-once). A split ends only on an explicit end from its fetcher; a fetcher that dies is
+//! an error (`ScanError::FetcherDied`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,7 @@ use std::time::SystemTime;
 use ots_format::time::rfc3339;
 use ots_format::{CellsAfterT, FORMAT_VERSION, Plan, Split, SplitRecord, TimeScope, random_token};
 use ots_manifest::Snapshot;
-use ots_scan::{Page, RateLimiter, ScanError, ScanOptions, SplitScanner};
+use ots_scan::{RateLimiter, ScanOptions, SplitScanner};
 use ots_schema::SnapshotSchema;
 use ots_wire::OtsClient;
 
@@ -29,44 +30,6 @@ pub(crate) struct SplitJob {
     pub probe_limiter: Option<Arc<RateLimiter>>,
 }
 
-/// Pages of one split fetched one ahead on a task. `Ok(None)` only after the scanner said the
-/// split is exhausted; a task that ends any other way is an error.
-struct Prefetch {
-    rx: tokio::sync::mpsc::Receiver<Result<Option<Page>, ScanError>>,
-    task: tokio::task::JoinHandle<()>,
-    split: u32,
-}
-
-impl Prefetch {
-    fn spawn(mut scanner: SplitScanner) -> Self {
-        let split = scanner.split().id;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let task = tokio::spawn(async move {
-            loop {
-                let r = scanner.next_page().await;
-                let last = !matches!(r, Ok(Some(_)));
-                if tx.send(r).await.is_err() || last {
-                    break;
-                }
-            }
-        });
-        Prefetch { rx, task, split }
-    }
-
-    async fn next(&mut self) -> Result<Option<Page>, BackupError> {
-        match self.rx.recv().await {
-            Some(r) => Ok(r?),
-            None => Err(BackupError::FetcherDied { split: self.split }),
-        }
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl SplitJob {
     pub(crate) async fn run(self) -> Result<SplitRecord, BackupError> {
         let attempt = random_token();
@@ -77,7 +40,8 @@ impl SplitJob {
             self.options.clone(),
         )?;
         let counters = scanner.counters();
-        let mut pages = Prefetch::spawn(scanner);
+        // One page fetched ahead; the split ends only on the scanner's explicit end.
+        let mut pages = ots_scan::spawn_prefetch(scanner, 1);
         let mut sinks = Sinks::new(
             self.snapshot.clone(),
             self.schema.clone(),

@@ -12,7 +12,7 @@ use object_store::client::{DnsFuture, DnsResolver};
 use ots_backup::{BackupConfig, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_and_load, row};
 use ots_emulator::Emulator;
-use ots_manifest::{SnapshotStore, verify_snapshot};
+use ots_manifest::{Snapshot, verify_snapshot};
 use ots_scan::SplitSize;
 use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_writer::DestinationOptions;
@@ -113,8 +113,8 @@ async fn backup_to_oss_style_s3_is_complete_and_verifies() {
     assert!(outcome.manifest.totals.files > outcome.manifest.splits.len() as u64);
 
     // Our verifier, over the S3 API.
-    let store = SnapshotStore::new(dest);
-    let report = verify_snapshot(&store, &outcome.snapshot_id).await.unwrap();
+    let snap = Snapshot::new(dest, &outcome.snapshot_id);
+    let report = verify_snapshot(&snap, &()).await.unwrap();
     assert!(report.ok(), "{:?}", report.issues);
     assert_eq!(report.files_checked, outcome.manifest.totals.files);
     assert_eq!(report.rows_in_footers, 1500);
@@ -181,9 +181,8 @@ async fn a_wrong_secret_is_refused_with_a_clear_error() {
         &oss_options(port),
     )
     .unwrap();
-    let store = SnapshotStore::new(dest);
-    let err = store
-        .put_json("id", "probe.json", &serde_json::json!({}))
+    let err = Snapshot::new(dest, "id")
+        .exists("probe.json")
         .await
         .unwrap_err()
         .to_string();

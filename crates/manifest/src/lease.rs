@@ -41,6 +41,15 @@ impl Lease {
         self.expires_at_ms > now_ms
     }
 
+    /// Whether the holder is known to be gone: it ran on this host and its process no longer
+    /// exists (so a resume right after a crash or `kill -9` need not wait for the lease to expire).
+    pub fn holder_is_gone(&self) -> bool {
+        let proc_fs = std::path::Path::new("/proc");
+        self.host == host_name()
+            && proc_fs.join("self").exists()
+            && !proc_fs.join(self.pid.to_string()).exists()
+    }
+
     /// `owner 1a2b3c4d (backup --resume, pid 4242 on host-a, lease until 2026-…)`.
     pub fn describe(&self) -> String {
         format!(
@@ -113,7 +122,7 @@ pub async fn acquire(
             .leases()
             .await?
             .into_iter()
-            .find(|l| l.owner != owner && l.is_live(now))
+            .find(|l| l.owner != owner && l.is_live(now) && !l.holder_is_gone())
     {
         return Err(LeaseError::Held {
             id: snapshot.id().to_string(),
@@ -127,6 +136,7 @@ pub async fn acquire(
         let earlier = snapshot.leases().await?.into_iter().find(|l| {
             l.owner != owner
                 && l.is_live(now)
+                && !l.holder_is_gone()
                 && (l.started_at_ms, &l.owner) < (mine.started_at_ms, &mine.owner)
         });
         if let Some(other) = earlier {

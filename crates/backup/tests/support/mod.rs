@@ -1,0 +1,1 @@
+pub mod fault_store;

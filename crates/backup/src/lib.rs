@@ -54,7 +54,9 @@ pub enum BackupError {
     Convert(#[from] ConvertError),
     #[error("decoding a GetRange page: {0}")]
     Decode(#[from] DecodeError),
-    #[error("snapshot {id} cannot be committed: splits {missing:?} have no record (run the backup again with --resume {id})")]
+    #[error(
+        "snapshot {id} cannot be committed: splits {missing:?} have no record (run the backup again with --resume {id})"
+    )]
     Incomplete { id: String, missing: Vec<u32> },
     #[error("a split worker failed: {0}")]
     Worker(String),
@@ -64,9 +66,7 @@ impl BackupError {
     /// Bad usage, a mismatch, or a failure: the CLI's exit code.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            BackupError::Usage(_) | BackupError::Lease(LeaseError::Held { .. }) => {
-                ErrorKind::Usage
-            }
+            BackupError::Usage(_) | BackupError::Lease(LeaseError::Held { .. }) => ErrorKind::Usage,
             // A missing table or refused credentials: bad input, not a failure of the tool.
             BackupError::Ots(e) | BackupError::Scan(ScanError::Ots(e))
                 if e.is_not_found()
@@ -74,9 +74,9 @@ impl BackupError {
             {
                 ErrorKind::Usage
             }
-            BackupError::Manifest(ManifestError::FormatVersion { .. } | ManifestError::Json { .. }) => {
-                ErrorKind::Mismatch
-            }
+            BackupError::Manifest(
+                ManifestError::FormatVersion { .. } | ManifestError::Json { .. },
+            ) => ErrorKind::Mismatch,
             _ => ErrorKind::Failure,
         }
     }
@@ -293,7 +293,9 @@ async fn run_splits(
         if let Some(r) = choose_record(s, &existing) {
             done.insert(s.id);
             progress.splits_done.fetch_add(1, Ordering::Relaxed);
-            progress.rows_skipped.fetch_add(r.stats.rows, Ordering::Relaxed);
+            progress
+                .rows_skipped
+                .fetch_add(r.stats.rows, Ordering::Relaxed);
         }
     }
     let limiter = cfg.read_cu_per_sec.map(|r| Arc::new(RateLimiter::new(r)));

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use ots_format::time::{rfc3339, unix_millis};
 use ots_format::{
-    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeRange, TimeSource,
-    new_snapshot_id, pk_text,
+    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeRange, TimeSource, new_snapshot_id,
+    pk_text,
 };
 use ots_manifest::{ManifestError, Snapshot, Snapshots};
 use ots_scan::{ScanOptions, Split, SplitScanner, plan_splits};

@@ -91,12 +91,15 @@ impl Sinks {
         let values = partition_of(&self.partitioning, row);
         let sink = match self.sinks.get_mut(&values) {
             Some(s) => s,
-            None => self.sinks.entry(values.clone()).or_insert_with(|| PartitionSink {
-                folder: partition_path(&values),
-                builder: BatchBuilder::new(self.schema.clone()),
-                file: None,
-                last_used: 0,
-            }),
+            None => self
+                .sinks
+                .entry(values.clone())
+                .or_insert_with(|| PartitionSink {
+                    folder: partition_path(&values),
+                    builder: BatchBuilder::new(self.schema.clone()),
+                    file: None,
+                    last_used: 0,
+                }),
         };
         sink.last_used = self.tick;
         sink.builder.push_row(row)?;
@@ -104,7 +107,10 @@ impl Sinks {
     }
 
     /// Writes full batches, then keeps buffered rows and open files within budget.
-    pub(crate) async fn after_page(&mut self, full: Vec<PartitionValues>) -> Result<(), BackupError> {
+    pub(crate) async fn after_page(
+        &mut self,
+        full: Vec<PartitionValues>,
+    ) -> Result<(), BackupError> {
         for key in full {
             self.flush(&key, false).await?;
         }

@@ -115,11 +115,10 @@ async fn assert_exact(t: &Table, backend: Arc<InMemory>, id: &str) -> Manifest {
     for f in &manifest.files {
         let (store, path) = snap.object(&f.path);
         let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .unwrap()
-                .build()
-                .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let users = batch
@@ -142,8 +141,15 @@ async fn assert_exact(t: &Table, backend: Arc<InMemory>, id: &str) -> Manifest {
         }
     }
     let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(unique.len(), seen.len(), "{id}: a row is in the snapshot twice");
-    assert_eq!(unique, t.keys, "{id}: the snapshot's keys differ from the table's");
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "{id}: a row is in the snapshot twice"
+    );
+    assert_eq!(
+        unique, t.keys,
+        "{id}: the snapshot's keys differ from the table's"
+    );
     manifest
 }
 
@@ -195,16 +201,20 @@ async fn a_crash_at_every_write_then_resume_gives_the_exact_snapshot() {
         let id = match (crashed, only_snapshot(&backend).await) {
             // The failed write was the last lease release: the backup itself completed.
             (Ok(o), _) => o.snapshot_id,
-            (Err(_), None) => backup(&t, second.clone(), true, None, false)
-                .await
-                .unwrap_or_else(|e| panic!("step {k}: a new backup failed: {e}"))
-                .snapshot_id,
+            (Err(_), None) => {
+                backup(&t, second.clone(), true, None, false)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {k}: a new backup failed: {e}"))
+                    .snapshot_id
+            }
             // The crashed process's lease is still live: the resume takes over, as the
             // operator would after checking that process is gone.
-            (Err(_), Some(id)) => backup(&t, second.clone(), true, Some(id.clone()), true)
-                .await
-                .unwrap_or_else(|e| panic!("step {k}: resume of {id} failed: {e}"))
-                .snapshot_id,
+            (Err(_), Some(id)) => {
+                backup(&t, second.clone(), true, Some(id.clone()), true)
+                    .await
+                    .unwrap_or_else(|e| panic!("step {k}: resume of {id} failed: {e}"))
+                    .snapshot_id
+            }
         };
         assert_exact(&t, backend, &id).await;
         assert_eq!(first.deletes_attempted() + second.deletes_attempted(), 0);
@@ -283,7 +293,9 @@ async fn stale_listings_never_lose_or_double_a_split() {
             ..Default::default()
         },
     );
-    let outcome = backup(&t, blind, true, Some(id.clone()), true).await.unwrap();
+    let outcome = backup(&t, blind, true, Some(id.clone()), true)
+        .await
+        .unwrap();
     assert_eq!(outcome.splits_resumed, 0, "the blind resume saw no record");
     let manifest = assert_exact(&t, backend.clone(), &id).await;
     // Two complete attempts per split exist; the manifest lists one per split.
@@ -316,8 +328,14 @@ async fn a_live_lease_refuses_a_second_process() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Usage);
     let text = err.to_string();
-    assert!(text.contains("in use by another process") && text.contains("--take-over"), "{text}");
-    assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+    assert!(
+        text.contains("in use by another process") && text.contains("--take-over"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
     backup(&t, backend.clone(), true, Some(id.clone()), true)
         .await
         .unwrap();
@@ -430,7 +448,9 @@ async fn gc_removes_only_what_no_manifest_lists() {
             ..Default::default()
         },
     );
-    backup(&t, abandoned_store, true, None, false).await.unwrap_err();
+    backup(&t, abandoned_store, true, None, false)
+        .await
+        .unwrap_err();
     let snapshots = Snapshots::new(dest(backend.clone(), true));
     let ids = snapshots.list_ids().await.unwrap();
     assert_eq!(ids.len(), 2);
@@ -442,12 +462,19 @@ async fn gc_removes_only_what_no_manifest_lists() {
 
     let now = ots_format::time::unix_millis(std::time::SystemTime::now());
     // Within the grace period nothing goes.
-    let report = gc(&snapshots, Duration::from_secs(3600), false, now).await.unwrap();
+    let report = gc(&snapshots, Duration::from_secs(3600), false, now)
+        .await
+        .unwrap();
     assert!(report.removed.is_empty(), "{:?}", report.removed);
     // The crashed processes' leases are live now: both snapshots are kept, the holders named.
     let report = gc(&snapshots, Duration::ZERO, true, now).await.unwrap();
     assert!(report.removed.is_empty(), "{:?}", report.removed);
-    assert!(report.skipped.iter().any(|s| s.snapshot_id == abandoned && s.reason.contains("in use")));
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.snapshot_id == abandoned && s.reason.contains("in use"))
+    );
     // An hour later every lease has expired.
     let later = now + 3_600_000;
     // Deletes denied: an error, and the snapshot still verifies.
@@ -459,9 +486,14 @@ async fn gc_removes_only_what_no_manifest_lists() {
             ..Default::default()
         },
     );
-    let err = gc(&Snapshots::new(dest(denied, true)), Duration::ZERO, false, later)
-        .await
-        .unwrap_err();
+    let err = gc(
+        &Snapshots::new(dest(denied, true)),
+        Duration::ZERO,
+        false,
+        later,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("denied"), "{err}");
     assert_exact(&t, backend.clone(), &committed).await;
     // The leftovers and the abandoned snapshot go; what the manifest lists stays.
@@ -472,7 +504,11 @@ async fn gc_removes_only_what_no_manifest_lists() {
         .await
         .unwrap();
     assert!(after.ok(), "{:?}", after.issues);
-    assert!(after.unlisted_files.is_empty(), "{:?}", after.unlisted_files);
+    assert!(
+        after.unlisted_files.is_empty(),
+        "{:?}",
+        after.unlisted_files
+    );
     assert_exact(&t, backend, &committed).await;
 }
 
@@ -482,7 +518,9 @@ async fn gc_removes_only_what_no_manifest_lists() {
 async fn verify_catches_a_tampered_manifest() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
-    let outcome = backup(&t, backend.clone(), true, None, false).await.unwrap();
+    let outcome = backup(&t, backend.clone(), true, None, false)
+        .await
+        .unwrap();
     let id = outcome.snapshot_id.clone();
     let original = assert_exact(&t, backend.clone(), &id).await;
     assert!(original.splits.len() >= 3, "need several splits");
@@ -558,7 +596,9 @@ async fn verify_catches_a_tampered_manifest() {
 async fn a_format_version_1_snapshot_still_verifies() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
-    let outcome = backup(&t, backend.clone(), true, None, false).await.unwrap();
+    let outcome = backup(&t, backend.clone(), true, None, false)
+        .await
+        .unwrap();
     let id = outcome.snapshot_id.clone();
     let root = format!("backups/{id}");
     // Rewrite the snapshot as version 1 wrote it.
@@ -585,7 +625,10 @@ async fn a_format_version_1_snapshot_still_verifies() {
         let backend = backend.clone();
         async move {
             backend
-                .put(&Path::from(rel), PutPayload::from(serde_json::to_vec(&v).unwrap()))
+                .put(
+                    &Path::from(rel),
+                    PutPayload::from(serde_json::to_vec(&v).unwrap()),
+                )
                 .await
                 .unwrap();
         }
@@ -595,7 +638,10 @@ async fn a_format_version_1_snapshot_still_verifies() {
     put(format!("{root}/plan.json"), plan).await;
     let mut manifest = get(format!("{root}/manifest.json")).await;
     strip(&mut manifest);
-    manifest["totals"].as_object_mut().unwrap().remove("cells_after_t");
+    manifest["totals"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cells_after_t");
     for s in manifest["splits"].as_array_mut().unwrap() {
         let split = s["id"].as_u64().unwrap() as u32;
         let attempt = s["attempt"].as_str().unwrap().to_string();

@@ -46,7 +46,10 @@ pub fn check_manifest(m: &Manifest, id: &str, plan: Option<&Plan>) -> Vec<Manife
         problem(
             &mut out,
             MANIFEST,
-            format!("the manifest names snapshot '{}', not '{id}'", m.snapshot_id),
+            format!(
+                "the manifest names snapshot '{}', not '{id}'",
+                m.snapshot_id
+            ),
         );
     }
     check_splits(m, &mut out);
@@ -69,7 +72,10 @@ fn check_splits(m: &Manifest, out: &mut Vec<ManifestProblem>) {
             problem(
                 out,
                 MANIFEST,
-                format!("split ids are not contiguous: position {i} holds split {}", s.id),
+                format!(
+                    "split ids are not contiguous: position {i} holds split {}",
+                    s.id
+                ),
             );
             break;
         }
@@ -184,7 +190,10 @@ fn check_files(m: &Manifest, out: &mut Vec<ManifestProblem>) {
             problem(
                 out,
                 &f.path,
-                format!("belongs to split {}, which the manifest does not list", f.split),
+                format!(
+                    "belongs to split {}, which the manifest does not list",
+                    f.split
+                ),
             );
             continue;
         };
@@ -379,7 +388,12 @@ fn check_against_plan(m: &Manifest, plan: &Plan, out: &mut Vec<ManifestProblem>)
 
 /// The manifest's view of a split against the record of its chosen attempt: same range, same
 /// attempt, exactly the same files.
-pub fn check_record(m: &Manifest, s: &SplitStatus, r: &SplitRecord, path: &str) -> Vec<ManifestProblem> {
+pub fn check_record(
+    m: &Manifest,
+    s: &SplitStatus,
+    r: &SplitRecord,
+    path: &str,
+) -> Vec<ManifestProblem> {
     let mut out = Vec::new();
     if r.snapshot_id != m.snapshot_id {
         problem(
@@ -392,14 +406,20 @@ pub fn check_record(m: &Manifest, s: &SplitStatus, r: &SplitRecord, path: &str) 
         problem(
             &mut out,
             path,
-            format!("the record's range differs from split {}'s in the manifest", s.id),
+            format!(
+                "the record's range differs from split {}'s in the manifest",
+                s.id
+            ),
         );
     }
     if !s.attempt.is_empty() && r.attempt != s.attempt {
         problem(
             &mut out,
             path,
-            format!("the record is attempt {}, the manifest chose {}", r.attempt, s.attempt),
+            format!(
+                "the record is attempt {}, the manifest chose {}",
+                r.attempt, s.attempt
+            ),
         );
     }
     let listed: Vec<&FileEntry> = m.files.iter().filter(|f| f.split == s.id).collect();

@@ -55,10 +55,12 @@ impl KeyPart {
         Ok(match &self.value {
             KeyValue::Integer(v) => PkValue::Integer(*v),
             KeyValue::String(s) => PkValue::String(s.clone()),
-            KeyValue::Binary(h) => PkValue::Binary(hex::decode(h).map_err(|_| KeyError::BadHex {
-                name: self.name.clone(),
-                value: h.clone(),
-            })?),
+            KeyValue::Binary(h) => {
+                PkValue::Binary(hex::decode(h).map_err(|_| KeyError::BadHex {
+                    name: self.name.clone(),
+                    value: h.clone(),
+                })?)
+            }
             KeyValue::InfMin => PkValue::InfMin,
             KeyValue::InfMax => PkValue::InfMax,
         })
@@ -128,7 +130,8 @@ impl Split {
 
     /// Whether `key` lies in `[start, end)`.
     pub fn contains(&self, key: &[KeyPart]) -> bool {
-        cmp_keys(&self.start, key) != Ordering::Greater && cmp_keys(key, &self.end) == Ordering::Less
+        cmp_keys(&self.start, key) != Ordering::Greater
+            && cmp_keys(key, &self.end) == Ordering::Less
     }
 }
 

@@ -207,14 +207,16 @@ mod tests {
         let req = meta.create_table_request("t", true, None);
         let described = pb::DescribeTableResponse {
             table_meta: req.table_meta.clone(),
-            table_options: req.table_options.clone().unwrap_or_default(),
+            table_options: req.table_options.unwrap_or_default(),
             ..Default::default()
         };
         assert_eq!(TableMeta::from_describe("t", &described), Ok(meta.clone()));
         let plain = meta.create_table_request("t", false, Some(999));
         assert_eq!(plain.table_meta.primary_key[1].option, None);
         assert_eq!(
-            plain.table_options.and_then(|o| o.deviation_cell_version_in_sec),
+            plain
+                .table_options
+                .and_then(|o| o.deviation_cell_version_in_sec),
             Some(999)
         );
         assert_eq!(meta.primary_key_text(), "id STRING, n INTEGER");

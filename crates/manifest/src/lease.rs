@@ -101,7 +101,9 @@ fn lease_at(owner: &str, renewal: u32, command: &str, started_ms: i64, ttl: Dura
         command: command.to_string(),
         started_at_ms: started_ms,
         expires_at_ms: unix_millis(expires),
-        started_at: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64)),
+        started_at: rfc3339(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64),
+        ),
         expires_at: rfc3339(expires),
     }
 }

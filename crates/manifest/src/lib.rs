@@ -17,8 +17,8 @@ pub mod lease;
 pub mod snapshot;
 pub mod verify;
 
-pub use ots_format::*;
 pub use gc::{GcReport, gc};
 pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
+pub use ots_format::*;
 pub use snapshot::{Committed, Listed, ManifestError, Snapshot, Snapshots};
 pub use verify::{VerifyIssue, VerifyProgress, VerifyReport, verify_manifest, verify_snapshot};

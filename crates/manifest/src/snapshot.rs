@@ -11,12 +11,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{
-    GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-};
-use ots_format::layout::{
-    DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, record_path,
-};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use ots_format::layout::{DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, record_path};
 use ots_format::{FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id};
 use ots_writer::Destination;
 use serde::Serialize;

@@ -67,7 +67,10 @@ pub async fn verify_manifest(snap: &Snapshot) -> Result<(Manifest, VerifyReport)
     let plan = match snap.read_plan().await {
         Ok(p) => Some(p),
         Err(ManifestError::NotFound { .. }) => {
-            report.issue(PLAN_FILE, "missing: the snapshot's plan is gone".to_string());
+            report.issue(
+                PLAN_FILE,
+                "missing: the snapshot's plan is gone".to_string(),
+            );
             None
         }
         Err(ManifestError::Json { source, .. }) => {
@@ -84,7 +87,10 @@ pub async fn verify_manifest(snap: &Snapshot) -> Result<(Manifest, VerifyReport)
         match record {
             None => report.issue(
                 &rel,
-                format!("missing: split {}'s chosen record is not in the snapshot", s.id),
+                format!(
+                    "missing: split {}'s chosen record is not in the snapshot",
+                    s.id
+                ),
             ),
             Some(r) => {
                 for p in check_record(&manifest, s, &r, &rel) {
@@ -113,10 +119,14 @@ pub async fn verify_snapshot(
         let mut size = 0u64;
         let mut tail: Vec<u8> = Vec::with_capacity(16);
         let mut stream = got.into_stream();
-        while let Some(chunk) = stream.try_next().await.map_err(|source| ManifestError::Store {
-            url: snap.url_of(&f.path),
-            source,
-        })? {
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|source| ManifestError::Store {
+                url: snap.url_of(&f.path),
+                source,
+            })?
+        {
             hasher.update(&chunk);
             size += chunk.len() as u64;
             tail.extend_from_slice(&chunk[chunk.len().saturating_sub(8)..]);
@@ -145,7 +155,10 @@ pub async fn verify_snapshot(
             Ok(n) if n == f.rows => report.rows_in_footers += n,
             Ok(n) => report.issue(
                 &f.path,
-                format!("Parquet footer holds {n} rows, the manifest says {}", f.rows),
+                format!(
+                    "Parquet footer holds {n} rows, the manifest says {}",
+                    f.rows
+                ),
             ),
             Err(e) => report.issue(&f.path, format!("not a readable Parquet file: {e}")),
         }

@@ -110,4 +110,3 @@ pub(crate) fn cells_struct_fields() -> Fields {
 pub(crate) fn cells_item_field() -> Field {
     Field::new("item", DataType::Struct(cells_struct_fields()), false)
 }
-

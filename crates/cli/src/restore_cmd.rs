@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use ots_manifest::SnapshotStore;
 use ots_restore::{
-    AutoIncrementMode, RestoreConfig, RestoreError, RestoreProgress, TimestampMode, WriteMode,
-    run_restore,
+    AutoIncrementMode, ErrorKind, RestoreConfig, RestoreError, RestoreProgress, TimestampMode,
+    WriteMode, run_restore,
 };
 use ots_schema::layout::PkColumnSchema;
 use ots_wire::types::{PkColumn, PkType, PkValue};
@@ -98,7 +98,9 @@ pub struct RestoreArgs {
     /// Checkpoint of finished files (for --resume).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Continue a crashed restore from its checkpoint.
+    /// Continue a crashed restore from its checkpoint: files it lists as done are skipped. Refused
+    /// when the target or a row option (--columns, --start-key, --end-key, --partition, --mode,
+    /// --timestamps, --auto-increment) differs from the interrupted run's.
     #[arg(long)]
     pub resume: bool,
     /// Do not verify the snapshot's integrity before writing.
@@ -160,16 +162,15 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn restore_error(e: RestoreError) -> CliError {
-    match e {
-        RestoreError::Usage(m) => CliError::Usage(m),
-        RestoreError::Preflight(_) => CliError::Usage(e.to_string()),
-        RestoreError::SnapshotInvalid(m) => CliError::Mismatch(m),
-        RestoreError::Manifest(m) => m.into(),
-        RestoreError::Ots(ref o) if crate::common::is_auth_error(o) => {
-            CliError::Usage(e.to_string())
+/// The one place where a restore or comparison error becomes an exit code: 2 for usage, 3 for a
+/// snapshot that does not match, 1 for failures while working.
+impl From<RestoreError> for CliError {
+    fn from(e: RestoreError) -> Self {
+        match e.kind() {
+            ErrorKind::Usage => CliError::Usage(e.to_string()),
+            ErrorKind::Mismatch => CliError::Mismatch(e.to_string()),
+            ErrorKind::Failure => CliError::Failed(e.to_string()),
         }
-        other => CliError::Failed(other.to_string()),
     }
 }
 
@@ -249,7 +250,7 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let result = run_restore(&client, &store, &id, &cfg, progress.clone()).await;
     reporter.abort();
-    let outcome = result.map_err(restore_error)?;
+    let outcome = result?;
     let elapsed = started.elapsed().as_secs_f64();
     if g.json {
         let mut v = serde_json::to_value(&outcome).unwrap_or_default();

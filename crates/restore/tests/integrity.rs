@@ -394,7 +394,10 @@ async fn a_file_replaced_after_verification_stops_the_restore() {
         Arc::new(RestoreProgress::default()),
     )
     .await;
-    assert!(*tampering.swapped.lock().unwrap(), "the file was never swapped");
+    assert!(
+        *tampering.swapped.lock().unwrap(),
+        "the file was never swapped"
+    );
     assert_stopped_before_the_victim(&w, result, &victim, "copy_etag", "ETag").await;
     assert!(
         !w.rows("copy_etag").await.is_empty(),
@@ -415,7 +418,10 @@ async fn a_file_replaced_after_verification_stops_the_restore() {
         Arc::new(RestoreProgress::default()),
     )
     .await;
-    assert!(*tampering.swapped.lock().unwrap(), "the file was never swapped");
+    assert!(
+        *tampering.swapped.lock().unwrap(),
+        "the file was never swapped"
+    );
     // The replacement differs in size here; a same-size one fails the SHA-256 check instead
     // (reader unit tests).
     assert_stopped_before_the_victim(&w2, result, &victim, "copy_hash", "the manifest").await;

@@ -464,3 +464,139 @@ pub async fn compare_with_options(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use ots_schema::layout::{LAYOUT_VERSION, PkColumnSchema};
+    use ots_schema::{BatchBuilder, SnapshotSchema};
+    use ots_wire::plainbuffer::{RowDecoder, encode_rows};
+    use ots_wire::types::{Cell, PkType, PkValue, RowRef, Value};
+
+    fn schema() -> SnapshotSchema {
+        SnapshotSchema {
+            layout_version: LAYOUT_VERSION,
+            primary_key: vec![PkColumnSchema {
+                name: "k".into(),
+                pk_type: PkType::Integer,
+                auto_increment: false,
+            }],
+            columns: Vec::new(),
+        }
+    }
+
+    fn row(k: i64) -> Row {
+        Row {
+            primary_key: vec![PkColumn::new("k", PkValue::Integer(k))],
+            cells: vec![Cell::new("v", Value::Integer(k * 10), Some(1000))],
+        }
+    }
+
+    /// A snapshot file of `keys`, one row group per two rows, stored under `name`.
+    async fn file(store: &SnapshotStore, name: &str, partition: &str, keys: &[i64]) -> FileEntry {
+        let rows: Vec<Row> = keys.iter().map(|&k| row(k)).collect();
+        let encoded = encode_rows(&rows);
+        let mut builder = BatchBuilder::new(Arc::new(schema()));
+        let mut decoder = RowDecoder::new(&encoded).unwrap();
+        let mut r = RowRef::default();
+        while decoder.next_into(&mut r).unwrap() {
+            builder.push_row(&r).unwrap();
+        }
+        let batch = builder.finish().unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut bytes = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let path = format!("data/p={partition}/{name}.parquet");
+        store
+            .dest
+            .store
+            .put(
+                &store.dest.path(&format!("snap/{path}")),
+                PutPayload::from(bytes.clone()),
+            )
+            .await
+            .unwrap();
+        let kp = |k: i64| {
+            vec![KeyPart::from_column(&PkColumn::new(
+                "k",
+                PkValue::Integer(k),
+            ))]
+        };
+        FileEntry {
+            path,
+            split: 0,
+            partition: [("p".to_string(), partition.to_string())].into(),
+            rows: keys.len() as u64,
+            cells: keys.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: String::new(),
+            pk_min: kp(keys[0]),
+            pk_max: kp(*keys.last().unwrap()),
+        }
+    }
+
+    fn store() -> SnapshotStore {
+        SnapshotStore::new(ots_writer::Destination {
+            store: Arc::new(InMemory::new()),
+            prefix: Path::from("dest"),
+            url: "memory://dest".into(),
+        })
+    }
+
+    async fn merged(store: &SnapshotStore, files: &[FileEntry]) -> Result<Vec<i64>, RestoreError> {
+        let schema = schema();
+        let f = Files {
+            store: store.dest.store.clone(),
+            snapshot: store,
+            id: "snap",
+            schema: &schema,
+            batch_rows: 1,
+        };
+        let mut m = Merge::new(f, files.iter().collect()).await?;
+        let mut keys = Vec::new();
+        while let Some(r) = m.next().await? {
+            let PkValue::Integer(k) = r.primary_key[0].value else {
+                panic!("{r:?}");
+            };
+            keys.push(k);
+        }
+        Ok(keys)
+    }
+
+    #[tokio::test]
+    async fn partitions_interleave_and_merge_in_key_order() {
+        let s = store();
+        // Listed out of order on purpose: chains are ordered by each file's first key.
+        let files = vec![
+            file(&s, "a2", "a", &[7, 9]).await,
+            file(&s, "b1", "b", &[2, 3, 6]).await,
+            file(&s, "a1", "a", &[1, 4, 5]).await,
+            file(&s, "c1", "c", &[8]).await,
+        ];
+        assert_eq!(
+            merged(&s, &files).await.unwrap(),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        );
+    }
+
+    #[tokio::test]
+    async fn files_of_a_partition_out_of_key_order_are_an_error() {
+        let s = store();
+        let files = vec![
+            file(&s, "a1", "a", &[1, 4, 5]).await,
+            file(&s, "a2", "a", &[3, 9]).await,
+        ];
+        let err = merged(&s, &files).await.unwrap_err();
+        assert!(matches!(err, RestoreError::Order { .. }), "{err:?}");
+        assert!(err.to_string().contains("a2"), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Mismatch);
+    }
+}

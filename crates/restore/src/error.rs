@@ -119,7 +119,7 @@ pub enum RestoreError {
         #[source]
         source: ots_schema::ConvertError,
     },
-    /// Snapshot files of one split, expected in primary-key order, are not.
+    /// Snapshot files of one split, expected in primary-key order (FORMAT.md §7), are not.
     #[error("{path}: rows are not in primary-key order ({detail})")]
     Order { path: String, detail: String },
     /// A local file: the checkpoint, the dead-letter file, a spool file.
@@ -165,7 +165,7 @@ impl RestoreError {
             | OldCheckpoint { .. }
             | DamagedCheckpoint { .. }
             | TableNotFound { .. } => ErrorKind::Usage,
-            SnapshotInvalid { .. } | SnapshotChanged { .. } => ErrorKind::Mismatch,
+            SnapshotInvalid { .. } | SnapshotChanged { .. } | Order { .. } => ErrorKind::Mismatch,
             Ots(e) if is_auth(e) => ErrorKind::Usage,
             Scan {
                 source: ScanError::Ots(e),

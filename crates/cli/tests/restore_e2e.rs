@@ -709,6 +709,7 @@ async fn verify_against_a_table_sees_every_cell_unless_as_of_snapshot() {
     assert_eq!(code, 3, "{c}");
     assert_eq!(counts(&c), (1, 0, 0), "{c}");
     assert_eq!(c["as_of_snapshot"], false);
+    assert!(c["time_range_ms"].is_null(), "every cell: {c}");
     let d = &c["first_differences"][0];
     assert_eq!(d["kind"], "different");
     assert_eq!(
@@ -727,6 +728,7 @@ async fn verify_against_a_table_sees_every_cell_unless_as_of_snapshot() {
     let (code, c) = compare(&env, &snap, "t", &["--as-of-snapshot"]).await;
     assert_eq!(code, 0, "{c}");
     assert_eq!(c["as_of_snapshot"], true);
+    assert_eq!(c["time_range_ms"].as_array().unwrap().len(), 2);
     assert_eq!(c["rows_matching"], 600);
 
     // A deleted row, a row added with a timestamp inside the snapshot's range, and one added now.

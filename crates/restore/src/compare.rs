@@ -43,8 +43,8 @@ pub struct CompareReport {
     pub table: String,
     /// Whether only the snapshot's time range was compared (`--as-of-snapshot`).
     pub as_of_snapshot: bool,
-    /// Cell timestamps scanned in the table, `[start, end)` ms.
-    pub time_range_ms: (i64, i64),
+    /// Cell timestamps compared, `[start, end)` ms; `None` = every cell, whatever its timestamp.
+    pub time_range_ms: Option<(i64, i64)>,
     pub rows_in_snapshot: u64,
     pub rows_in_table: u64,
     pub rows_matching: u64,
@@ -376,7 +376,7 @@ pub async fn compare_with_options(
     let mut report = CompareReport {
         table: table.to_string(),
         as_of_snapshot: options.as_of_snapshot,
-        time_range_ms: time_range,
+        time_range_ms: options.as_of_snapshot.then_some(time_range),
         ..Default::default()
     };
     let max = options.max_differences;

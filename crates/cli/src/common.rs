@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_format::ErrorKind;
 use ots_manifest::Snapshot;
+use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_writer::{DestinationOptions, open_destination};
 
 #[derive(Args, Debug, Clone)]
@@ -175,11 +175,6 @@ pub fn init_logging(g: &GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// Wrong or unauthorised credentials are bad input (exit 2), not a failure of the tool.
-pub fn is_auth_error(e: &ots_wire::OtsError) -> bool {
-    matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess"))
 }
 
 /// A client from the global options and credentials from the environment.

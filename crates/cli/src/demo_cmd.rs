@@ -145,15 +145,9 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
     let work = tempfile::tempdir().map_err(|e| failed("temporary folder")(&e))?;
     rcfg.dead_letter = work.path().join("dead-letter.jsonl");
     rcfg.checkpoint = work.path().join("checkpoint.json");
-    let restored = run_restore(
-        &client,
-        &store,
-        &outcome.snapshot_id,
-        &rcfg,
-        Arc::new(RestoreProgress::default()),
-    )
-    .await
-    .map_err(|e| failed("restore")(&e))?;
+    let restored = run_restore(&client, &snap, &rcfg, Arc::new(RestoreProgress::default()))
+        .await
+        .map_err(|e| failed("restore")(&e))?;
     let restore_secs = t.elapsed().as_secs_f64();
 
     step(
@@ -161,16 +155,9 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
         "comparing 'orders_restored' with the snapshot, cell for cell",
     );
     let t = Instant::now();
-    let cmp = ots_restore::compare::compare_with_table(
-        &client,
-        &store,
-        &outcome.snapshot_id,
-        m,
-        "orders_restored",
-        5,
-    )
-    .await
-    .map_err(|e| failed("comparison")(&e))?;
+    let cmp = ots_restore::compare::compare_with_table(&client, &snap, m, "orders_restored", 5)
+        .await
+        .map_err(|e| failed("comparison")(&e))?;
     let compare_secs = t.elapsed().as_secs_f64();
     if !cmp.ok() {
         return Err(CliError::Mismatch(format!(

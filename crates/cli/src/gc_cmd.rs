@@ -96,7 +96,11 @@ pub async fn run(g: &GlobalArgs, a: GcArgs) -> Result<(), CliError> {
             if a.dry_run { "would remove" } else { "removed" },
             report.removed.len(),
             human_bytes(report.bytes_removed),
-            if a.dry_run { "; nothing was deleted (--dry-run)" } else { "" }
+            if a.dry_run {
+                "; nothing was deleted (--dry-run)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

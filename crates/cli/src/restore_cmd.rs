@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use ots_manifest::SnapshotStore;
 use ots_restore::{
     AutoIncrementMode, RestoreConfig, RestoreError, RestoreProgress, TimestampMode, WriteMode,
     run_restore,
@@ -98,7 +97,9 @@ pub struct RestoreArgs {
     /// Checkpoint of finished files (for --resume).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Continue a crashed restore from its checkpoint.
+    /// Continue a crashed restore from its checkpoint: files it lists as done are skipped. Refused
+    /// when the target or a row option (--columns, --start-key, --end-key, --partition, --mode,
+    /// --timestamps, --auto-increment) differs from the interrupted run's.
     #[arg(long)]
     pub resume: bool,
     /// Do not verify the snapshot's integrity before writing.
@@ -160,23 +161,17 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn restore_error(e: RestoreError) -> CliError {
-    match e {
-        RestoreError::Usage(m) => CliError::Usage(m),
-        RestoreError::Preflight(_) => CliError::Usage(e.to_string()),
-        RestoreError::SnapshotInvalid(m) => CliError::Mismatch(m),
-        RestoreError::Manifest(m) => m.into(),
-        RestoreError::Ots(ref o) if crate::common::is_auth_error(o) => {
-            CliError::Usage(e.to_string())
-        }
-        other => CliError::Failed(other.to_string()),
+/// A restore or comparison error becomes an exit code by its kind (see `CliError::from_kind`).
+impl From<RestoreError> for CliError {
+    fn from(e: RestoreError) -> Self {
+        CliError::from_kind(e.kind(), e.to_string())
     }
 }
 
 pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
-    let (dest, id) = open_snapshot(&a.from, &a.dest, g)?;
-    let store = SnapshotStore::new(dest);
-    let manifest = store.read_manifest(&id).await?;
+    let snap = open_snapshot(&a.from, &a.dest, g)?;
+    let id = snap.id().to_string();
+    let manifest = snap.read_manifest().await?;
     let client = client(g)?;
     let mut cfg = RestoreConfig::new(&a.table, &id);
     cfg.create_table = a.create_table;
@@ -247,9 +242,9 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     let progress = Arc::new(RestoreProgress::default());
     let reporter = start_reporter(progress.clone(), !g.quiet && !g.json);
     let started = Instant::now();
-    let result = run_restore(&client, &store, &id, &cfg, progress.clone()).await;
+    let result = run_restore(&client, &snap, &cfg, progress.clone()).await;
     reporter.abort();
-    let outcome = result.map_err(restore_error)?;
+    let outcome = result?;
     let elapsed = started.elapsed().as_secs_f64();
     if g.json {
         let mut v = serde_json::to_value(&outcome).unwrap_or_default();

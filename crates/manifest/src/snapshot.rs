@@ -155,6 +155,19 @@ impl Snapshot {
         self.dest.path(&format!("{}/{rel}", self.id))
     }
 
+    /// The store the snapshot lives on (to wrap it; see [`Snapshot::with_store`]).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.dest.store()
+    }
+
+    /// The same snapshot seen through another store, e.g. a wrapper of [`Snapshot::store`].
+    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Snapshot {
+        Snapshot {
+            dest: self.dest.with_store(store),
+            id: self.id.clone(),
+        }
+    }
+
     /// The store and object path of a data file, for writers and readers of Parquet.
     pub fn object(&self, rel: &str) -> (Arc<dyn ObjectStore>, Path) {
         (self.dest.store().clone(), self.path(rel))

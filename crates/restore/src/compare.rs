@@ -1,18 +1,32 @@
-//! A snapshot against a live table, split by split: the snapshot's rows of a split (sorted by
-//! primary key) are merged with a GetRange scan of the same range and time range [0, T], and
-//! every row, cell, type, value and timestamp is compared. Memory is bounded by one split.
+//! A snapshot against a live table, split by split: the snapshot's rows of a split are merged
+//! with a GetRange scan of the same key range, and every row, cell, type, value and timestamp is
+//! compared.
+//!
+//! By default the scan reads every version of every cell, whatever its timestamp, so anything
+//! the table holds and the snapshot does not is reported — including versions written after the
+//! snapshot time T. [`CompareOptions::as_of_snapshot`] limits the scan to the snapshot's time
+//! range, for comparing with a live source that is still written to.
+//!
+//! Memory stays bounded whatever the split's size: every data file is sorted by primary key,
+//! and the files of one partition of a split follow each other in key order, so each partition
+//! is read as one chain of files, one record batch at a time, and the chains are merged by
+//! primary key (a k-way merge over the partitions of the split). Memory is about one row group
+//! per partition of the split, plus one GetRange page.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use futures::TryStreamExt;
-use ots_manifest::{Manifest, SnapshotStore};
-use ots_scan::{KeyPart, ScanOptions, SplitScanner};
-use ots_schema::RowReader;
+use ots_manifest::{FileEntry, Manifest, Snapshot, TimeRange};
+use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
+use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
-use ots_wire::types::{Row, cmp_primary_keys};
+use ots_wire::types::{PkColumn, Row, cmp_primary_keys};
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::Serialize;
 
 use crate::RestoreError;
+use crate::reader::{FilePin, FileSource, open_file};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RowDiff {
@@ -25,13 +39,17 @@ pub struct RowDiff {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CompareReport {
     pub table: String,
+    /// Whether only the snapshot's time range was compared (`--as-of-snapshot`).
+    pub as_of_snapshot: bool,
+    /// Cell timestamps compared, `[start, end)` ms; `None` = every cell, whatever its timestamp.
+    pub time_range_ms: Option<(i64, i64)>,
     pub rows_in_snapshot: u64,
     pub rows_in_table: u64,
     pub rows_matching: u64,
     pub missing_in_table: u64,
     pub extra_in_table: u64,
     pub different: u64,
-    /// The first differences, in primary-key order.
+    /// The first differences, in primary-key order within each split.
     pub first_differences: Vec<RowDiff>,
 }
 
@@ -56,6 +74,28 @@ impl CompareReport {
     }
 }
 
+/// How to compare.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// Differences to keep as examples in the report.
+    pub max_differences: usize,
+    /// Compare only cells inside the snapshot's time range (versions written later are not
+    /// looked at); by default every cell of the table is.
+    pub as_of_snapshot: bool,
+    /// Rows per record batch read from a snapshot file.
+    pub batch_rows: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            max_differences: 10,
+            as_of_snapshot: false,
+            batch_rows: 1024,
+        }
+    }
+}
+
 fn pk_order(a: &Row, b: &Row) -> Ordering {
     cmp_primary_keys(
         a.primary_key.iter().map(|c| c.value.as_ref()),
@@ -76,94 +116,318 @@ fn row_difference(snapshot: &Row, table: &Row) -> Option<String> {
             ));
         }
     }
-    Some(format!(
-        "snapshot has {} cells, table has {}",
-        snapshot.cells.len(),
-        table.cells.len()
-    ))
+    let (n, m) = (snapshot.cells.len(), table.cells.len());
+    let extra = if m > n {
+        let c = &table.cells[n];
+        format!(
+            "; the table's next cell is {}={:?}@{:?}",
+            c.name, c.value, c.timestamp
+        )
+    } else {
+        let c = &snapshot.cells[m];
+        format!(
+            "; the snapshot's next cell is {}={:?}@{:?}",
+            c.name, c.value, c.timestamp
+        )
+    };
+    Some(format!("snapshot has {n} cells, table has {m}{extra}"))
 }
 
-/// Compares snapshot `id` with `table`, reporting at most `max_differences` examples.
+/// The rows of one partition's files of a split, in key order, one record batch at a time.
+struct Chain {
+    files: VecDeque<FileEntry>,
+    current: Option<(String, ParquetRecordBatchStream<FileSource>)>,
+    rows: VecDeque<Row>,
+    /// The last row's key and file, to check the order the merge relies on.
+    last: Option<(Vec<PkColumn>, String)>,
+}
+
+/// Everything a chain needs to open and decode its files.
+struct Files<'a> {
+    snapshot: &'a Snapshot,
+    schema: &'a SnapshotSchema,
+    batch_rows: usize,
+}
+
+impl Chain {
+    /// The next row, or `None` when every file of the chain is read.
+    async fn next(&mut self, f: &Files<'_>) -> Result<Option<Row>, RestoreError> {
+        loop {
+            if let Some(row) = self.rows.pop_front() {
+                let path = self
+                    .current
+                    .as_ref()
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_default();
+                if let Some((last, last_path)) = &self.last
+                    && cmp_primary_keys(
+                        last.iter().map(|c| c.value.as_ref()),
+                        row.primary_key.iter().map(|c| c.value.as_ref()),
+                    ) != Ordering::Less
+                {
+                    return Err(RestoreError::Order {
+                        path,
+                        detail: format!(
+                            "key {} follows key {} of {last_path}",
+                            serde_json::to_string(
+                                &row.primary_key
+                                    .iter()
+                                    .map(KeyPart::from_column)
+                                    .collect::<Vec<_>>()
+                            )
+                            .unwrap_or_default(),
+                            serde_json::to_string(
+                                &last.iter().map(KeyPart::from_column).collect::<Vec<_>>()
+                            )
+                            .unwrap_or_default()
+                        ),
+                    });
+                }
+                self.last = Some((row.primary_key.clone(), path));
+                return Ok(Some(row));
+            }
+            let Some((name, stream)) = &mut self.current else {
+                let Some(file) = self.files.pop_front() else {
+                    return Ok(None);
+                };
+                let (store, path) = f.snapshot.object(&file.path);
+                let source = open_file(
+                    store,
+                    path,
+                    &file.path,
+                    file.bytes,
+                    &file.sha256,
+                    &FilePin::FirstRead,
+                )
+                .await?;
+                let stream = source
+                    .batches(f.batch_rows)
+                    .await
+                    .map_err(|e| RestoreError::parquet(&file.path, e))?;
+                self.current = Some((file.path, stream));
+                continue;
+            };
+            match stream
+                .try_next()
+                .await
+                .map_err(|e| RestoreError::parquet(name, e))?
+            {
+                Some(rb) => {
+                    let rows =
+                        RowReader::new(f.schema, &rb).map_err(|source| RestoreError::Rows {
+                            path: name.clone(),
+                            source,
+                        })?;
+                    for r in rows.rows() {
+                        self.rows.push_back(r.map_err(|source| RestoreError::Rows {
+                            path: name.clone(),
+                            source,
+                        })?);
+                    }
+                }
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+/// A chain's current row in the merge heap, smallest key first.
+struct Head {
+    row: Row,
+    chain: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap is a max-heap: reverse, so the smallest key is on top.
+        pk_order(&other.row, &self.row).then(other.chain.cmp(&self.chain))
+    }
+}
+
+/// The snapshot's rows of one split, in primary-key order, merged from its partitions' chains.
+struct Merge<'a> {
+    files: Files<'a>,
+    chains: Vec<Chain>,
+    heads: BinaryHeap<Head>,
+}
+
+impl<'a> Merge<'a> {
+    async fn new(files: Files<'a>, split_files: Vec<&FileEntry>) -> Result<Self, RestoreError> {
+        let mut by_partition: BTreeMap<&BTreeMap<String, String>, Vec<FileEntry>> = BTreeMap::new();
+        for f in split_files {
+            by_partition
+                .entry(&f.partition)
+                .or_default()
+                .push(f.clone());
+        }
+        let mut chains = Vec::new();
+        for (_, mut fs) in by_partition {
+            // Files of one partition follow each other in key order: order them by first key.
+            let first_key = |f: &FileEntry| -> Option<Vec<PkColumn>> {
+                f.pk_min.iter().map(|p| p.to_column().ok()).collect()
+            };
+            fs.sort_by(|a, b| match (first_key(a), first_key(b)) {
+                (Some(x), Some(y)) => cmp_primary_keys(
+                    x.iter().map(|c| c.value.as_ref()),
+                    y.iter().map(|c| c.value.as_ref()),
+                )
+                .then_with(|| a.path.cmp(&b.path)),
+                _ => a.path.cmp(&b.path),
+            });
+            chains.push(Chain {
+                files: fs.into(),
+                current: None,
+                rows: VecDeque::new(),
+                last: None,
+            });
+        }
+        let mut merge = Merge {
+            files,
+            chains,
+            heads: BinaryHeap::new(),
+        };
+        for i in 0..merge.chains.len() {
+            merge.advance(i).await?;
+        }
+        Ok(merge)
+    }
+
+    async fn advance(&mut self, chain: usize) -> Result<(), RestoreError> {
+        if let Some(row) = self.chains[chain].next(&self.files).await? {
+            self.heads.push(Head { row, chain });
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Option<&Row> {
+        self.heads.peek().map(|h| &h.row)
+    }
+
+    async fn next(&mut self) -> Result<Option<Row>, RestoreError> {
+        let Some(Head { row, chain }) = self.heads.pop() else {
+            return Ok(None);
+        };
+        self.advance(chain).await?;
+        Ok(Some(row))
+    }
+}
+
+fn scan_error(table: &str, e: ScanError) -> RestoreError {
+    match e {
+        ScanError::Ots(o) if o.is_not_found() => RestoreError::TableNotFound {
+            table: table.to_string(),
+        },
+        source => RestoreError::Scan {
+            table: table.to_string(),
+            source,
+        },
+    }
+}
+
+/// Compares snapshot `id` with `table` over every cell of the table, reporting at most
+/// `max_differences` examples (see [`compare_with_options`]).
 pub async fn compare_with_table(
     client: &OtsClient,
-    store: &SnapshotStore,
-    id: &str,
+    snapshot: &Snapshot,
     manifest: &Manifest,
     table: &str,
     max_differences: usize,
 ) -> Result<CompareReport, RestoreError> {
+    let options = CompareOptions {
+        max_differences,
+        ..CompareOptions::default()
+    };
+    compare_with_options(client, snapshot, manifest, table, &options).await
+}
+
+/// Compares snapshot `id` with `table` as `options` say.
+pub async fn compare_with_options(
+    client: &OtsClient,
+    snapshot: &Snapshot,
+    manifest: &Manifest,
+    table: &str,
+    options: &CompareOptions,
+) -> Result<CompareReport, RestoreError> {
+    let time_range = if options.as_of_snapshot {
+        (manifest.time_range.start_ms, manifest.time_range.end_ms)
+    } else {
+        // Every cell, however dated: the end of Tablestore's timestamp range.
+        (0, TimeRange::MAX_END_MS)
+    };
     let mut report = CompareReport {
         table: table.to_string(),
+        as_of_snapshot: options.as_of_snapshot,
+        time_range_ms: options.as_of_snapshot.then_some(time_range),
         ..Default::default()
     };
-    let options = ScanOptions {
-        time_range: (manifest.time_range.start_ms, manifest.time_range.end_ms),
+    let max = options.max_differences;
+    let scan = ScanOptions {
+        time_range,
         ..ScanOptions::up_to(manifest.time_range.t_ms)
     };
     for split in manifest.splits.iter().map(|s| s.range()) {
-        // The snapshot side of this split, sorted (partitioned files interleave keys).
-        let mut expected: Vec<Row> = Vec::new();
-        for f in manifest.files.iter().filter(|f| f.split == split.id) {
-            let path = store.dest.path(&format!("{id}/{}", f.path));
-            let mut stream =
-                crate::reader::open_batches(store.dest.store.clone(), path, f.bytes, 4096)
-                    .await
-                    .map_err(|e| RestoreError::Read {
-                        path: f.path.clone(),
-                        detail: e.to_string(),
-                    })?;
-            while let Some(rb) = stream.try_next().await.map_err(|e| RestoreError::Read {
-                path: f.path.clone(),
-                detail: e.to_string(),
-            })? {
-                let rr = RowReader::new(&manifest.schema, &rb).map_err(|e| RestoreError::Read {
-                    path: f.path.clone(),
-                    detail: e.to_string(),
-                })?;
-                for r in rr.rows() {
-                    expected.push(r.map_err(|e| RestoreError::Read {
-                        path: f.path.clone(),
-                        detail: e.to_string(),
-                    })?);
-                }
-            }
-        }
-        expected.sort_by(pk_order);
-        report.rows_in_snapshot += expected.len() as u64;
-
-        let mut scanner = SplitScanner::new(client.clone(), table, split.clone(), options.clone())
-            .map_err(|e| RestoreError::Io(e.to_string()))?;
-        let mut want = expected.into_iter().peekable();
+        let files = Files {
+            snapshot,
+            schema: &manifest.schema,
+            batch_rows: options.batch_rows,
+        };
+        let split_files: Vec<&FileEntry> = manifest
+            .files
+            .iter()
+            .filter(|f| f.split == split.id)
+            .collect();
+        let mut want = Merge::new(files, split_files).await?;
+        let mut scanner = SplitScanner::new(client.clone(), table, split.clone(), scan.clone())
+            .map_err(|e| scan_error(table, e))?;
         while let Some(page) = scanner
             .next_page()
             .await
-            .map_err(|e| RestoreError::Io(e.to_string()))?
+            .map_err(|e| scan_error(table, e))?
         {
             let mut live: Vec<Row> = Vec::new();
             page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
                 live.push(r.to_row());
                 Ok(())
             })
-            .map_err(|e| RestoreError::Io(format!("decoding a page of '{table}': {e}")))?;
+            .map_err(|source| RestoreError::DecodePage {
+                table: table.to_string(),
+                source,
+            })?;
             for got in live {
                 report.rows_in_table += 1;
                 loop {
                     match want.peek().map(|w| pk_order(w, &got)) {
                         Some(Ordering::Less) => {
-                            if let Some(w) = want.next() {
+                            if let Some(w) = want.next().await? {
+                                report.rows_in_snapshot += 1;
                                 report.record(
                                     &w,
                                     "missing_in_table",
                                     "in the snapshot, not in the table".into(),
-                                    max_differences,
+                                    max,
                                 );
                             }
                         }
                         Some(Ordering::Equal) => {
-                            if let Some(w) = want.next() {
+                            if let Some(w) = want.next().await? {
+                                report.rows_in_snapshot += 1;
                                 match row_difference(&w, &got) {
                                     None => report.rows_matching += 1,
-                                    Some(d) => report.record(&w, "different", d, max_differences),
+                                    Some(d) => report.record(&w, "different", d, max),
                                 }
                             }
                             break;
@@ -173,7 +437,7 @@ pub async fn compare_with_table(
                                 &got,
                                 "extra_in_table",
                                 "in the table, not in the snapshot".into(),
-                                max_differences,
+                                max,
                             );
                             break;
                         }
@@ -181,14 +445,148 @@ pub async fn compare_with_table(
                 }
             }
         }
-        for w in want {
+        while let Some(w) = want.next().await? {
+            report.rows_in_snapshot += 1;
             report.record(
                 &w,
                 "missing_in_table",
                 "in the snapshot, not in the table".into(),
-                max_differences,
+                max,
             );
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use ots_schema::layout::{LAYOUT_VERSION, PkColumnSchema};
+    use ots_schema::{BatchBuilder, SnapshotSchema};
+    use ots_wire::plainbuffer::{RowDecoder, encode_rows};
+    use ots_wire::types::{Cell, PkType, PkValue, RowRef, Value};
+
+    fn schema() -> SnapshotSchema {
+        SnapshotSchema {
+            layout_version: LAYOUT_VERSION,
+            primary_key: vec![PkColumnSchema {
+                name: "k".into(),
+                pk_type: PkType::Integer,
+                auto_increment: false,
+            }],
+            columns: Vec::new(),
+        }
+    }
+
+    fn row(k: i64) -> Row {
+        Row {
+            primary_key: vec![PkColumn::new("k", PkValue::Integer(k))],
+            cells: vec![Cell::new("v", Value::Integer(k * 10), Some(1000))],
+        }
+    }
+
+    /// A snapshot file of `keys`, one row group per two rows, stored under `name`.
+    async fn file(snap: &Snapshot, name: &str, partition: &str, keys: &[i64]) -> FileEntry {
+        let rows: Vec<Row> = keys.iter().map(|&k| row(k)).collect();
+        let encoded = encode_rows(&rows);
+        let mut builder = BatchBuilder::new(Arc::new(schema()));
+        let mut decoder = RowDecoder::new(&encoded).unwrap();
+        let mut r = RowRef::default();
+        while decoder.next_into(&mut r).unwrap() {
+            builder.push_row(&r).unwrap();
+        }
+        let batch = builder.finish().unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut bytes = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let path = format!("data/p={partition}/{name}.parquet");
+        let (store, object) = snap.object(&path);
+        store
+            .put(&object, PutPayload::from(bytes.clone()))
+            .await
+            .unwrap();
+        let kp = |k: i64| {
+            vec![KeyPart::from_column(&PkColumn::new(
+                "k",
+                PkValue::Integer(k),
+            ))]
+        };
+        FileEntry {
+            path,
+            split: 0,
+            partition: [("p".to_string(), partition.to_string())].into(),
+            rows: keys.len() as u64,
+            cells: keys.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: String::new(),
+            pk_min: kp(keys[0]),
+            pk_max: kp(*keys.last().unwrap()),
+        }
+    }
+
+    fn store() -> Snapshot {
+        let dest = ots_writer::Destination::from_store(
+            Arc::new(InMemory::new()),
+            Path::from("dest"),
+            "memory://dest",
+            true,
+        );
+        Snapshot::new(dest, "snap")
+    }
+
+    async fn merged(store: &Snapshot, files: &[FileEntry]) -> Result<Vec<i64>, RestoreError> {
+        let schema = schema();
+        let f = Files {
+            snapshot: store,
+            schema: &schema,
+            batch_rows: 1,
+        };
+        let mut m = Merge::new(f, files.iter().collect()).await?;
+        let mut keys = Vec::new();
+        while let Some(r) = m.next().await? {
+            let PkValue::Integer(k) = r.primary_key[0].value else {
+                panic!("{r:?}");
+            };
+            keys.push(k);
+        }
+        Ok(keys)
+    }
+
+    #[tokio::test]
+    async fn partitions_interleave_and_merge_in_key_order() {
+        let s = store();
+        // Listed out of order on purpose: chains are ordered by each file's first key.
+        let files = vec![
+            file(&s, "a2", "a", &[7, 9]).await,
+            file(&s, "b1", "b", &[2, 3, 6]).await,
+            file(&s, "a1", "a", &[1, 4, 5]).await,
+            file(&s, "c1", "c", &[8]).await,
+        ];
+        assert_eq!(
+            merged(&s, &files).await.unwrap(),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        );
+    }
+
+    #[tokio::test]
+    async fn files_of_a_partition_out_of_key_order_are_an_error() {
+        let s = store();
+        let files = vec![
+            file(&s, "a1", "a", &[1, 4, 5]).await,
+            file(&s, "a2", "a", &[3, 9]).await,
+        ];
+        let err = merged(&s, &files).await.unwrap_err();
+        assert!(matches!(err, RestoreError::Order { .. }), "{err:?}");
+        assert!(err.to_string().contains("a2"), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Mismatch);
+    }
 }

@@ -32,10 +32,12 @@ const DECREASE: f64 = 0.7;
 const INCREASE_PER_SEC: f64 = 1.1;
 
 impl AdaptiveRate {
+    /// `cap` in units/s; values below one unit per second (or NaN) count as one.
     pub fn new(cap: Option<f64>) -> Self {
         let now = Instant::now();
+        let cap = cap.map(|c| c.max(MIN_RATE));
         AdaptiveRate {
-            cap: cap.map(|c| c.max(MIN_RATE)),
+            cap,
             state: Mutex::new(State {
                 rate: cap,
                 tokens: cap.unwrap_or(0.0),
@@ -79,7 +81,9 @@ impl AdaptiveRate {
                     s.window_units += units;
                     return;
                 }
-                Duration::from_secs_f64((units - s.tokens) / rate)
+                // Never panics: a wait that is not a finite number of seconds is capped below.
+                Duration::try_from_secs_f64((units - s.tokens) / rate)
+                    .unwrap_or(Duration::from_secs(1))
             };
             tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
         }

@@ -110,6 +110,14 @@ impl Destination {
         &self.store
     }
 
+    /// The same destination over another store (a wrapper of this one: recording, fault injection).
+    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Destination {
+        Destination {
+            store,
+            ..self.clone()
+        }
+    }
+
     /// The URL as the user gave it.
     pub fn url(&self) -> &str {
         &self.url

@@ -675,3 +675,110 @@ async fn a_format_version_1_snapshot_still_verifies() {
         report.issues
     );
 }
+
+/// Partition values that escape to the same folder ("" and "." and ".." and a missing value all
+/// become Hive's default partition) go to separate files, each recording the values of every row
+/// in it.
+#[tokio::test]
+async fn partition_values_are_right_for_every_row_even_when_folders_collide() {
+    use ots_format::{ColumnSchema, PkColumnSchema, TableMeta};
+    use ots_wire::types::{Cell, PkColumn, PkType, Row, Value, ValueType};
+    let t = table().await;
+    let meta = TableMeta {
+        table_name: "cities".into(),
+        primary_key: vec![PkColumnSchema {
+            name: "id".into(),
+            pk_type: PkType::Integer,
+            auto_increment: false,
+        }],
+        defined_columns: vec![ColumnSchema {
+            name: "city".into(),
+            value_type: ValueType::String,
+        }],
+        max_versions: Some(1),
+        time_to_live: Some(-1),
+        deviation_cell_version_in_sec: Some(86_400),
+        allow_update: Some(true),
+    };
+    t.client
+        .create_table(&meta.create_table_request("cities", false, None))
+        .await
+        .unwrap();
+    let cities = [Some(""), Some("."), Some(".."), None, Some("Xi'an"), Some("")];
+    let rows: Vec<Row> = cities
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Row {
+            primary_key: vec![PkColumn::new("id", PkValue::Integer(i as i64))],
+            cells: c
+                .iter()
+                .map(|c| Cell::new("city", Value::String((*c).to_string()), None))
+                .chain([Cell::new("n", Value::Integer(i as i64), None)])
+                .collect(),
+        })
+        .collect();
+    let written = t
+        .client
+        .batch_write_row(
+            &ots_datagen::put_batch_request("cities", &rows),
+            ots_wire::Idempotency::Idempotent,
+        )
+        .await
+        .unwrap();
+    let ok = written.tables[0].rows.iter().filter(|r| r.is_ok).count();
+    assert_eq!(ok, rows.len(), "{written:?}");
+    let backend = Arc::new(InMemory::new());
+    let mut cfg = BackupConfig::new("cities", &t.endpoint, "inst");
+    cfg.partitioning = ots_format::Partitioning::Column {
+        column: "city".into(),
+    };
+    let outcome = run_backup(
+        &t.client,
+        dest(backend.clone(), true),
+        &cfg,
+        Arc::new(Progress::default()),
+    )
+    .await
+    .unwrap();
+    let snap = Snapshot::new(dest(backend, true), &outcome.snapshot_id);
+    let report = verify_snapshot(&snap, &()).await.unwrap();
+    assert!(report.ok(), "{:?}", report.issues);
+    let mut seen = 0;
+    for f in &outcome.manifest.files {
+        let recorded = f.partition.get("city").cloned().unwrap();
+        let (store, path) = snap.object(&f.path);
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .clone();
+            for i in 0..batch.num_rows() {
+                let city = cities[ids.value(i) as usize]
+                    .map(str::to_string)
+                    .unwrap_or_else(|| ots_backup::partition::DEFAULT_PARTITION.to_string());
+                assert_eq!(recorded, city, "{}: row {}", f.path, ids.value(i));
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, cities.len());
+    // Four different values share the default folder, in four different files.
+    let in_default: BTreeSet<&str> = outcome
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.contains("__HIVE_DEFAULT_PARTITION__"))
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(in_default.len(), 4, "{in_default:?}");
+}

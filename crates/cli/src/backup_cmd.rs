@@ -321,6 +321,11 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
 }
 
 pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
+    if a.sample_rows == 0 || a.max_typed_columns == 0 {
+        return Err(CliError::Usage(
+            "--sample-rows and --max-typed-columns must be at least 1".into(),
+        ));
+    }
     let client = client(g)?;
     let described = client.describe_table(&a.table).await.map_err(|e| {
         if e.is_not_found() {

@@ -204,6 +204,11 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
             "--retry-attempts must be at least 1".into(),
         ));
     }
+    if g.retry_deadline_secs == 0 {
+        return Err(CliError::Usage(
+            "--retry-deadline-secs must be at least 1".into(),
+        ));
+    }
     cfg.retry.max_attempts = g.retry_attempts;
     cfg.retry.deadline = Duration::from_secs(g.retry_deadline_secs);
     OtsClient::new(cfg).map_err(|e| CliError::Usage(e.to_string()))

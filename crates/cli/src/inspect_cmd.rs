@@ -97,7 +97,7 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 eprintln!(
                     "DIFFERENT {} {}: {}",
                     d.kind,
-                    serde_json::to_string(&d.primary_key).unwrap_or_default(),
+                    ots_format::DisplayKey(&d.primary_key),
                     d.detail
                 );
             }

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use futures::TryStreamExt;
-use ots_manifest::{FileEntry, Manifest, Snapshot, TimeRange};
+use ots_manifest::{FileEntry, Manifest, Snapshot, TimeRange, display_columns};
 use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
@@ -169,17 +169,8 @@ impl Chain {
                         path,
                         detail: format!(
                             "key {} follows key {} of {last_path}",
-                            serde_json::to_string(
-                                &row.primary_key
-                                    .iter()
-                                    .map(KeyPart::from_column)
-                                    .collect::<Vec<_>>()
-                            )
-                            .unwrap_or_default(),
-                            serde_json::to_string(
-                                &last.iter().map(KeyPart::from_column).collect::<Vec<_>>()
-                            )
-                            .unwrap_or_default()
+                            display_columns(&row.primary_key),
+                            display_columns(last)
                         ),
                     });
                 }

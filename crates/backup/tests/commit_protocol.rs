@@ -162,8 +162,9 @@ async fn only_snapshot(backend: &Arc<InMemory>) -> Option<String> {
     ids.into_iter().next()
 }
 
-/// A process that dies at write k (every later operation fails too), for every k, then a resume
-/// (or, when even the plan was not written, a new backup): the result is exact, and nothing was
+/// For every write k of a backup: the process dies there (every later operation fails too), or
+/// only that write fails (the process stops with an error and releases its lease); then a resume
+/// (or, when even the plan was not written, a new backup). The result is exact, and nothing was
 /// ever deleted — deletes are denied throughout.
 #[tokio::test]
 async fn a_crash_at_every_write_then_resume_gives_the_exact_snapshot() {
@@ -176,15 +177,15 @@ async fn a_crash_at_every_write_then_resume_gives_the_exact_snapshot() {
     let steps = probe.writes();
     assert!(steps >= 8, "a clean run made only {steps} writes");
 
-    let mut outcomes = Vec::new();
-    for k in 1..=steps {
+    let mut matrix = Vec::new();
+    for (k, crash) in (1..=steps).flat_map(|k| [(k, true), (k, false)]) {
         let backend = Arc::new(InMemory::new());
         let first = FaultStore::new(
             backend.clone(),
             0,
             Faults {
                 fail_put_at: Some(k),
-                crash: true,
+                crash,
                 deny_delete: true,
                 ..Default::default()
             },
@@ -198,29 +199,60 @@ async fn a_crash_at_every_write_then_resume_gives_the_exact_snapshot() {
                 ..Default::default()
             },
         );
-        let id = match (crashed, only_snapshot(&backend).await) {
+        let failed_write = first
+            .write_log()
+            .get(k as usize - 1)
+            .cloned()
+            .unwrap_or_default();
+        let (id, after) = match (crashed, only_snapshot(&backend).await) {
             // The failed write was the last lease release: the backup itself completed.
-            (Ok(o), _) => o.snapshot_id,
-            (Err(_), None) => {
+            (Ok(o), _) => (
+                o.snapshot_id,
+                "backup completed (its lease expires by itself)",
+            ),
+            (Err(_), None) => (
                 backup(&t, second.clone(), true, None, false)
                     .await
                     .unwrap_or_else(|e| panic!("step {k}: a new backup failed: {e}"))
-                    .snapshot_id
-            }
-            // The crashed process's lease is still live: the resume takes over, as the
-            // operator would after checking that process is gone.
-            (Err(_), Some(id)) => {
-                backup(&t, second.clone(), true, Some(id.clone()), true)
+                    .snapshot_id,
+                "nothing written; new backup",
+            ),
+            // A crashed process's lease is still live: the resume takes over, as the operator
+            // would after checking that process is gone. A process that failed cleanly
+            // released its lease: the resume needs no take-over.
+            (Err(_), Some(id)) => (
+                backup(&t, second.clone(), true, Some(id.clone()), crash)
                     .await
                     .unwrap_or_else(|e| panic!("step {k}: resume of {id} failed: {e}"))
-                    .snapshot_id
-            }
+                    .snapshot_id,
+                "resume",
+            ),
         };
         assert_exact(&t, backend, &id).await;
         assert_eq!(first.deletes_attempted() + second.deletes_attempted(), 0);
-        outcomes.push(k);
+        // The object written, without the snapshot id and tokens.
+        let object = failed_write
+            .split('/')
+            .skip(2)
+            .map(|s| {
+                if s.starts_with("part-") {
+                    "part-….parquet"
+                } else {
+                    s
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        matrix.push(format!(
+            "| {k} | {object} | {} | {after} | exact, verifies, 0 deletes |",
+            if crash { "crash" } else { "write fails" }
+        ));
     }
-    assert_eq!(outcomes.len() as u64, steps);
+    assert_eq!(matrix.len() as u64, 2 * steps);
+    eprintln!("| write | object | fault | then | result |\n|---|---|---|---|---|");
+    for line in matrix {
+        eprintln!("{line}");
+    }
 }
 
 /// A write that fails without a crash (one bad request) fails the backup with an error that
@@ -704,7 +736,14 @@ async fn partition_values_are_right_for_every_row_even_when_folders_collide() {
         .create_table(&meta.create_table_request("cities", false, None))
         .await
         .unwrap();
-    let cities = [Some(""), Some("."), Some(".."), None, Some("Xi'an"), Some("")];
+    let cities = [
+        Some(""),
+        Some("."),
+        Some(".."),
+        None,
+        Some("Xi'an"),
+        Some(""),
+    ];
     let rows: Vec<Row> = cities
         .iter()
         .enumerate()
@@ -748,11 +787,10 @@ async fn partition_values_are_right_for_every_row_even_when_folders_collide() {
         let recorded = f.partition.get("city").cloned().unwrap();
         let (store, path) = snap.object(&f.path);
         let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .unwrap()
-                .build()
-                .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let ids = batch

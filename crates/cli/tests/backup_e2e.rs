@@ -311,3 +311,98 @@ async fn bad_destinations_and_options_fail_fast_with_exit_code_2() {
         "a snapshot was started"
     );
 }
+
+/// Cells dated after the snapshot time T (Tablestore accepts timestamps up to now + the table's
+/// deviation) are counted and named, never dropped silently; `--time-range all` takes them, and
+/// the restored table then holds them.
+#[tokio::test]
+async fn cells_dated_after_t_are_counted_and_taken_with_time_range_all() {
+    use ots_wire::types::{Cell, PkColumn, PkValue, Row};
+    let env = env_with_table("t", 300, PageLimits::default()).await;
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    let row = Row {
+        primary_key: vec![
+            PkColumn::new("user_id", PkValue::String("zz-future".into())),
+            PkColumn::new("seq", PkValue::Integer(1)),
+        ],
+        cells: vec![
+            Cell::new("age", Value::Integer(1), Some(future)),
+            Cell::new("city", Value::String("later".into()), Some(future + 1)),
+        ],
+    };
+    let written = env
+        .client
+        .batch_write_row(
+            &ots_datagen::put_batch_request("t", &[row]),
+            ots_wire::Idempotency::Idempotent,
+        )
+        .await
+        .unwrap();
+    assert!(written.tables[0].rows[0].is_ok, "{written:?}");
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run(backup_cmd(&env, "t", dir.path(), &["--json"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(o["cells_after_t"], 2, "{o}");
+    assert_eq!(o["time_range"], "up_to_t");
+    assert_eq!(o["rows"], 300);
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 cells in 1 rows are dated after the snapshot time T")
+            && err.contains("--time-range all"),
+        "{err}"
+    );
+    let snap = o["url"].as_str().unwrap().to_string();
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&snap).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["totals"]["cells_after_t"], 2);
+    assert_eq!(m["time_range"]["scope"], "up_to_t");
+    // The table holds cells this snapshot does not: a comparison says so.
+    let mut verify = otsarchive();
+    verify.args(["--endpoint", &env.emu.endpoint(), "--instance", INSTANCE]);
+    verify.args(["verify", &snap, "--against-table", "t"]);
+    let v = run(verify).await;
+    assert_eq!(v.status.code(), Some(3), "{}", stderr(&v));
+
+    let out = run(backup_cmd(
+        &env,
+        "t",
+        dir.path(),
+        &["--json", "--time-range", "all"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(o["cells_after_t"], 0, "{o}");
+    assert_eq!(o["time_range"], "all");
+    assert_eq!(o["rows"], 301);
+    let all = o["url"].as_str().unwrap().to_string();
+    let with = |args: &[&str]| {
+        let mut c = otsarchive();
+        c.args(["--endpoint", &env.emu.endpoint(), "--instance", INSTANCE]);
+        c.args(args);
+        c.current_dir(dir.path());
+        c
+    };
+    let v = run(with(&["verify", &all, "--against-table", "t"])).await;
+    assert!(v.status.success(), "{}", stderr(&v));
+    let r = run(with(&[
+        "restore",
+        "--from",
+        &all,
+        "--table",
+        "t_all",
+        "--create-table",
+    ]))
+    .await;
+    assert!(r.status.success(), "{}", stderr(&r));
+    let v = run(with(&["verify", &all, "--against-table", "t_all"])).await;
+    assert!(v.status.success(), "{}", stderr(&v));
+}

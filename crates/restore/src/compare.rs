@@ -452,7 +452,6 @@ pub async fn compare_with_options(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use object_store::memory::InMemory;
     use object_store::path::Path;
     use object_store::{ObjectStoreExt, PutPayload};
@@ -460,6 +459,7 @@ mod tests {
     use ots_schema::{BatchBuilder, SnapshotSchema};
     use ots_wire::plainbuffer::{RowDecoder, encode_rows};
     use ots_wire::types::{Cell, PkType, PkValue, RowRef, Value};
+    use std::sync::Arc;
 
     fn schema() -> SnapshotSchema {
         SnapshotSchema {

@@ -84,6 +84,8 @@ pub struct FaultStore {
     tag: u8,
     faults: Mutex<Faults>,
     writes: AtomicU64,
+    /// The path of every write attempted, in order.
+    log: Mutex<Vec<String>>,
     deletes_attempted: AtomicU64,
     crashed: AtomicBool,
     schedule: Option<Arc<Schedule>>,
@@ -109,6 +111,7 @@ impl FaultStore {
             tag,
             faults: Mutex::new(faults),
             writes: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
             deletes_attempted: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             schedule: None,
@@ -121,6 +124,7 @@ impl FaultStore {
             tag,
             faults: Mutex::new(faults),
             writes: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
             deletes_attempted: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             schedule: Some(s),
@@ -130,6 +134,11 @@ impl FaultStore {
     /// Writes (puts and multipart starts) seen so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The paths of the writes attempted so far, in order.
+    pub fn write_log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn deletes_attempted(&self) -> u64 {
@@ -150,6 +159,7 @@ impl FaultStore {
             s.turn(self.tag).await;
         }
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        self.log.lock().unwrap().push(what.to_string());
         let f = self.faults.lock().unwrap();
         if f.fail_put_at == Some(n) {
             if f.crash {

@@ -3,6 +3,7 @@
 //! stay until `otsarchive gc` removes them. A second committer finds the manifest there and
 //! keeps it.
 
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use ots_format::time::rfc3339;
@@ -10,6 +11,37 @@ use ots_format::{Manifest, Plan, SplitRecord, choose_record};
 use ots_manifest::{Committed, Snapshot};
 
 use crate::BackupError;
+
+/// Defence in depth before the commit point: the plan is still there and every file the manifest
+/// will list exists (a listing first; what it does not show is checked one by one, since a
+/// listing may be stale).
+async fn check_files_present(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    chosen: &[&SplitRecord],
+) -> Result<(), BackupError> {
+    if snapshot.read_plan().await.ok().as_ref() != Some(plan) {
+        return Err(BackupError::Vanished {
+            id: plan.snapshot_id.clone(),
+            what: "plan.json".into(),
+        });
+    }
+    let listed: HashSet<String> = snapshot
+        .list_data_files()
+        .await?
+        .into_iter()
+        .map(|l| l.rel)
+        .collect();
+    for f in chosen.iter().flat_map(|r| &r.files) {
+        if !listed.contains(&f.path) && !snapshot.exists(&f.path).await? {
+            return Err(BackupError::Vanished {
+                id: plan.snapshot_id.clone(),
+                what: f.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Commits `plan`'s snapshot from the records found on the store plus `own` (the records this
 /// process wrote: a stale listing may not show them yet).
@@ -45,6 +77,7 @@ pub(crate) async fn commit(
             missing,
         });
     }
+    check_files_present(snapshot, plan, &chosen).await?;
     let manifest = Manifest::assemble(plan, &chosen, rfc3339(SystemTime::now()));
     match snapshot.commit_manifest(&manifest).await? {
         Committed::Written => Ok(manifest),

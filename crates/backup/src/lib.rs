@@ -58,8 +58,12 @@ pub enum BackupError {
         "snapshot {id} cannot be committed: splits {missing:?} have no record (run the backup again with --resume {id})"
     )]
     Incomplete { id: String, missing: Vec<u32> },
-    #[error("a split worker failed: {0}")]
-    Worker(String),
+    #[error(
+        "snapshot {id}: {what} disappeared before the commit (removed by gc or by hand?); nothing was committed"
+    )]
+    Vanished { id: String, what: String },
+    #[error("a split task stopped unexpectedly: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl BackupError {
@@ -247,22 +251,29 @@ pub async fn run_backup(
     } else {
         "backup"
     };
-    let (snapshot, plan, guard) = match &cfg.resume {
+    let (snapshot, plan) = match &cfg.resume {
         Some(id) => {
             let snapshot = snapshots.snapshot(id);
             let plan = plan::resume_plan(&snapshot, cfg).await?;
-            let guard = lease::acquire(&snapshot, command, cfg.take_over, LEASE_TTL).await?;
-            (snapshot, plan, guard)
+            (snapshot, plan)
         }
-        None => {
-            let (snapshot, plan) = plan::new_plan(client, &snapshots, cfg).await?;
-            let guard = lease::acquire(&snapshot, command, cfg.take_over, LEASE_TTL).await?;
-            (snapshot, plan, guard)
-        }
+        None => plan::new_plan(client, &snapshots, cfg).await?,
     };
     let id = plan.snapshot_id.clone();
     if let Ok(mut slot) = progress.snapshot_id.lock() {
         *slot = Some(id.clone());
+    }
+    let guard = lease::acquire(&snapshot, command, cfg.take_over, LEASE_TTL).await?;
+    // Under the lease, the snapshot is as it was when its plan was read: gc removes nothing
+    // while someone holds it, and a gc that finished just before is caught here.
+    if cfg.resume.is_some() {
+        let again = snapshot.read_plan().await;
+        if !matches!(&again, Ok(p) if *p == plan) {
+            guard.release().await;
+            return Err(BackupError::Usage(format!(
+                "snapshot {id} changed while the resume started (its plan is gone or different: removed by gc?); check `otsarchive ls`"
+            )));
+        }
     }
     let result = run_splits(client, &snapshot, plan, cfg, progress).await;
     guard.release().await;
@@ -287,7 +298,12 @@ async fn run_splits(
         .splits_total
         .store(plan.splits.len() as u64, Ordering::Relaxed);
     // Splits that some attempt (this run's predecessor, or a process beside it) has finished.
-    let existing = snapshot.records().await?;
+    let existing: Vec<ots_format::SplitRecord> = snapshot
+        .records()
+        .await?
+        .into_iter()
+        .filter(|r| r.snapshot_id == plan.snapshot_id)
+        .collect();
     let mut done = HashSet::new();
     for s in &plan.splits {
         if let Some(r) = choose_record(s, &existing) {
@@ -332,7 +348,8 @@ async fn run_splits(
             job.run().await
         });
     }
-    let mut own = Vec::new();
+    // What this process knows is done: the records it found plus those it writes.
+    let mut own = existing;
     while let Some(r) = set.join_next().await {
         match r {
             Ok(Ok(record)) => own.push(record),
@@ -342,7 +359,7 @@ async fn run_splits(
             }
             Err(e) => {
                 set.abort_all();
-                return Err(BackupError::Worker(e.to_string()));
+                return Err(BackupError::Task(e));
             }
         }
     }

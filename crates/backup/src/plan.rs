@@ -100,7 +100,7 @@ async fn infer_schema(
     }
     let mut all = SchemaInferrer::new();
     while let Some(r) = set.join_next().await {
-        all.merge(r.map_err(|e| BackupError::Worker(e.to_string()))??);
+        all.merge(r??);
     }
     all.finish(primary_key, cfg.max_typed_columns)
         .map_err(|e| BackupError::Usage(e.to_string()))
@@ -199,6 +199,12 @@ pub(crate) async fn resume_plan(
         )),
         other => other.into(),
     })?;
+    if plan.snapshot_id != id {
+        return Err(BackupError::Usage(format!(
+            "{id}/plan.json names snapshot '{}': the folder was copied or renamed; start a new backup",
+            plan.snapshot_id
+        )));
+    }
     if plan.format_version < FORMAT_VERSION {
         return Err(BackupError::Usage(format!(
             "snapshot {id} was started by an older otsarchive (format {}); start a new backup instead of resuming it",

@@ -252,11 +252,15 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
             .ok()
             .and_then(|id| id.clone())
             .map(|id| {
-                format!(" (the committed splits are kept: run the same command with --resume {id})")
+                format!(" (the splits already written are kept: run the same command with --resume {id})")
             })
             .unwrap_or_default();
+        // Whatever went wrong, what was done is kept: say how to go on.
         match backup_error(e) {
             CliError::Failed(m) => CliError::Failed(format!("{m}{hint}")),
+            CliError::Usage(m) if !hint.is_empty() && a.resume.is_none() => {
+                CliError::Usage(format!("{m}{hint}"))
+            }
             other => other,
         }
     })?;

@@ -64,17 +64,25 @@ pub async fn run(g: &GlobalArgs, a: GcArgs) -> Result<(), CliError> {
     let now = ots_format::time::unix_millis(SystemTime::now());
     let report = gc(&Snapshots::new(dest), grace, a.dry_run, now)
         .await
-        .map_err(|e| {
-            let hint = if matches!(&e, ots_manifest::ManifestError::Store { .. }) {
-                " (gc needs permission to delete objects on the destination)"
-            } else {
-                ""
-            };
-            CliError::from_kind(e.kind(), format!("gc: {e}{hint}"))
-        })?;
+        .map_err(|e| CliError::from_kind(e.kind(), format!("gc: {e}")))?;
+    let failure = report.failed.first().map(|f| {
+        let text = f.error.to_ascii_lowercase();
+        let hint = if text.contains("denied") || text.contains("403") || text.contains("forbidden")
+        {
+            " (gc needs permission to delete objects on the destination)"
+        } else {
+            ""
+        };
+        CliError::Failed(format!(
+            "gc could not finish {} snapshot(s); {}: {}{hint}",
+            report.failed.len(),
+            f.snapshot_id,
+            f.error
+        ))
+    });
     if g.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
-        return Ok(());
+        return failure.map_or(Ok(()), Err);
     }
     if !g.quiet {
         for r in &report.removed {
@@ -89,6 +97,9 @@ pub async fn run(g: &GlobalArgs, a: GcArgs) -> Result<(), CliError> {
         }
         for s in &report.skipped {
             eprintln!("kept {}: {}", s.snapshot_id, s.reason);
+        }
+        for f in &report.failed {
+            eprintln!("FAILED {}: {}", f.snapshot_id, f.error);
         }
         eprintln!(
             "gc: {} snapshots looked at; {} {} objects ({}){}",

@@ -82,6 +82,16 @@ fn check_splits(m: &Manifest, out: &mut Vec<ManifestProblem>) {
     }
     let pk_len = m.source.table.primary_key.len();
     for s in &m.splits {
+        if m.format_version >= 2 && s.attempt.is_empty() {
+            problem(
+                out,
+                MANIFEST,
+                format!(
+                    "split {} names no attempt (required from format version 2)",
+                    s.id
+                ),
+            );
+        }
         for (what, key) in [("start", &s.start), ("end", &s.end)] {
             let names: Vec<&str> = key.iter().map(|p| p.name.as_str()).collect();
             let expected: Vec<&str> = m
@@ -215,6 +225,7 @@ fn check_files(m: &Manifest, out: &mut Vec<ManifestProblem>) {
 }
 
 fn check_file_in_split(f: &FileEntry, s: &SplitStatus, out: &mut Vec<ManifestProblem>) {
+    // From format 2 on every split names its attempt (checked in `check_splits`).
     if !s.attempt.is_empty() {
         match data_file_attempt(&f.path) {
             Some((split, attempt)) if split == s.id && attempt == s.attempt => {}
@@ -318,9 +329,17 @@ fn check_totals(m: &Manifest, out: &mut Vec<ManifestProblem>) {
         );
     }
     for c in &m.schema.columns {
-        if let Some(cs) = st.columns.get(&c.name)
-            && cs.typed_values + cs.typed_nulls != st.rows
-        {
+        let Some(cs) = st.columns.get(&c.name) else {
+            if st.rows > 0 {
+                problem(
+                    out,
+                    MANIFEST,
+                    format!("typed column '{}' has no statistics", c.name),
+                );
+            }
+            continue;
+        };
+        if cs.typed_values + cs.typed_nulls != st.rows {
             problem(
                 out,
                 MANIFEST,
@@ -435,6 +454,16 @@ pub fn check_record(
             format!(
                 "the manifest's files of split {} differ from the record's (missing from the manifest: {missing:?}; not in the record: {extra:?}; or entries differ)",
                 s.id
+            ),
+        );
+    }
+    if r.stats.rows != s.rows {
+        problem(
+            &mut out,
+            path,
+            format!(
+                "the record counts {} rows, the manifest's split {} says {}",
+                r.stats.rows, s.id, s.rows
             ),
         );
     }

@@ -51,6 +51,16 @@ pub fn lease_path(owner: &str, renewal: u32) -> String {
     format!("{LEASES_DIR}/{owner}-{renewal:06}.json")
 }
 
+/// The owner and renewal of a lease's path, if it has the shape of [`lease_path`].
+pub fn parse_lease_path(path: &str) -> Option<(&str, u32)> {
+    let name = path.strip_prefix(LEASES_DIR)?.strip_prefix('/')?;
+    let (owner, renewal) = name.strip_suffix(".json")?.rsplit_once('-')?;
+    if owner.is_empty() || renewal.is_empty() || !renewal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((owner, renewal.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +76,11 @@ mod tests {
             "data/part-00012-ab-007.parquet"
         );
         assert_eq!(data_file_attempt("data/x.parquet"), None);
+        assert_eq!(
+            parse_lease_path(&lease_path("1a2b3c4d", 42)),
+            Some(("1a2b3c4d", 42))
+        );
+        assert_eq!(parse_lease_path("leases/x.json"), None);
+        assert_eq!(parse_lease_path("leases/-000001.json"), None);
     }
 }

@@ -1,9 +1,12 @@
-//! Leases: who is working on a snapshot right now. A process that writes to a snapshot holds a
-//! lease, renewed while it runs; another process that finds a live lease refuses (naming the
-//! holder) unless told to take over. Each renewal is a new create-once object
+//! Leases: who is working on a snapshot right now. A process that writes to a snapshot (a backup,
+//! a resume, gc) holds a lease, renewed while it runs; another process that finds a live lease
+//! refuses (naming the holder) unless told to take over. Each renewal is a new create-once object
 //! (`leases/<owner>-<renewal>.json`), so leases work on stores that refuse overwrites (WORM) and
-//! need no compare-and-swap. Leases guard against wasted work and confusion, not corruption:
-//! the commit protocol is correct with any number of processes.
+//! need no compare-and-swap. Leases guard against wasted work and against gc removing what a
+//! resume is about to commit; the commit protocol itself is correct with any number of processes.
+//!
+//! Liveness does not trust the holder's clock alone: a lease counts as live only while both its
+//! own expiry and the store's timestamp of the lease object plus its time-to-live are ahead.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,6 +19,8 @@ use crate::snapshot::{ManifestError, Snapshot};
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
+/// Clock difference tolerated between the store and the machines that read leases.
+const CLOCK_SLACK_MS: i64 = 30_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -23,13 +28,24 @@ pub struct Lease {
     pub renewal: u32,
     pub host: String,
     pub pid: u32,
-    /// What the owner is doing, e.g. `backup` or `backup --resume`.
+    /// The holder's boot id and pid namespace: a pid is only meaningful within both.
+    #[serde(default)]
+    pub machine: String,
+    /// What the owner is doing, e.g. `backup`, `backup --resume`, `gc`.
     pub command: String,
     pub started_at_ms: i64,
     pub expires_at_ms: i64,
+    #[serde(default)]
+    pub ttl_ms: i64,
+    /// The owner is done: the lease is no longer held, whatever the times say.
+    #[serde(default)]
+    pub released: bool,
     /// Human-readable forms of the two times above.
     pub started_at: String,
     pub expires_at: String,
+    /// When the store says the lease object was written (ms), filled in when it is read.
+    #[serde(skip)]
+    pub stored_at_ms: Option<i64>,
 }
 
 impl Lease {
@@ -37,15 +53,24 @@ impl Lease {
         lease_path(&self.owner, self.renewal)
     }
 
+    /// Held at `now_ms`: not released, not expired by the holder's clock, and not older (by the
+    /// store's clock) than its time-to-live.
     pub fn is_live(&self, now_ms: i64) -> bool {
-        self.expires_at_ms > now_ms
+        let by_store = match self.stored_at_ms {
+            Some(at) => at + self.ttl_ms.max(0) + CLOCK_SLACK_MS > now_ms,
+            None => true,
+        };
+        !self.released && self.expires_at_ms > now_ms && by_store
     }
 
-    /// Whether the holder is known to be gone: it ran on this host and its process no longer
-    /// exists (so a resume right after a crash or `kill -9` need not wait for the lease to expire).
+    /// Whether the holder is known to be gone: it ran on this very machine (same boot and pid
+    /// namespace) and its process no longer exists, so a resume right after a crash or `kill -9`
+    /// need not wait for the lease to expire.
     pub fn holder_is_gone(&self) -> bool {
+        let here = machine_id();
         let proc_fs = std::path::Path::new("/proc");
-        self.host == host_name()
+        !self.machine.is_empty()
+            && here.as_deref() == Some(self.machine.as_str())
             && proc_fs.join("self").exists()
             && !proc_fs.join(self.pid.to_string()).exists()
     }
@@ -70,13 +95,6 @@ pub enum LeaseError {
     Store(#[from] ManifestError),
 }
 
-/// A held lease, renewed in the background until [`LeaseGuard::release`] or drop.
-pub struct LeaseGuard {
-    snapshot: Snapshot,
-    current: Arc<std::sync::Mutex<Lease>>,
-    renewer: Option<tokio::task::JoinHandle<()>>,
-}
-
 fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -90,6 +108,27 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
+/// This machine's boot id and pid namespace, when the system tells them (Linux).
+fn machine_id() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}/{}", boot.trim(), ns.display()))
+}
+
+/// The lease state of one holder: the next renewal number to try grows on every attempt,
+/// whatever its outcome, so one write that landed but reported an error cannot stall renewals.
+struct Holder {
+    lease: Lease,
+    next_renewal: u32,
+}
+
+/// A held lease, renewed in the background until [`LeaseGuard::release`] or drop.
+pub struct LeaseGuard {
+    snapshot: Snapshot,
+    holder: Arc<std::sync::Mutex<Holder>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
 fn lease_at(owner: &str, renewal: u32, command: &str, started_ms: i64, ttl: Duration) -> Lease {
     let now = SystemTime::now();
     let expires = now + ttl;
@@ -98,13 +137,52 @@ fn lease_at(owner: &str, renewal: u32, command: &str, started_ms: i64, ttl: Dura
         renewal,
         host: host_name(),
         pid: std::process::id(),
+        machine: machine_id().unwrap_or_default(),
         command: command.to_string(),
         started_at_ms: started_ms,
         expires_at_ms: unix_millis(expires),
+        ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        released: false,
         started_at: rfc3339(
             SystemTime::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64),
         ),
         expires_at: rfc3339(expires),
+        stored_at_ms: None,
+    }
+}
+
+/// Writes the next renewal of `holder` (a fresh lease, or the release); a number already taken
+/// (an earlier write that landed although it reported an error) is skipped.
+async fn write_next(
+    snapshot: &Snapshot,
+    holder: &std::sync::Mutex<Holder>,
+    make: impl Fn(&Lease, u32) -> Lease,
+) -> Result<(), ManifestError> {
+    let mut last = None;
+    for _ in 0..3 {
+        let next = {
+            let Ok(mut h) = holder.lock() else {
+                return Ok(());
+            };
+            let n = h.next_renewal;
+            h.next_renewal += 1;
+            make(&h.lease, n)
+        };
+        match snapshot.create_lease(&next).await {
+            Ok(()) => {
+                if let Ok(mut h) = holder.lock() {
+                    h.lease = next;
+                }
+                return Ok(());
+            }
+            Err(ManifestError::Exists { .. }) => continue,
+            Err(e) => last = Some(e),
+        }
+        break;
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -119,94 +197,86 @@ pub async fn acquire(
 ) -> Result<LeaseGuard, LeaseError> {
     let now = unix_millis(SystemTime::now());
     let owner = ots_format::random_token();
-    if !take_over
-        && let Some(other) = snapshot
-            .leases()
-            .await?
+    let held_by_other = |leases: Vec<Lease>, now: i64| {
+        leases
             .into_iter()
-            .find(|l| l.owner != owner && l.is_live(now) && !l.holder_is_gone())
-    {
+            .filter(|l| l.owner != owner && l.is_live(now) && !l.holder_is_gone())
+            .collect::<Vec<_>>()
+    };
+    if !take_over && let Some(other) = held_by_other(snapshot.leases().await?, now).first() {
         return Err(LeaseError::Held {
             id: snapshot.id().to_string(),
             holder: other.describe(),
         });
     }
-    let mine = lease_at(&owner, 0, command, now, ttl);
-    snapshot.create_lease(&mine).await?;
+    let first = lease_at(&owner, 0, command, now, ttl);
+    snapshot.create_lease(&first).await?;
+    let holder = Arc::new(std::sync::Mutex::new(Holder {
+        lease: first.clone(),
+        next_renewal: 1,
+    }));
+    let renewer = {
+        let snapshot = snapshot.clone();
+        let holder = holder.clone();
+        let command = command.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let renew =
+                    |l: &Lease, n: u32| lease_at(&l.owner, n, &command, l.started_at_ms, ttl);
+                if let Err(e) = write_next(&snapshot, &holder, renew).await {
+                    tracing::warn!("could not renew the lease on the snapshot: {e}");
+                }
+            }
+        })
+    };
+    let guard = LeaseGuard {
+        snapshot: snapshot.clone(),
+        holder,
+        renewer: Some(renewer),
+    };
     if !take_over {
         let now = unix_millis(SystemTime::now());
-        let earlier = snapshot.leases().await?.into_iter().find(|l| {
-            l.owner != owner
-                && l.is_live(now)
-                && !l.holder_is_gone()
-                && (l.started_at_ms, &l.owner) < (mine.started_at_ms, &mine.owner)
-        });
+        let earlier = held_by_other(snapshot.leases().await?, now)
+            .into_iter()
+            .find(|l| (l.started_at_ms, &l.owner) < (first.started_at_ms, &first.owner));
         if let Some(other) = earlier {
-            release_lease(snapshot, &mine).await;
+            guard.release().await;
             return Err(LeaseError::Held {
                 id: snapshot.id().to_string(),
                 holder: other.describe(),
             });
         }
     }
-    let current = Arc::new(std::sync::Mutex::new(mine));
-    let renewer = {
-        let snapshot = snapshot.clone();
-        let current = current.clone();
-        let command = command.to_string();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                let next = match current.lock() {
-                    Ok(c) => lease_at(&c.owner, c.renewal + 1, &command, c.started_at_ms, ttl),
-                    Err(_) => return,
-                };
-                match snapshot.create_lease(&next).await {
-                    Ok(()) => {
-                        if let Ok(mut c) = current.lock() {
-                            *c = next;
-                        }
-                    }
-                    Err(e) => tracing::warn!("could not renew the lease on the snapshot: {e}"),
-                }
-            }
-        })
-    };
-    Ok(LeaseGuard {
-        snapshot: snapshot.clone(),
-        current,
-        renewer: Some(renewer),
-    })
-}
-
-/// Writes a last renewal that has already expired: the owner is done.
-async fn release_lease(snapshot: &Snapshot, lease: &Lease) {
-    let mut done = lease.clone();
-    done.renewal += 1;
-    done.expires_at_ms = unix_millis(SystemTime::now());
-    done.expires_at = rfc3339(SystemTime::now());
-    if let Err(e) = snapshot.create_lease(&done).await {
-        tracing::warn!("could not release the lease on the snapshot (it expires by itself): {e}");
-    }
+    Ok(guard)
 }
 
 impl LeaseGuard {
     pub fn owner(&self) -> String {
-        self.current
+        self.holder
             .lock()
-            .map(|c| c.owner.clone())
+            .map(|h| h.lease.owner.clone())
             .unwrap_or_default()
     }
 
-    /// Stops renewing and marks the lease released.
+    /// Stops renewing and writes a last renewal marked released.
     pub async fn release(mut self) {
         if let Some(r) = self.renewer.take() {
             r.abort();
             let _ = r.await;
         }
-        let current = self.current.lock().map(|c| c.clone()).ok();
-        if let Some(c) = current {
-            release_lease(&self.snapshot, &c).await;
+        let done = |l: &Lease, n: u32| {
+            let mut d = l.clone();
+            d.renewal = n;
+            d.released = true;
+            d.expires_at_ms = unix_millis(SystemTime::now());
+            d.expires_at = rfc3339(SystemTime::now());
+            d
+        };
+        if let Err(e) = write_next(&self.snapshot, &self.holder, done).await {
+            tracing::warn!(
+                "could not release the lease on the snapshot (it expires by itself): {e}"
+            );
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod lease;
 pub mod snapshot;
 pub mod verify;
 
-pub use gc::{GcReport, gc};
+pub use gc::{GcFailure, GcReport, gc};
 pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
 pub use ots_format::*;
 pub use snapshot::{Committed, Listed, ManifestError, Snapshot, Snapshots};

@@ -312,7 +312,7 @@ impl Snapshot {
     }
 
     pub async fn read_manifest(&self) -> Result<Manifest, ManifestError> {
-        let m: Manifest = self
+        let mut m: Manifest = self
             .get_json(MANIFEST_FILE, "manifest")
             .await?
             .ok_or_else(|| self.not_found(MANIFEST_FILE))?;
@@ -321,18 +321,42 @@ impl Snapshot {
             url: self.url_of(MANIFEST_FILE),
             detail: e.to_string(),
         })?;
+        // Early version-1 manifests did not repeat the split ranges; the plan has them.
+        if m.format_version == 1
+            && m.splits
+                .iter()
+                .any(|s| s.start.is_empty() || s.end.is_empty())
+            && let Ok(plan) = self.read_plan().await
+        {
+            for s in &mut m.splits {
+                if let Some(p) = plan.splits.iter().find(|p| p.id == s.id) {
+                    s.start = p.start.clone();
+                    s.end = p.end.clone();
+                }
+            }
+        }
         Ok(m)
     }
 
     /// Writes the manifest once. When another process committed first, its manifest stands and
-    /// is returned instead: any committed manifest lists complete attempts only.
+    /// is returned instead: any committed manifest lists complete attempts only. Without
+    /// create-only puts (OSS) two committers can both put; the manifest read back is what stands.
+    /// A put that reports an error may still have landed: the stored manifest decides.
     pub async fn commit_manifest(&self, manifest: &Manifest) -> Result<Committed, ManifestError> {
-        match self.create_json(MANIFEST_FILE, manifest).await {
-            Ok(()) => Ok(Committed::Written),
-            Err(ManifestError::Exists { .. }) => Ok(Committed::AlreadyCommitted(Box::new(
-                self.read_manifest().await?,
-            ))),
-            Err(e) => Err(e),
+        let stored = match self.create_json(MANIFEST_FILE, manifest).await {
+            Ok(()) if self.dest.supports_create_only() => return Ok(Committed::Written),
+            Ok(()) => self.read_manifest().await?,
+            Err(ManifestError::Exists { .. }) => self.read_manifest().await?,
+            Err(e @ ManifestError::Store { .. }) => match self.read_manifest().await {
+                Ok(stored) => stored,
+                Err(_) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        if stored == *manifest {
+            Ok(Committed::Written)
+        } else {
+            Ok(Committed::AlreadyCommitted(Box::new(stored)))
         }
     }
 
@@ -342,24 +366,27 @@ impl Snapshot {
         self.create_json(&lease.path(), lease).await
     }
 
-    /// The newest lease of every owner.
+    /// The newest lease of every owner. Only the newest renewal of each owner is read (the
+    /// renewal number is in the object's name); the store's timestamp of it is kept.
     pub async fn leases(&self) -> Result<Vec<Lease>, ManifestError> {
-        let mut newest: std::collections::BTreeMap<String, Lease> = Default::default();
+        let mut newest: std::collections::BTreeMap<String, (u32, Listed)> = Default::default();
         for l in self.list(LEASES_DIR).await? {
-            if !l.rel.ends_with(".json") {
-                continue;
-            }
-            let Some(lease) = self.get_json::<Lease>(&l.rel, "lease").await? else {
+            let Some((owner, renewal)) = ots_format::layout::parse_lease_path(&l.rel) else {
                 continue;
             };
-            match newest.get(&lease.owner) {
-                Some(have) if have.renewal >= lease.renewal => {}
-                _ => {
-                    newest.insert(lease.owner.clone(), lease);
-                }
+            if newest.get(owner).is_none_or(|(have, _)| *have < renewal) {
+                newest.insert(owner.to_string(), (renewal, l));
             }
         }
-        Ok(newest.into_values().collect())
+        let mut out = Vec::with_capacity(newest.len());
+        for (_, (_, listed)) in newest {
+            // Listed then gone cannot happen without gc; skip it rather than fail.
+            if let Some(mut lease) = self.get_json::<Lease>(&listed.rel, "lease").await? {
+                lease.stored_at_ms = Some(listed.modified_ms);
+                out.push(lease);
+            }
+        }
+        Ok(out)
     }
 
     // --- data and listing ------------------------------------------------------------------

@@ -28,6 +28,13 @@ pub struct Faults {
     pub deny_delete: bool,
     /// Listings leave out objects whose path contains this (a stale listing).
     pub hide_from_list: Option<String>,
+    /// Deletes allowed before every further delete fails (a gc cut short).
+    pub deletes_allowed: Option<u64>,
+    /// The write (as counted above) that lands on the store but then reports an error (a
+    /// timeout after success).
+    pub ambiguous_put_at: Option<u64>,
+    /// Each delete first takes a permit from this semaphore (a gc paused mid-way).
+    pub delete_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A deterministic schedule of writes over several tagged wrappers: write `i` must come from
@@ -180,7 +187,12 @@ impl ObjectStore for FaultStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.write_step(location.as_ref()).await?;
-        self.inner.put_opts(location, payload, opts).await
+        let n = self.writes();
+        let landed = self.inner.put_opts(location, payload, opts).await?;
+        if self.faults.lock().unwrap().ambiguous_put_at == Some(n) {
+            return Err(injected("a timeout after the put landed"));
+        }
+        Ok(landed)
     }
 
     async fn put_multipart_opts(
@@ -201,8 +213,31 @@ impl ObjectStore for FaultStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        self.deletes_attempted.fetch_add(1, Ordering::SeqCst);
-        if self.faults.lock().unwrap().deny_delete || self.alive().is_err() {
+        let n = self.deletes_attempted.fetch_add(1, Ordering::SeqCst) + 1;
+        let (over, gate) = {
+            let f = self.faults.lock().unwrap();
+            (
+                f.deletes_allowed.is_some_and(|a| n > a),
+                f.delete_gate.clone(),
+            )
+        };
+        if let Some(gate) = gate {
+            let inner = self.inner.clone();
+            return futures::stream::once(async move {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+                let locations: Vec<_> = locations.collect().await;
+                let done: Vec<_> = inner
+                    .delete_stream(futures::stream::iter(locations).boxed())
+                    .collect()
+                    .await;
+                futures::stream::iter(done)
+            })
+            .flatten()
+            .boxed();
+        }
+        if over || self.faults.lock().unwrap().deny_delete || self.alive().is_err() {
             return locations
                 .map(|_| {
                     Err(object_store::Error::PermissionDenied {

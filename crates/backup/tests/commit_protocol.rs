@@ -153,6 +153,19 @@ async fn assert_exact(t: &Table, backend: Arc<InMemory>, id: &str) -> Manifest {
     manifest
 }
 
+/// A "process" over `backend` that dies at write `k`: that write and every later operation fail.
+fn crash_at(backend: &Arc<InMemory>, tag: u8, k: u64) -> Arc<FaultStore> {
+    FaultStore::new(
+        backend.clone(),
+        tag,
+        Faults {
+            fail_put_at: Some(k),
+            crash: true,
+            ..Default::default()
+        },
+    )
+}
+
 async fn only_snapshot(backend: &Arc<InMemory>) -> Option<String> {
     let ids = Snapshots::new(dest(backend.clone(), true))
         .list_ids()
@@ -306,15 +319,7 @@ async fn stale_listings_never_lose_or_double_a_split() {
     let writes = probe.writes();
     let backend = Arc::new(InMemory::new());
     // The manifest is the second-to-last write (the lease release is the last).
-    let first = FaultStore::new(
-        backend.clone(),
-        0,
-        Faults {
-            fail_put_at: Some(writes - 1),
-            crash: true,
-            ..Default::default()
-        },
-    );
+    let first = crash_at(&backend, 0, writes - 1);
     backup(&t, first, true, None, false).await.unwrap_err();
     let id = only_snapshot(&backend).await.unwrap();
     let blind = FaultStore::new(
@@ -344,15 +349,7 @@ async fn a_live_lease_refuses_a_second_process() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
     // Crash after the plan and the lease: the lease stays live.
-    let first = FaultStore::new(
-        backend.clone(),
-        0,
-        Faults {
-            fail_put_at: Some(3),
-            crash: true,
-            ..Default::default()
-        },
-    );
+    let first = crash_at(&backend, 0, 3);
     backup(&t, first, true, None, false).await.unwrap_err();
     let id = only_snapshot(&backend).await.unwrap();
     let err = backup(&t, backend.clone(), true, Some(id.clone()), false)
@@ -448,15 +445,7 @@ async fn gc_removes_only_what_no_manifest_lists() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
     // A snapshot with leftovers: crash mid-way, resume blind to the first attempt's records.
-    let first = FaultStore::new(
-        backend.clone(),
-        0,
-        Faults {
-            fail_put_at: Some(9),
-            crash: true,
-            ..Default::default()
-        },
-    );
+    let first = crash_at(&backend, 0, 9);
     backup(&t, first, true, None, false).await.unwrap_err();
     let committed = only_snapshot(&backend).await.unwrap();
     let blind = FaultStore::new(
@@ -471,15 +460,7 @@ async fn gc_removes_only_what_no_manifest_lists() {
         .await
         .unwrap();
     // An abandoned snapshot: crashed after its plan and lease, never resumed.
-    let abandoned_store = FaultStore::new(
-        backend.clone(),
-        2,
-        Faults {
-            fail_put_at: Some(3),
-            crash: true,
-            ..Default::default()
-        },
-    );
+    let abandoned_store = crash_at(&backend, 2, 3);
     backup(&t, abandoned_store, true, None, false)
         .await
         .unwrap_err();

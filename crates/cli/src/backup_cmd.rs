@@ -343,10 +343,7 @@ pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
     let plan = ots_scan::plan_splits(&client, &a.table, SplitSize::default())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let t = ots_format::time::unix_millis(std::time::SystemTime::now());
     let options = ots_scan::ScanOptions::up_to(t);
     let mut inferrer = ots_schema::SchemaInferrer::new();
     for split in plan.splits {

@@ -123,7 +123,7 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
         }
         for f in &report.unlisted_files {
             eprintln!(
-                "note: {f} is not listed in the manifest (left by an interrupted attempt; not part of the snapshot)"
+                "note: {f} is not listed in the manifest (an attempt the commit did not choose; not part of the snapshot; `otsarchive gc` removes it)"
             );
         }
         eprintln!(

@@ -386,16 +386,35 @@ fn check_against_plan(m: &Manifest, plan: &Plan, out: &mut Vec<ManifestProblem>)
             ),
         );
     }
-    for (p, s) in plan.splits.iter().zip(&m.splits) {
-        if *p != s.range() {
+    for s in &m.splits {
+        match plan.splits.iter().find(|p| p.id == s.id) {
+            None => problem(
+                out,
+                MANIFEST,
+                format!("split {} is not in the plan", s.id),
+            ),
+            Some(p) if *p != s.range() => problem(
+                out,
+                MANIFEST,
+                format!(
+                    "split {} is [{}, {}) in the manifest but [{}, {}) in the plan",
+                    s.id,
+                    DisplayKey(&s.start),
+                    DisplayKey(&s.end),
+                    DisplayKey(&p.start),
+                    DisplayKey(&p.end)
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for p in &plan.splits {
+        if !m.splits.iter().any(|s| s.id == p.id) {
             problem(
                 out,
                 MANIFEST,
                 format!(
-                    "split {} is [{}, {}) in the manifest but split {} is [{}, {}) in the plan",
-                    s.id,
-                    DisplayKey(&s.start),
-                    DisplayKey(&s.end),
+                    "split {} of the plan, [{}, {}), is missing from the manifest",
                     p.id,
                     DisplayKey(&p.start),
                     DisplayKey(&p.end)

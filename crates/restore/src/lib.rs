@@ -76,10 +76,7 @@ pub struct RestoreOutcome {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    ots_format::time::unix_millis(std::time::SystemTime::now())
 }
 
 /// Restores `snapshot` into `cfg.table`.

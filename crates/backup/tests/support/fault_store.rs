@@ -113,19 +113,19 @@ fn injected(what: &str) -> object_store::Error {
 
 impl FaultStore {
     pub fn new(inner: Arc<InMemory>, tag: u8, faults: Faults) -> Arc<Self> {
-        Arc::new(FaultStore {
-            inner,
-            tag,
-            faults: Mutex::new(faults),
-            writes: AtomicU64::new(0),
-            log: Mutex::new(Vec::new()),
-            deletes_attempted: AtomicU64::new(0),
-            crashed: AtomicBool::new(false),
-            schedule: None,
-        })
+        Self::build(inner, tag, faults, None)
     }
 
     pub fn scheduled(inner: Arc<InMemory>, tag: u8, faults: Faults, s: Arc<Schedule>) -> Arc<Self> {
+        Self::build(inner, tag, faults, Some(s))
+    }
+
+    fn build(
+        inner: Arc<InMemory>,
+        tag: u8,
+        faults: Faults,
+        schedule: Option<Arc<Schedule>>,
+    ) -> Arc<Self> {
         Arc::new(FaultStore {
             inner,
             tag,
@@ -134,7 +134,7 @@ impl FaultStore {
             log: Mutex::new(Vec::new()),
             deletes_attempted: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
-            schedule: Some(s),
+            schedule,
         })
     }
 

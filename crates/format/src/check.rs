@@ -388,11 +388,7 @@ fn check_against_plan(m: &Manifest, plan: &Plan, out: &mut Vec<ManifestProblem>)
     }
     for s in &m.splits {
         match plan.splits.iter().find(|p| p.id == s.id) {
-            None => problem(
-                out,
-                MANIFEST,
-                format!("split {} is not in the plan", s.id),
-            ),
+            None => problem(out, MANIFEST, format!("split {} is not in the plan", s.id)),
             Some(p) if *p != s.range() => problem(
                 out,
                 MANIFEST,

@@ -4,8 +4,10 @@
 //!
 //! OSS specifics: virtual-hosted style only, the endpoint must already contain the bucket
 //! (`https://BUCKET.s3.oss-REGION.aliyuncs.com`, `-internal` inside Alibaba Cloud), conditional puts
-//! are disabled (OSS answers 501) and bulk delete is disabled (OSS misbehaves); the snapshot protocol
-//! needs neither. Credentials come from `ALIBABA_CLOUD_*` only, never from the AWS chain.
+//! are disabled (OSS answers 501) and bulk delete is disabled (OSS misbehaves). A destination says
+//! whether it has create-only puts (`supports_create_only`): local folders, S3, GCS and Azure do;
+//! the snapshot protocol stays correct on OSS without them. Local folders are fsynced. Credentials
+//! come from `ALIBABA_CLOUD_*` only, never from the AWS chain.
 
 use std::sync::Arc;
 

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ots_restore::{
-    AutoIncrementMode, RestoreConfig, RestoreError, RestoreProgress, TimestampMode, WriteMode,
-    run_restore,
+    AutoIncrementMode, FileCounts, RestoreConfig, RestoreError, RestorePlan, RestoreProgress,
+    TimestampMode, WriteMode, plan_restore, run_restore,
 };
 use ots_schema::layout::PkColumnSchema;
 use ots_wire::types::{PkColumn, PkType, PkValue};
 
-use crate::common::{CliError, DestArgs, GlobalArgs, client, open_snapshot};
+use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes, open_snapshot};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AutoIncrementArg {
@@ -39,6 +39,8 @@ pub enum ModeArg {
   # into a new table, created from the snapshot's table meta
   otsarchive restore --from ./backups/20261125T143012Z-1a2b3c4d --endpoint URL --instance inst \\
       --table orders_restored --create-table
+  # what would it create, write and skip? (checks everything, writes nothing)
+  otsarchive restore --from ... --table orders --dry-run
   # gently, into a live table, without touching rows that exist
   otsarchive restore --from ... --table orders --mode only-if-absent --rows-per-sec 2000
   # part of it: a key range, some columns, one partition
@@ -47,6 +49,10 @@ pub enum ModeArg {
   # after a crash
   otsarchive restore --from ... --table t --resume
 
+Refused before anything is written (exit 2): a table that holds rows without --mode; a target
+whose max_versions would hide versions of the snapshot (--allow-version-loss accepts it) or whose
+TTL would expire cells at once (--allow-expiry accepts it); a --partition, key range or --columns
+that selects nothing.
 Rows that fail for good are written to the dead-letter file (JSON lines) and the exit code is 1.")]
 pub struct RestoreArgs {
     /// Snapshot URL: DEST/SNAPSHOT_ID
@@ -67,9 +73,22 @@ pub struct RestoreArgs {
     /// Cell timestamps: the original ones, or the time of the restore (version order kept).
     #[arg(long, value_enum, default_value = "original")]
     pub timestamps: TimestampsArg,
-    /// Overwrite rows, or only write rows that are absent from the target.
-    #[arg(long, value_enum, default_value = "overwrite")]
-    pub mode: ModeArg,
+    /// What happens to rows the target already has: overwrite them (the snapshot's row replaces
+    /// the table's row with the same key), or write only rows that are absent. Required when the
+    /// target exists and holds rows; a new or empty table is written as with overwrite.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Accept a target whose max_versions is lower than the most versions of one column one row
+    /// of the snapshot holds: the older versions are hidden by the service.
+    #[arg(long)]
+    pub allow_version_loss: bool,
+    /// Accept cells older than the target's TTL: they expire as soon as they are written.
+    #[arg(long)]
+    pub allow_expiry: bool,
+    /// Run every check and print what the restore would create, write and skip; write nothing
+    /// (no table, no checkpoint, no dead-letter file, no row).
+    #[arg(long)]
+    pub dry_run: bool,
     /// First primary key to restore, e.g. `user_id=u100,seq=0` (a prefix is allowed).
     #[arg(long)]
     pub start_key: Option<String>,
@@ -183,10 +202,12 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
         TimestampsArg::Original => TimestampMode::Original,
         TimestampsArg::Now => TimestampMode::Now,
     };
-    cfg.mode = match a.mode {
+    cfg.mode = a.mode.map(|m| match m {
         ModeArg::Overwrite => WriteMode::Overwrite,
         ModeArg::OnlyIfAbsent => WriteMode::OnlyIfAbsent,
-    };
+    });
+    cfg.allow_version_loss = a.allow_version_loss;
+    cfg.allow_expiry = a.allow_expiry;
     let pk = &manifest.source.table.primary_key;
     cfg.pk_range = match (&a.start_key, &a.end_key) {
         (None, None) => None,
@@ -208,15 +229,9 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
             Some((start, end))
         }
     };
+    // Columns the snapshot does not hold are refused by the restore's own check.
     if let Some(cols) = &a.columns {
-        let known: BTreeSet<&str> = manifest.stats.columns.keys().map(String::as_str).collect();
-        if let Some(unknown) = cols.iter().find(|c| !known.contains(c.as_str())) {
-            return Err(CliError::Usage(format!(
-                "--columns: the snapshot has no column '{unknown}' (it has: {})",
-                known.iter().copied().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        cfg.columns = Some(cols.iter().cloned().collect());
+        cfg.columns = Some(cols.iter().cloned().collect::<BTreeSet<_>>());
     }
     cfg.partitions = a
         .partition
@@ -239,6 +254,11 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     cfg.resume = a.resume;
     cfg.skip_verify = a.skip_verify;
 
+    if a.dry_run {
+        let plan = plan_restore(&client, &snap, &cfg).await?;
+        print_plan(&plan, g);
+        return Ok(());
+    }
     let progress = Arc::new(RestoreProgress::default());
     let reporter = start_reporter(progress.clone(), !g.quiet && !g.json);
     let started = Instant::now();
@@ -294,6 +314,108 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     // A finished restore needs no checkpoint.
     let _ = std::fs::remove_file(&cfg.checkpoint);
     Ok(())
+}
+
+/// `--dry-run`: what the restore would create, write and skip.
+fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
+    if g.json {
+        let mut v = serde_json::to_value(p).unwrap_or_default();
+        v["dry_run"] = serde_json::json!(true);
+        println!("{v}");
+        return;
+    }
+    let counts = |c: &FileCounts| {
+        format!(
+            "{} files, {} rows, {} cells, {}",
+            c.files,
+            c.rows,
+            c.cells,
+            human_bytes(c.bytes)
+        )
+    };
+    let t = &p.target;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    let options = format!(
+        "primary key ({}); max_versions {}, time_to_live {}, deviation_cell_version_in_sec {}, allow_update {}",
+        t.primary_key,
+        opt(t.max_versions.map(|v| v.to_string())),
+        opt(t.time_to_live.map(|v| v.to_string())),
+        opt(t.deviation_cell_version_in_sec.map(|v| v.to_string())),
+        opt(t.allow_update.map(|v| v.to_string())),
+    );
+    println!(
+        "dry run of restoring snapshot {} into '{}': nothing was written (no table, no checkpoint, no dead-letter file, no row)",
+        p.snapshot_id, t.table
+    );
+    if t.create {
+        println!("create: table '{}' with {options}", t.table);
+    } else {
+        let rows = match t.holds_rows {
+            Some(true) => "holds rows",
+            Some(false) => "holds no rows",
+            None => "rows not looked at",
+        };
+        println!("target: table '{}' exists ({rows}): {options}", t.table);
+    }
+    if let Some(v) = &t.versions_needed {
+        println!(
+            "versions: up to {} of one column in one row ('{}'{})",
+            v.versions,
+            v.column,
+            if v.exact {
+                ""
+            } else {
+                ", a bound: the snapshot's statistics do not record the exact number"
+            }
+        );
+    }
+    println!(
+        "write: {} with {} ({}, {} mode{}), timestamps {}",
+        counts(&p.write),
+        if p.operation == "update" {
+            "UpdateRow"
+        } else {
+            "PutRow"
+        },
+        p.operation,
+        p.mode,
+        if p.mode_given { "" } else { ", the default" },
+        p.timestamps
+    );
+    for (what, c) in [
+        ("--partition", &p.skipped_by_partition),
+        ("--start-key/--end-key", &p.skipped_by_key_range),
+        (
+            "the checkpoint of the interrupted run",
+            &p.skipped_by_checkpoint,
+        ),
+    ] {
+        if c.files > 0 {
+            println!("skip: {} (by {what})", counts(c));
+        }
+    }
+    for f in &p.row_filters {
+        println!("filter: {f} (so the rows and cells to write are at most those above)");
+    }
+    for w in &p.warnings {
+        println!("note: {w}");
+    }
+    if let Some(n) = &p.auto_increment_note {
+        println!("note: {n}");
+    }
+    println!(
+        "checks passed: options, filters, resume, target (primary key, AUTO_INCREMENT, version deviation, TTL, max_versions, existing rows){}",
+        if p.verified {
+            ", snapshot verification (sizes, SHA-256)"
+        } else {
+            "; the snapshot was not verified (--skip-verify)"
+        }
+    );
+    println!(
+        "a restore would keep its checkpoint in {} and write rows that fail for good to {}",
+        p.checkpoint.display(),
+        p.dead_letter.display()
+    );
 }
 
 fn start_reporter(p: Arc<RestoreProgress>, enabled: bool) -> tokio::task::JoinHandle<()> {

@@ -212,11 +212,21 @@ async fn round_trip_into_a_new_table_is_identical() {
         assert_eq!(r["equal"], true, "{table}: {r}");
         assert!(r["rows_a"].as_u64().unwrap() > 0);
     }
-    // Restoring again changes nothing (idempotent) and never duplicates a row.
+    // Restoring again changes nothing (idempotent) and never duplicates a row. The table holds
+    // rows now, so the mode is chosen explicitly.
     let snap = backup(&env, "special", dest.path()).await;
     let mut c = cmd(
         &env,
-        &["-q", "restore", "--from", &snap, "--table", "special_copy"],
+        &[
+            "-q",
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "special_copy",
+            "--mode",
+            "overwrite",
+        ],
     );
     c.current_dir(work.path());
     assert!(run(c).await.status.success());
@@ -571,7 +581,17 @@ async fn partial_restores_by_key_range_columns_and_mode() {
     }
     let out = run(cmd(&env, &["verify", &snap, "--against-table", "t_copy"])).await;
     assert_eq!(out.status.code(), Some(3), "the damage is visible");
-    let o = json(&run(restore(&["--table", "t_copy", "--columns", "age"])).await);
+    let o = json(
+        &run(restore(&[
+            "--table",
+            "t_copy",
+            "--columns",
+            "age",
+            "--mode",
+            "overwrite",
+        ]))
+        .await,
+    );
     assert_eq!(o["rows_written"], 600);
     let out = run(cmd(&env, &["verify", &snap, "--against-table", "t_copy"])).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -921,8 +941,9 @@ async fn a_resume_with_other_options_or_target_is_refused_before_writing() {
         o["files_skipped_by_checkpoint"].as_u64().unwrap() >= 1,
         "{o}"
     );
-    // Restarting without --resume writes every file again, exactly.
-    let out = run(restore(&["--table", "t_copy"])).await;
+    // Restarting without --resume writes every file again, exactly (into rows it holds now: the
+    // mode is chosen explicitly).
+    let out = run(restore(&["--table", "t_copy", "--mode", "overwrite"])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sdk_compare(&env, "t", "t_copy").await["equal"], true);
 }

@@ -6,7 +6,7 @@ use ots_wire::types::ValueType;
 use serde::{Deserialize, Serialize};
 
 /// Statistics of one attribute column over everything converted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnStats {
     /// Cells seen, per type (all versions).
     pub cells_by_type: BTreeMap<String, u64>,
@@ -20,6 +20,27 @@ pub struct ColumnStats {
     pub type_conflicts: u64,
     pub min_timestamp: Option<i64>,
     pub max_timestamp: Option<i64>,
+    /// The most versions of this column that one row holds (0: no cell). `None` when unknown:
+    /// statistics written before this field existed (it is absent from their JSON), and anything
+    /// merged with them.
+    #[serde(default)]
+    pub max_versions_per_row: Option<u64>,
+}
+
+impl Default for ColumnStats {
+    /// Nothing seen yet: every count 0, so the versions per row are known (0).
+    fn default() -> Self {
+        ColumnStats {
+            cells_by_type: BTreeMap::new(),
+            typed_values: 0,
+            typed_nulls: 0,
+            overflow_cells: 0,
+            type_conflicts: 0,
+            min_timestamp: None,
+            max_timestamp: None,
+            max_versions_per_row: Some(0),
+        }
+    }
 }
 
 impl ColumnStats {
@@ -38,6 +59,15 @@ impl ColumnStats {
         }
     }
 
+    /// Notes that one row holds (at least) `versions` versions of this column.
+    pub fn observe_versions(&mut self, versions: u64) {
+        if let Some(m) = &mut self.max_versions_per_row
+            && versions > *m
+        {
+            *m = versions;
+        }
+    }
+
     pub fn merge(&mut self, other: &ColumnStats) {
         for (k, v) in &other.cells_by_type {
             *self.cells_by_type.entry(k.clone()).or_default() += v;
@@ -48,6 +78,11 @@ impl ColumnStats {
         self.type_conflicts += other.type_conflicts;
         self.min_timestamp = min_opt(self.min_timestamp, other.min_timestamp);
         self.max_timestamp = max_opt(self.max_timestamp, other.max_timestamp);
+        // Unknown on either side stays unknown: a maximum over part of the rows is no bound.
+        self.max_versions_per_row = match (self.max_versions_per_row, other.max_versions_per_row) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
     }
 }
 
@@ -82,5 +117,36 @@ impl SnapshotStats {
         for (name, s) in &other.columns {
             self.columns.entry(name.clone()).or_default().merge(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_per_row_merge_as_a_maximum_and_unknown_stays_unknown() {
+        let mut a = ColumnStats::default();
+        a.observe_versions(2);
+        a.observe_versions(1);
+        let mut b = ColumnStats::default();
+        b.observe_versions(3);
+        let mut m = ColumnStats::default();
+        m.merge(&a);
+        assert_eq!(m.max_versions_per_row, Some(2));
+        m.merge(&b);
+        assert_eq!(m.max_versions_per_row, Some(3));
+        // Statistics of an older writer do not record it: the merge cannot know it either.
+        let old: ColumnStats = serde_json::from_str(
+            r#"{"cells_by_type":{"INTEGER":4},"typed_values":2,"typed_nulls":0,"overflow_cells":2,
+                "type_conflicts":0,"min_timestamp":1,"max_timestamp":9}"#,
+        )
+        .unwrap();
+        assert_eq!(old.max_versions_per_row, None);
+        m.merge(&old);
+        assert_eq!(m.max_versions_per_row, None);
+        // A new writer always emits it.
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["max_versions_per_row"], 3);
     }
 }

@@ -73,7 +73,15 @@ pub struct RestoreConfig {
     pub create_table: bool,
     pub auto_increment: AutoIncrementMode,
     pub timestamps: TimestampMode,
-    pub mode: WriteMode,
+    /// `None`: no mode was chosen. Rows are then put as with [`WriteMode::Overwrite`], but only
+    /// into a table that `create_table` creates or that holds no rows: a table that holds rows
+    /// is refused, so that its rows are never replaced without an explicit choice.
+    pub mode: Option<WriteMode>,
+    /// Accept a target whose `max_versions` is lower than the most versions of one column one
+    /// row of the snapshot holds (the older versions are hidden by the service).
+    pub allow_version_loss: bool,
+    /// Accept cells older than the target's TTL (they expire as soon as they are written).
+    pub allow_expiry: bool,
     /// Restore only rows with `start <= pk < end`.
     pub pk_range: Option<(Vec<PkColumn>, Vec<PkColumn>)>,
     /// Restore only these attribute columns.
@@ -106,7 +114,9 @@ impl RestoreConfig {
             create_table: false,
             auto_increment: AutoIncrementMode::Keep,
             timestamps: TimestampMode::Original,
-            mode: WriteMode::Overwrite,
+            mode: None,
+            allow_version_loss: false,
+            allow_expiry: false,
             pk_range: None,
             columns: None,
             partitions: Vec::new(),
@@ -116,6 +126,11 @@ impl RestoreConfig {
             resume: false,
             skip_verify: false,
         }
+    }
+
+    /// The mode rows are written with: the one chosen, else overwrite (see [`Self::mode`]).
+    pub fn write_mode(&self) -> WriteMode {
+        self.mode.unwrap_or(WriteMode::Overwrite)
     }
 
     /// Checks every option on its own (nothing is read): counts in range, rates positive and

@@ -78,7 +78,7 @@ impl RowOptions {
             start_key: cfg.pk_range.as_ref().map(|(s, _)| key(s)),
             end_key: cfg.pk_range.as_ref().map(|(_, e)| key(e)),
             partitions,
-            mode: cfg.mode.name().to_string(),
+            mode: cfg.write_mode().name().to_string(),
             timestamps: cfg.timestamps.name().to_string(),
             auto_increment: cfg.auto_increment.name().to_string(),
         }
@@ -405,7 +405,7 @@ mod tests {
         let cfg = RestoreConfig::new("t", "snap-1");
         checkpoint(&cfg).save(&path).await.unwrap();
         let mut other = cfg.clone();
-        other.mode = WriteMode::OnlyIfAbsent;
+        other.mode = Some(WriteMode::OnlyIfAbsent);
         other.timestamps = TimestampMode::Now;
         other.columns = Some(["age".to_string(), "name".to_string()].into());
         other.partitions = vec![("dt".into(), "2026-01-01".into())];

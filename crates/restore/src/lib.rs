@@ -1,10 +1,13 @@
 //! Restore: a snapshot back into a Tablestore table, cell for cell, through BatchWriteRow.
 //!
-//! [`run_restore`] checks the options ([`config`]), refuses a resume whose checkpoint was written
-//! for another target or other options ([`journal`]), verifies the snapshot and pins every file
-//! to the bytes verified ([`integrity`], [`reader`]), prepares the target ([`preflight`]), then
-//! reads files in parallel, applies the row options ([`transform`]) and writes batches of at most
-//! 200 rows and 4 MB under an adaptive rate ([`pipeline`], [`rate`]). Rows that fail for good go
+//! [`run_restore`] checks the options ([`config`]), refuses filters that select nothing
+//! ([`transform`]), refuses a resume whose checkpoint was written for another target or other
+//! options ([`journal`]), checks the target against the snapshot ([`preflight`]: primary key,
+//! timestamps, TTL, `max_versions`, rows already there), verifies the snapshot and pins every
+//! file to the bytes verified ([`integrity`], [`reader`]), creates the target if asked, then
+//! reads files in parallel, applies the row options and writes batches of at most
+//! 200 rows and 4 MB under an adaptive rate ([`pipeline`], [`rate`]). [`plan_restore`] runs the
+//! same checks and reports what a restore would do, writing nothing (`--dry-run`). Rows that fail for good go
 //! to a dead-letter file; a durable checkpoint of finished files makes a crashed restore
 //! resumable, and puts with the original timestamps make repeating a file harmless.
 //! [`compare`] compares a snapshot with a live table (`verify --against-table`).
@@ -24,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ots_manifest::{FileEntry, Snapshot};
+use ots_manifest::{FileEntry, Manifest, Snapshot};
 use ots_wire::OtsClient;
 use serde::Serialize;
 
@@ -32,11 +35,13 @@ pub use config::{AutoIncrementMode, RestoreConfig, TimestampMode, WriteMode};
 pub use error::{ErrorKind, RestoreError};
 pub use integrity::{FilePins, verify_and_pin};
 pub use journal::{OptionDifference, RowOptions, TargetIdentity};
-pub use preflight::{create_table_request, pk_text};
+pub use preflight::{TargetPlan, VersionsNeeded, create_table_request, pk_text, versions_needed};
+pub use transform::FileCounts;
 
 use crate::journal::Checkpoint;
 use crate::pipeline::Pipeline;
-use crate::transform::{RowTransform, file_selected};
+use crate::preflight::Target;
+use crate::transform::{RowTransform, select_files};
 
 /// BatchWriteRow limits (fact sheet §5.7).
 pub const MAX_BATCH_ROWS: usize = 200;
@@ -79,29 +84,65 @@ pub(crate) fn now_ms() -> i64 {
     ots_format::time::unix_millis(std::time::SystemTime::now())
 }
 
-/// Restores `snapshot` into `cfg.table`.
-///
-/// Nothing is written before the options check, the resume check, the snapshot's verification
-/// (unless `cfg.skip_verify`) and the pre-flight pass; [`RestoreError::kind`] says which kind of
-/// failure an error is.
-pub async fn run_restore(
+/// What a restore would do, found by every check it runs before its first write
+/// ([`plan_restore`], `otsarchive restore --dry-run`). Counts are the manifest's.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestorePlan {
+    pub snapshot_id: String,
+    /// The target as found, or as it would be created.
+    pub target: TargetPlan,
+    /// The mode rows would be written with (`overwrite`, `only-if-absent`) …
+    pub mode: String,
+    /// … and whether it was chosen (`--mode`) or is the default for a new or empty table.
+    pub mode_given: bool,
+    /// `put` (PutRow, replaces the whole row) or `update` (UpdateRow, `--columns` in overwrite
+    /// mode: the row's other columns stay).
+    pub operation: String,
+    pub timestamps: String,
+    pub auto_increment: String,
+    /// The files that would be read, with their rows, cells and bytes.
+    pub write: FileCounts,
+    /// Files left out by `--partition`.
+    pub skipped_by_partition: FileCounts,
+    /// Files left out by `--start-key`/`--end-key` (by their key ranges).
+    pub skipped_by_key_range: FileCounts,
+    /// Files a resumed checkpoint lists as done.
+    pub skipped_by_checkpoint: FileCounts,
+    /// Filters applied row by row inside the files read, in words; with any, the rows and cells
+    /// of `write` are upper bounds.
+    pub row_filters: Vec<String>,
+    /// The snapshot was verified (every file's size and SHA-256); `false` with `skip_verify`.
+    pub verified: bool,
+    pub checkpoint: PathBuf,
+    pub dead_letter: PathBuf,
+    pub auto_increment_note: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything checked and decided before the first write.
+struct Prepared {
+    manifest: Manifest,
+    checkpoint: Checkpoint,
+    pins: FilePins,
+    target: Target,
+    /// The selected files, and those of them not finished by a resumed run.
+    files: Vec<FileEntry>,
+    todo: Vec<FileEntry>,
+    plan: RestorePlan,
+}
+
+/// Every check, in order, without writing anything: the options, the filters (by the
+/// manifest), the resume, the target (it is only read) and the snapshot's verification (unless
+/// `cfg.skip_verify`).
+async fn prepare(
     client: &OtsClient,
     snapshot: &Snapshot,
     cfg: &RestoreConfig,
-    progress: Arc<RestoreProgress>,
-) -> Result<RestoreOutcome, RestoreError> {
+) -> Result<Prepared, RestoreError> {
     cfg.validate()?;
     let id = snapshot.id();
     let manifest = snapshot.read_manifest().await?;
-    for (k, _) in &cfg.partitions {
-        let known = manifest.files.iter().any(|f| f.partition.contains_key(k));
-        if !known {
-            return Err(RestoreError::Usage(format!(
-                "the snapshot has no partition key '{k}' (partitioning: {})",
-                serde_json::to_string(&manifest.partitioning).unwrap_or_default()
-            )));
-        }
-    }
+    let selection = select_files(&manifest, cfg)?;
     // The journal before the (long) verification: a resume that cannot be done says so at once.
     let target_id = TargetIdentity::new(
         &client.config().endpoint,
@@ -109,11 +150,14 @@ pub async fn run_restore(
         &cfg.table,
     );
     let fresh = Checkpoint::new(id, target_id, RowOptions::of(cfg));
-    let mut checkpoint = if cfg.resume {
+    // A resume continues from a checkpoint on disk: the rows in the target are its own.
+    let resuming = cfg.resume && cfg.checkpoint.exists();
+    let checkpoint = if cfg.resume {
         fresh.resume_from(&cfg.checkpoint)?
     } else {
         fresh
     };
+    let target = preflight::check_target(client, &manifest, cfg, resuming).await?;
     let pins = if cfg.skip_verify {
         FilePins::unverified()
     } else {
@@ -128,22 +172,98 @@ pub async fn run_restore(
         }
         pins
     };
-    let target = preflight::prepare_target(client, &manifest, cfg).await?;
 
-    let files: Vec<&FileEntry> = manifest
-        .files
-        .iter()
-        .filter(|f| file_selected(f, cfg))
-        .collect();
-    let skipped = files
-        .iter()
-        .filter(|f| checkpoint.files_done.contains(&f.path))
-        .count() as u64;
-    let todo: Vec<FileEntry> = files
-        .iter()
-        .filter(|f| !checkpoint.files_done.contains(&f.path))
-        .map(|f| (*f).clone())
-        .collect();
+    let mut skipped_by_checkpoint = FileCounts::default();
+    let mut todo = Vec::new();
+    for f in &selection.files {
+        if checkpoint.files_done.contains(&f.path) {
+            skipped_by_checkpoint.add(f);
+        } else {
+            todo.push((*f).clone());
+        }
+    }
+    let files: Vec<FileEntry> = selection.files.iter().map(|f| (*f).clone()).collect();
+    let mut row_filters = Vec::new();
+    if let Some((start, end)) = &cfg.pk_range {
+        row_filters.push(format!(
+            "--start-key {} --end-key {}: rows of the files read outside [start, end) are skipped",
+            ots_format::display_columns(start),
+            ots_format::display_columns(end)
+        ));
+    }
+    if let Some(cols) = &cfg.columns {
+        row_filters.push(format!(
+            "--columns {}: only these columns' cells are written; rows without any of them are skipped",
+            cols.iter().cloned().collect::<Vec<_>>().join(",")
+        ));
+    }
+    let operation = match transform::operation(cfg) {
+        ots_wire::pb::OperationType::Update => "update",
+        _ => "put",
+    };
+    let plan = RestorePlan {
+        snapshot_id: id.to_string(),
+        target: target.plan.clone(),
+        mode: cfg.write_mode().name().to_string(),
+        mode_given: cfg.mode.is_some(),
+        operation: operation.to_string(),
+        timestamps: cfg.timestamps.name().to_string(),
+        auto_increment: cfg.auto_increment.name().to_string(),
+        write: selection.selected,
+        skipped_by_partition: selection.skipped_by_partition,
+        skipped_by_key_range: selection.skipped_by_key_range,
+        skipped_by_checkpoint,
+        row_filters,
+        verified: !cfg.skip_verify,
+        checkpoint: cfg.checkpoint.clone(),
+        dead_letter: cfg.dead_letter.clone(),
+        auto_increment_note: target.auto_increment_note.clone(),
+        warnings: target.warnings.clone(),
+    };
+    Ok(Prepared {
+        manifest,
+        checkpoint,
+        pins,
+        target,
+        files,
+        todo,
+        plan,
+    })
+}
+
+/// Runs every check a restore runs before its first write, and says what it would do, writing
+/// nothing: no table is created, no checkpoint or dead-letter file written, no row sent. A check
+/// that fails is the same error [`run_restore`] would return.
+pub async fn plan_restore(
+    client: &OtsClient,
+    snapshot: &Snapshot,
+    cfg: &RestoreConfig,
+) -> Result<RestorePlan, RestoreError> {
+    Ok(prepare(client, snapshot, cfg).await?.plan)
+}
+
+/// Restores `snapshot` into `cfg.table`.
+///
+/// Nothing is written before the options check, the filters check, the resume check, the
+/// target's pre-flight and the snapshot's verification (unless `cfg.skip_verify`);
+/// [`RestoreError::kind`] says which kind of failure an error is.
+pub async fn run_restore(
+    client: &OtsClient,
+    snapshot: &Snapshot,
+    cfg: &RestoreConfig,
+    progress: Arc<RestoreProgress>,
+) -> Result<RestoreOutcome, RestoreError> {
+    let Prepared {
+        manifest,
+        mut checkpoint,
+        pins,
+        target,
+        files,
+        todo,
+        plan,
+    } = prepare(client, snapshot, cfg).await?;
+    let created = preflight::create_target(client, &target).await?;
+    let skipped = plan.skipped_by_checkpoint.files;
     progress
         .files_total
         .store(files.len() as u64, Ordering::Relaxed);
@@ -175,9 +295,9 @@ pub async fn run_restore(
 
     let failed = progress.rows_failed.load(Ordering::Relaxed);
     Ok(RestoreOutcome {
-        snapshot_id: id.to_string(),
+        snapshot_id: plan.snapshot_id,
         table: cfg.table.clone(),
-        table_created: target.created,
+        table_created: created,
         files: files.len() as u64,
         files_skipped_by_checkpoint: skipped,
         rows_written: progress.rows_written.load(Ordering::Relaxed),

@@ -119,7 +119,7 @@ impl Pipeline<'_> {
                 rx: rx.clone(),
                 client: self.client.clone(),
                 table: cfg.table.clone(),
-                mode: cfg.mode,
+                mode: cfg.write_mode(),
                 op: self.transform.operation(),
                 regenerate: cfg.auto_increment == AutoIncrementMode::Regenerate,
                 rate: rate.clone(),

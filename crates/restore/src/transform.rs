@@ -1,31 +1,215 @@
 //! The row options: which files and rows are restored (key range, partitions), which columns,
-//! with which timestamps and keys, and how a row is encoded for BatchWriteRow.
+//! with which timestamps and keys, and how a row is encoded for BatchWriteRow. [`select_files`]
+//! refuses filters that select nothing, from the manifest alone, before anything is written.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-use ots_manifest::FileEntry;
+use ots_manifest::{FileEntry, Manifest};
 use ots_scan::KeyPart;
 use ots_wire::pb;
 use ots_wire::plainbuffer::{encode_put_row, encode_update_row};
 use ots_wire::types::{ColumnUpdate, PkColumn, PkValue, Row, cmp_primary_keys};
+use serde::Serialize;
 
 use crate::config::{AutoIncrementMode, RestoreConfig, TimestampMode, WriteMode};
+use crate::error::RestoreError;
+
+/// Files, rows, cells and bytes, as the manifest counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileCounts {
+    pub files: u64,
+    pub rows: u64,
+    pub cells: u64,
+    pub bytes: u64,
+}
+
+impl FileCounts {
+    pub(crate) fn add(&mut self, f: &FileEntry) {
+        self.files += 1;
+        self.rows += f.rows;
+        self.cells += f.cells;
+        self.bytes += f.bytes;
+    }
+}
+
+/// The files a restore reads, and those its file filters leave out.
+#[derive(Debug)]
+pub(crate) struct Selection<'a> {
+    pub files: Vec<&'a FileEntry>,
+    pub selected: FileCounts,
+    /// Left out by `--partition`.
+    pub skipped_by_partition: FileCounts,
+    /// Left out by `--start-key`/`--end-key` (of the files the partitions selected).
+    pub skipped_by_key_range: FileCounts,
+}
+
+/// At most this many values are named in a message.
+const MAX_NAMED: usize = 20;
+
+fn named_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.into_iter().collect();
+    let mut text = items
+        .iter()
+        .take(MAX_NAMED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > MAX_NAMED {
+        text.push_str(&format!(", … ({} in all)", items.len()));
+    }
+    text
+}
+
+fn key_text(key: &[PkColumn]) -> String {
+    ots_format::display_columns(key)
+}
+
+/// Which files the row options select, judged by the manifest alone (partitions, the files' PK
+/// ranges, the columns' statistics). A filter that selects nothing is a
+/// [`RestoreError::Usage`]: an unknown partition key or value, a key range that is empty or
+/// holds no file of the snapshot, files without rows, a column the snapshot holds no cell of.
+pub(crate) fn select_files<'a>(
+    m: &'a Manifest,
+    cfg: &RestoreConfig,
+) -> Result<Selection<'a>, RestoreError> {
+    let usage = |msg: String| Err(RestoreError::Usage(msg));
+    if let Some(cols) = &cfg.columns {
+        let holds = |name: &str| {
+            m.stats
+                .columns
+                .get(name)
+                .is_some_and(|c| c.cells_by_type.values().sum::<u64>() > 0)
+        };
+        if let Some(missing) = cols.iter().find(|c| !holds(c)) {
+            let known: Vec<&str> = m
+                .stats
+                .columns
+                .keys()
+                .map(String::as_str)
+                .filter(|c| holds(c))
+                .collect();
+            return usage(format!(
+                "--columns: the snapshot has no column '{missing}' (no cell of it); its columns are: {}",
+                named_list(known)
+            ));
+        }
+    }
+    // Every partition key=value must name a partition of the snapshot.
+    for (k, v) in &cfg.partitions {
+        let values: BTreeSet<&str> = m
+            .files
+            .iter()
+            .filter_map(|f| f.partition.get(k).map(String::as_str))
+            .collect();
+        if values.is_empty() {
+            return usage(format!(
+                "--partition {k}={v}: the snapshot has no partition key '{k}' (partitioning: {})",
+                serde_json::to_string(&m.partitioning).unwrap_or_default()
+            ));
+        }
+        if !values.contains(v.as_str()) {
+            return usage(format!(
+                "--partition {k}={v}: the snapshot has no such partition; its values of '{k}' are: {}",
+                named_list(values)
+            ));
+        }
+    }
+    let mut sel = Selection {
+        files: Vec::new(),
+        selected: FileCounts::default(),
+        skipped_by_partition: FileCounts::default(),
+        skipped_by_key_range: FileCounts::default(),
+    };
+    let mut in_partitions: Vec<&FileEntry> = Vec::new();
+    for f in &m.files {
+        if partition_selected(f, cfg) {
+            in_partitions.push(f);
+        } else {
+            sel.skipped_by_partition.add(f);
+        }
+    }
+    if in_partitions.is_empty() && !cfg.partitions.is_empty() {
+        let given: Vec<String> = cfg
+            .partitions
+            .iter()
+            .map(|(k, v)| format!("--partition {k}={v}"))
+            .collect();
+        return usage(format!(
+            "{}: no file of the snapshot is in all of these partitions",
+            given.join(" ")
+        ));
+    }
+    if let Some((start, end)) = &cfg.pk_range
+        && cmp_keys(start, end) != Ordering::Less
+    {
+        return usage(format!(
+            "--start-key {} and --end-key {}: the range is empty (the end is exclusive and must come after the start)",
+            key_text(start),
+            key_text(end)
+        ));
+    }
+    for f in in_partitions.iter().copied() {
+        if file_overlaps(f, &cfg.pk_range) {
+            sel.files.push(f);
+            sel.selected.add(f);
+        } else {
+            sel.skipped_by_key_range.add(f);
+        }
+    }
+    if let Some((start, end)) = &cfg.pk_range
+        && sel.files.is_empty()
+        && !in_partitions.is_empty()
+    {
+        let lowest = in_partitions
+            .iter()
+            .map(|f| &f.pk_min)
+            .min_by(|a, b| ots_format::cmp_keys(a, b));
+        let highest = in_partitions
+            .iter()
+            .map(|f| &f.pk_max)
+            .max_by(|a, b| ots_format::cmp_keys(a, b));
+        let span = match (lowest, highest) {
+            (Some(lo), Some(hi)) => format!(
+                "; its keys{} run from {} to {}",
+                if cfg.partitions.is_empty() {
+                    ""
+                } else {
+                    " (in the partitions selected)"
+                },
+                ots_format::DisplayKey(lo),
+                ots_format::DisplayKey(hi)
+            ),
+            _ => String::new(),
+        };
+        return usage(format!(
+            "--start-key {} / --end-key {}: no file of the snapshot holds keys in this range{span}",
+            key_text(start),
+            key_text(end)
+        ));
+    }
+    let filtered = !cfg.partitions.is_empty() || cfg.pk_range.is_some();
+    if filtered && sel.selected.rows == 0 {
+        return usage(format!(
+            "the files that --partition / --start-key / --end-key select ({}) hold no rows",
+            sel.selected.files
+        ));
+    }
+    Ok(sel)
+}
+
+/// Whether a file's partition matches every `--partition`.
+fn partition_selected(f: &FileEntry, cfg: &RestoreConfig) -> bool {
+    cfg.partitions
+        .iter()
+        .all(|(k, v)| f.partition.get(k) == Some(v))
+}
 
 fn cmp_keys(a: &[PkColumn], b: &[PkColumn]) -> Ordering {
     cmp_primary_keys(
         a.iter().map(|c| c.value.as_ref()),
         b.iter().map(|c| c.value.as_ref()),
     )
-}
-
-/// Whether a file is to be read at all: its partition matches every `--partition`, and its PK
-/// range can hold rows of `[start, end)`.
-pub(crate) fn file_selected(f: &FileEntry, cfg: &RestoreConfig) -> bool {
-    cfg.partitions
-        .iter()
-        .all(|(k, v)| f.partition.get(k) == Some(v))
-        && file_overlaps(f, &cfg.pk_range)
 }
 
 /// Whether a file can hold rows of `[start, end)`, judged by its PK range.
@@ -135,8 +319,8 @@ impl RowTransform {
 
 /// A restore of some columns into an existing row must not wipe the row's other columns: it is an
 /// UpdateRow (puts of the restored versions) instead of a PutRow, which replaces the whole row.
-fn operation(cfg: &RestoreConfig) -> pb::OperationType {
-    if cfg.columns.is_some() && cfg.mode == WriteMode::Overwrite {
+pub(crate) fn operation(cfg: &RestoreConfig) -> pb::OperationType {
+    if cfg.columns.is_some() && cfg.write_mode() == WriteMode::Overwrite {
         pb::OperationType::Update
     } else {
         pb::OperationType::Put

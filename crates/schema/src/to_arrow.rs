@@ -276,10 +276,13 @@ impl BatchBuilder {
         // Cells and typed columns are both sorted by name, so the next typed column is usually the
         // one after the last match: check it before hashing the name.
         let mut guess = 0usize;
+        // Versions of the current column seen so far in this row.
+        let mut versions = 0u64;
         for cell in &row.cells {
             let Some(value) = cell.value else { continue };
             let first_version = prev_name != Some(cell.name);
             prev_name = Some(cell.name);
+            versions = if first_version { 1 } else { versions + 1 };
             self.stats.cells += 1;
             let index = if !first_version {
                 prev_index
@@ -301,6 +304,7 @@ impl BatchBuilder {
                 Some(&i) => {
                     let st = &mut self.typed_stats[i];
                     st.observe_cell(value.value_type(), cell.timestamp);
+                    st.observe_versions(versions);
                     if first_version && self.row_mark[i] != generation {
                         self.row_mark[i] = generation;
                         if self.typed[i].try_append(value) {
@@ -319,6 +323,7 @@ impl BatchBuilder {
                 None => {
                     let st = self.stats.columns.entry(cell.name.to_string()).or_default();
                     st.observe_cell(value.value_type(), cell.timestamp);
+                    st.observe_versions(versions);
                     st.overflow_cells += 1;
                 }
             }

@@ -227,6 +227,19 @@ proptest! {
             let s = &stats.columns[&c.name];
             prop_assert_eq!(s.typed_values + s.typed_nulls, rows.len() as u64);
         }
+        // The most versions of one column in one row, per column, as the rows hold them.
+        let mut most: std::collections::BTreeMap<&str, u64> = Default::default();
+        for r in &rows {
+            for c in &r.cells {
+                let n = r.cells.iter().filter(|d| d.name == c.name).count() as u64;
+                let m = most.entry(c.name.as_str()).or_default();
+                *m = (*m).max(n);
+            }
+        }
+        for (name, s) in &stats.columns {
+            let want = most.get(name.as_str()).copied().unwrap_or(0);
+            prop_assert_eq!(s.max_versions_per_row, Some(want), "{}", name);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Options shared by every command, errors with exit codes, and opening clients and destinations.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
@@ -184,6 +185,8 @@ pub fn init_logging(g: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: not in files, pipes or CI logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

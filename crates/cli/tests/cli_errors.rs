@@ -138,6 +138,33 @@ async fn a_wrong_secret_points_at_the_credential_variables_not_the_secret() {
     assert!(!err.contains(wrong) && !stdout(&out).contains(wrong));
     assert_no_secret(&out);
 
+    // Credentials from a profile: the hint names the profile, not the environment.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.p]\nendpoint = \"{endpoint}\"\ninstance = \"{INSTANCE}\"\n\
+             access_key_id = \"{AK}\"\naccess_key_secret = \"{wrong}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut c = otsarchive();
+    c.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .args(["--config", config.to_str().unwrap(), "--profile", "p"])
+        .args(["schema", "--table", "orders"]);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "check access_key_id / access_key_secret (and security_token for STS) of profile 'p' in {}",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(wrong) && !stdout(&out).contains(wrong));
+
     // A wrong instance says to check the instance.
     let mut c = otsarchive();
     c.args(["--endpoint", &endpoint, "--instance", "otherinst"])

@@ -71,11 +71,9 @@ impl BackupError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             BackupError::Usage(_) | BackupError::Lease(LeaseError::Held { .. }) => ErrorKind::Usage,
-            // A missing table or refused credentials: bad input, not a failure of the tool.
-            BackupError::Ots(e) | BackupError::Scan(ScanError::Ots(e))
-                if e.is_not_found()
-                    || matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess")) =>
-            {
+            // A missing table, refused credentials, an endpoint that never answered: bad input,
+            // not a failure of the tool.
+            BackupError::Ots(e) | BackupError::Scan(ScanError::Ots(e)) if e.is_usage() => {
                 ErrorKind::Usage
             }
             BackupError::Manifest(

@@ -165,6 +165,14 @@ fn backup_error(e: BackupError) -> CliError {
     CliError::from(e)
 }
 
+/// A scan's Tablestore error by its kind (a missing table, refused credentials: exit 2).
+fn scan_error(e: ots_scan::ScanError) -> CliError {
+    match e {
+        ots_scan::ScanError::Ots(o) => o.into(),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
 /// `n * MiB` without overflow.
 fn mib(flag: &str, n: u64) -> Result<u64, CliError> {
     n.checked_mul(1024 * 1024)
@@ -331,31 +339,21 @@ pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
         ));
     }
     let client = client(g)?;
-    let described = client.describe_table(&a.table).await.map_err(|e| {
-        if e.is_not_found() {
-            CliError::Usage(e.to_string())
-        } else {
-            CliError::Failed(e.to_string())
-        }
-    })?;
+    let described = client.describe_table(&a.table).await?;
     let meta = ots_format::TableMeta::from_describe(&a.table, &described)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let plan = ots_scan::plan_splits(&client, &a.table, SplitSize::default())
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+        .map_err(scan_error)?;
     let t = ots_format::time::unix_millis(std::time::SystemTime::now());
     let options = ots_scan::ScanOptions::up_to(t);
     let mut inferrer = ots_schema::SchemaInferrer::new();
     for split in plan.splits {
         let mut s = ots_scan::SplitScanner::new(client.clone(), &a.table, split, options.clone())
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(scan_error)?;
         let mut seen = 0usize;
         while seen < a.sample_rows {
-            let Some(page) = s
-                .next_page()
-                .await
-                .map_err(|e| CliError::Failed(e.to_string()))?
-            else {
+            let Some(page) = s.next_page().await.map_err(scan_error)? else {
                 break;
             };
             page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {

@@ -1,11 +1,12 @@
 //! Options shared by every command, errors with exit codes, and opening clients and destinations.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
 use ots_format::ErrorKind;
 use ots_manifest::Snapshot;
-use ots_wire::{ClientConfig, Credentials, OtsClient};
+use ots_wire::{ClientConfig, Credentials, OtsClient, OtsError};
 use ots_writer::{DestinationOptions, open_destination};
 
 #[derive(Args, Debug, Clone)]
@@ -153,6 +154,17 @@ impl From<ots_manifest::ManifestError> for CliError {
     }
 }
 
+impl From<OtsError> for CliError {
+    fn from(e: OtsError) -> Self {
+        let kind = if e.is_usage() {
+            ErrorKind::Usage
+        } else {
+            ErrorKind::Failure
+        };
+        CliError::from_kind(kind, e.to_string())
+    }
+}
+
 impl From<ots_backup::BackupError> for CliError {
     fn from(e: ots_backup::BackupError) -> Self {
         CliError::from_kind(e.kind(), e.to_string())
@@ -173,6 +185,8 @@ pub fn init_logging(g: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: not in files, pipes or CI logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
@@ -187,9 +201,20 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     })?;
     // The environment first, then the profile; never the command line.
     let from_profile = g.loaded_profile.as_ref().and_then(|p| p.credentials());
+    let mut origin = ots_wire::client::ENV_CREDENTIALS_ORIGIN.to_string();
     let credentials = match (Credentials::from_env(), from_profile) {
         (Ok(c), _) => c,
-        (Err(_), Some(c)) => c,
+        (Err(_), Some(c)) => {
+            origin = format!(
+                "access_key_id / access_key_secret (and security_token for STS) of profile '{}'{}",
+                g.profile.as_deref().unwrap_or_default(),
+                g.config
+                    .as_ref()
+                    .map(|p| format!(" in {}", p.display()))
+                    .unwrap_or_default()
+            );
+            c
+        }
         (Err(e), None) => {
             return Err(CliError::Usage(format!(
                 "no Tablestore credentials: {e} (set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
@@ -198,6 +223,7 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
         }
     };
     let mut cfg = ClientConfig::new(endpoint, instance, credentials);
+    cfg.credentials_origin = origin;
     cfg.request_timeout = Duration::from_secs(120);
     if g.retry_attempts == 0 {
         return Err(CliError::Usage(

@@ -321,6 +321,7 @@ fn scan_error(table: &str, e: ScanError) -> RestoreError {
     match e {
         ScanError::Ots(o) if o.is_not_found() => RestoreError::TableNotFound {
             table: table.to_string(),
+            error: o,
         },
         source => RestoreError::Scan {
             table: table.to_string(),

@@ -69,9 +69,9 @@ pub enum RestoreError {
          row from the changed bytes. Find out who changed the snapshot, then run `otsarchive verify`"
     )]
     SnapshotChanged { path: String, detail: String },
-    /// The table to compare with does not exist.
-    #[error("table '{table}' does not exist")]
-    TableNotFound { table: String },
+    /// The table to compare with does not exist (`error` names it, its instance and endpoint).
+    #[error("{error}")]
+    TableNotFound { table: String, error: OtsError },
     #[error(transparent)]
     Ots(#[from] OtsError),
     #[error(transparent)]
@@ -138,9 +138,9 @@ pub enum RestoreError {
     Poisoned,
 }
 
-/// Service errors that mean the credentials or permissions are wrong: the user must act.
+/// Errors that mean the credentials, permissions or endpoint are wrong: the user must act.
 fn is_auth(e: &OtsError) -> bool {
-    matches!(e.code(), Some("OTSAuthFailed" | "OTSNoPermissionAccess"))
+    e.is_access_denied() || e.is_unreachable()
 }
 
 impl RestoreError {

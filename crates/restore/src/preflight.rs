@@ -216,8 +216,9 @@ pub(crate) async fn check_target(
         }
         (None, false) => {
             return Err(RestoreError::Usage(format!(
-                "table '{}' does not exist: pass --create-table to create it from the snapshot's table meta",
-                cfg.table
+                "table '{}' does not exist in instance '{}': pass --create-table to create it from the snapshot's table meta",
+                cfg.table,
+                client.config().instance
             )));
         }
     };

@@ -4,7 +4,7 @@
 //! One `OtsClient` is cheap to clone and shares one connection pool; use one per endpoint.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -79,7 +79,14 @@ pub struct ClientConfig {
     /// Whole-request timeout for one attempt.
     pub request_timeout: Duration,
     pub user_agent: String,
+    /// Where the credentials came from, named in the hint of an authentication failure (never
+    /// the secret itself). Default: the `ALIBABA_CLOUD_*` environment variables.
+    pub credentials_origin: String,
 }
+
+/// The default [`ClientConfig::credentials_origin`].
+pub const ENV_CREDENTIALS_ORIGIN: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET \
+     (and ALIBABA_CLOUD_SECURITY_TOKEN for STS)";
 
 impl ClientConfig {
     pub fn new(
@@ -96,6 +103,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             user_agent: concat!("otsarchive/", env!("CARGO_PKG_VERSION")).to_string(),
+            credentials_origin: ENV_CREDENTIALS_ORIGIN.to_string(),
         }
     }
 }
@@ -133,6 +141,9 @@ struct Inner {
     base_url: String,
     config: ClientConfig,
     counters: Counters,
+    /// Set once the endpoint has sent an HTTP response. Until then a failure to connect means a
+    /// wrong endpoint rather than a passing fault, and is reported at once instead of retried.
+    answered: AtomicBool,
 }
 
 impl std::fmt::Debug for OtsClient {
@@ -166,6 +177,7 @@ impl OtsClient {
                 base_url,
                 config,
                 counters: Counters::default(),
+                answered: AtomicBool::new(false),
             }),
         })
     }
@@ -186,8 +198,27 @@ impl OtsClient {
     }
 
     /// Sends `req` as `action`, retrying per the policy, and decodes the response.
+    ///
+    /// Until the endpoint has answered this client once, a failure to connect (refused, DNS, TLS
+    /// or HTTP mismatch, connect timeout) is returned at once as [`OtsError::Unreachable`];
+    /// afterwards it is retried like any other retryable failure. Every retry is logged at WARN.
     pub async fn call<Req, Resp>(
         &self,
+        action: Action,
+        req: &Req,
+        idem: Idempotency,
+    ) -> Result<Resp, OtsError>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        self.call_on(None, action, req, idem).await
+    }
+
+    /// [`call`](Self::call) for a request that names `table`: "does not exist" names it.
+    async fn call_on<Req, Resp>(
+        &self,
+        table: Option<&str>,
         action: Action,
         req: &Req,
         idem: Idempotency,
@@ -207,6 +238,7 @@ impl OtsClient {
                 Err(e) => e,
             };
             let RetryDecision::Retry { throttled } = classify(&err, idem) else {
+                let err = self.explain(err, table);
                 return Err(wrap_attempts(err, attempt, start.elapsed()));
             };
             if throttled {
@@ -223,7 +255,12 @@ impl OtsClient {
                     last: Box::new(err),
                 });
             }
-            tracing::debug!(action = action.name(), attempt, ?delay, error = %err, "retrying");
+            tracing::warn!(
+                "{}: attempt {attempt} of {} failed ({err}); retrying in {:.1} s",
+                action.name(),
+                policy.max_attempts,
+                delay.as_secs_f64()
+            );
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
         }
@@ -258,11 +295,20 @@ impl OtsClient {
             .counters
             .bytes_sent
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(name, &e))?;
+        let response = match request.body(body).send().await {
+            Ok(r) => {
+                self.inner.answered.store(true, Ordering::Relaxed);
+                r
+            }
+            Err(e) => {
+                if !self.inner.answered.load(Ordering::Relaxed)
+                    && let Some(u) = unreachable(name, &cfg.endpoint, &self.inner.base_url, &e)
+                {
+                    return Err(u);
+                }
+                return Err(transport_error(name, &e));
+            }
+        };
         let status = response.status().as_u16();
         let resp_headers: Vec<(String, String)> = response
             .headers()
@@ -329,6 +375,36 @@ impl OtsClient {
         })
     }
 
+    /// A final error, made to name its object and its fix: a missing table with its instance
+    /// and endpoint; refused credentials with where they came from. Other errors pass unchanged.
+    fn explain(&self, err: OtsError, table: Option<&str>) -> OtsError {
+        let OtsError::Service {
+            action,
+            code,
+            message,
+            ..
+        } = &err
+        else {
+            return err;
+        };
+        let cfg = &self.inner.config;
+        match (code.as_str(), table) {
+            (crate::error::NOT_FOUND, Some(table)) => OtsError::TableNotFound {
+                table: table.to_string(),
+                instance: cfg.instance.clone(),
+                endpoint: cfg.endpoint.trim().to_string(),
+                source: Box::new(err),
+            },
+            (crate::error::AUTH_FAILED | crate::error::NO_PERMISSION, _) => {
+                OtsError::AccessDenied {
+                    hint: access_hint(code, message, action, cfg),
+                    source: Box::new(err),
+                }
+            }
+            _ => err,
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // Typed operations
 
@@ -344,8 +420,13 @@ impl OtsClient {
         let req = pb::DescribeTableRequest {
             table_name: table.to_string(),
         };
-        self.call(Action::DescribeTable, &req, Idempotency::Idempotent)
-            .await
+        self.call_on(
+            Some(table),
+            Action::DescribeTable,
+            &req,
+            Idempotency::Idempotent,
+        )
+        .await
     }
 
     pub async fn list_table(&self) -> Result<Vec<String>, OtsError> {
@@ -364,7 +445,12 @@ impl OtsClient {
             table_name: table.to_string(),
         };
         let _: pb::DeleteTableResponse = self
-            .call(Action::DeleteTable, &req, Idempotency::NotIdempotent)
+            .call_on(
+                Some(table),
+                Action::DeleteTable,
+                &req,
+                Idempotency::NotIdempotent,
+            )
             .await?;
         Ok(())
     }
@@ -373,13 +459,23 @@ impl OtsClient {
         &self,
         req: &pb::UpdateTableRequest,
     ) -> Result<pb::UpdateTableResponse, OtsError> {
-        self.call(Action::UpdateTable, req, Idempotency::NotIdempotent)
-            .await
+        self.call_on(
+            Some(&req.table_name),
+            Action::UpdateTable,
+            req,
+            Idempotency::NotIdempotent,
+        )
+        .await
     }
 
     pub async fn get_row(&self, req: &pb::GetRowRequest) -> Result<pb::GetRowResponse, OtsError> {
-        self.call(Action::GetRow, req, Idempotency::Idempotent)
-            .await
+        self.call_on(
+            Some(&req.table_name),
+            Action::GetRow,
+            req,
+            Idempotency::Idempotent,
+        )
+        .await
     }
 
     pub async fn put_row(
@@ -387,7 +483,8 @@ impl OtsClient {
         req: &pb::PutRowRequest,
         idem: Idempotency,
     ) -> Result<pb::PutRowResponse, OtsError> {
-        self.call(Action::PutRow, req, idem).await
+        self.call_on(Some(&req.table_name), Action::PutRow, req, idem)
+            .await
     }
 
     pub async fn update_row(
@@ -395,7 +492,8 @@ impl OtsClient {
         req: &pb::UpdateRowRequest,
         idem: Idempotency,
     ) -> Result<pb::UpdateRowResponse, OtsError> {
-        self.call(Action::UpdateRow, req, idem).await
+        self.call_on(Some(&req.table_name), Action::UpdateRow, req, idem)
+            .await
     }
 
     pub async fn delete_row(
@@ -403,7 +501,8 @@ impl OtsClient {
         req: &pb::DeleteRowRequest,
         idem: Idempotency,
     ) -> Result<pb::DeleteRowResponse, OtsError> {
-        self.call(Action::DeleteRow, req, idem).await
+        self.call_on(Some(&req.table_name), Action::DeleteRow, req, idem)
+            .await
     }
 
     pub async fn batch_get_row(
@@ -418,15 +517,21 @@ impl OtsClient {
         &self,
         req: &pb::GetRangeRequest,
     ) -> Result<pb::GetRangeResponse, OtsError> {
-        self.call(Action::GetRange, req, Idempotency::Idempotent)
-            .await
+        self.call_on(
+            Some(&req.table_name),
+            Action::GetRange,
+            req,
+            Idempotency::Idempotent,
+        )
+        .await
     }
 
     pub async fn compute_split_points_by_size(
         &self,
         req: &pb::ComputeSplitPointsBySizeRequest,
     ) -> Result<pb::ComputeSplitPointsBySizeResponse, OtsError> {
-        self.call(
+        self.call_on(
+            Some(&req.table_name),
             Action::ComputeSplitPointsBySize,
             req,
             Idempotency::Idempotent,
@@ -441,7 +546,14 @@ impl OtsClient {
         req: &pb::BatchWriteRowRequest,
         idem: Idempotency,
     ) -> Result<pb::BatchWriteRowResponse, OtsError> {
-        let resp: pb::BatchWriteRowResponse = self.call(Action::BatchWriteRow, req, idem).await?;
+        // With one table, a missing table is that one.
+        let table = match req.tables.as_slice() {
+            [t] => Some(t.table_name.as_str()),
+            _ => None,
+        };
+        let resp: pb::BatchWriteRowResponse = self
+            .call_on(table, Action::BatchWriteRow, req, idem)
+            .await?;
         check_batch_shape(req, &resp)?;
         Ok(resp)
     }
@@ -475,13 +587,19 @@ impl OtsClient {
             let resp = self.batch_write_row(&sub.request, idem).await?;
             let mut next = Vec::new();
             let mut throttled = false;
+            // The first retryable row error, for the log line.
+            let mut reason: Option<(&str, &str)> = None;
             for (sub_table, table_resp) in sub.origins.iter().zip(&resp.tables) {
                 for (&(ti, ri), row) in sub_table.iter().zip(&table_resp.rows) {
                     let retry = !row.is_ok
                         && row.error.as_ref().is_some_and(|e| {
                             let message = e.message.as_deref().unwrap_or("");
                             throttled |= crate::retry::is_throttling(&e.code, message);
-                            is_retryable_code(&e.code, message, 0, idem)
+                            let retry = is_retryable_code(&e.code, message, 0, idem);
+                            if retry && reason.is_none() {
+                                reason = Some((e.code.as_str(), message));
+                            }
+                            retry
                         });
                     if retry {
                         next.push((ti, ri));
@@ -508,10 +626,13 @@ impl OtsClient {
                 .retries
                 .fetch_add(next.len() as u64, Ordering::Relaxed);
             row_retries += next.len() as u64;
-            tracing::debug!(
-                rows = next.len(),
-                ?delay,
-                "retrying failed BatchWriteRow rows"
+            let (code, message) = reason.unwrap_or_default();
+            tracing::warn!(
+                "BatchWriteRow: {} rows failed ({code}: {message}), attempt {round} of {}; \
+                 re-sending them in {:.1} s",
+                next.len(),
+                policy.max_attempts,
+                delay.as_secs_f64()
             );
             tokio::time::sleep(delay).await;
             pending = next;
@@ -640,6 +761,142 @@ fn validate_endpoint(endpoint: &str) -> Result<String, OtsError> {
         )));
     }
     Ok(trimmed.to_string())
+}
+
+/// A failure to reach an endpoint that has never answered, told apart by its cause, or `None`
+/// when the error is not about reaching the endpoint (then it is an ordinary transport error).
+fn unreachable(
+    action: &'static str,
+    endpoint: &str,
+    base_url: &str,
+    e: &reqwest::Error,
+) -> Option<OtsError> {
+    let https = base_url.starts_with("https://");
+    let scheme = if https { "https" } else { "http" };
+    let address = crate::error::endpoint_address(base_url);
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(h, _)| h)
+        .to_string();
+    let path = base_url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .and_then(|r| r.split_once('/'))
+        .map(|(_, p)| format!("/{p}"))
+        .unwrap_or_default();
+    // The chain below reqwest: hyper-util's connect error, an io::Error, rustls' error, hyper's.
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push(s);
+        source = s.source();
+    }
+    let text: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
+    let innermost = text.last().cloned().unwrap_or_else(|| e.to_string());
+    let io_kind = chain
+        .iter()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    let is_parse = chain.iter().any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse())
+    });
+    // Closed or reset with nothing received: what a TLS server does with a plain-http request.
+    let closed = chain.iter().any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+    }) || matches!(
+        io_kind,
+        Some(
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        )
+    );
+    let example = format!(
+        "--endpoint {scheme}://HOST:PORT; Tablestore's own endpoints look like \
+         https://INSTANCE.REGION.ots.aliyuncs.com"
+    );
+    let check = format!("is the endpoint right? ({example})");
+    let (detail, hint) = if e.is_connect() && e.is_timeout() {
+        (
+            "no connection within the connect timeout".to_string(),
+            format!(
+                "{check}; a VPC endpoint is reachable only from inside its VPC, and a firewall or \
+                 proxy may drop the connection"
+            ),
+        )
+    } else if !e.is_connect() {
+        // Connected and sent, but what came back is not HTTP, or nothing at all: likely TLS on
+        // the other side. Anything else (a timeout) is an ordinary transport error.
+        let detail = if is_parse {
+            format!("the reply is not HTTP: {innermost}")
+        } else if closed {
+            format!("the connection was closed without an answer: {innermost}")
+        } else {
+            return None;
+        };
+        let hint = if https {
+            check
+        } else {
+            format!(
+                "the server at {address} does not answer plain HTTP: if it speaks TLS, use \
+                 https://{address}{path}; otherwise {check}"
+            )
+        };
+        (detail, hint)
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        ("connection refused".to_string(), check)
+    } else if text.iter().any(|t| t.starts_with("dns error")) {
+        (
+            format!("cannot resolve host '{host}': {innermost}"),
+            format!("is the host name right? ({example})"),
+        )
+    } else if https && text.iter().any(|t| t.contains("InvalidContentType")) {
+        (
+            "the TLS handshake got a reply that is not TLS".to_string(),
+            format!("the server at {address} does not speak TLS: use http://{address}{path}"),
+        )
+    } else if https && io_kind == Some(std::io::ErrorKind::InvalidData) {
+        (
+            format!("TLS handshake failed: {innermost}"),
+            "check that the endpoint's host name is the one its certificate names, and this \
+             machine's CA certificates"
+                .to_string(),
+        )
+    } else {
+        (innermost, check)
+    };
+    Some(OtsError::Unreachable {
+        action,
+        endpoint: endpoint.trim().to_string(),
+        detail,
+        hint,
+    })
+}
+
+/// What to check after `OTSAuthFailed` / `OTSNoPermissionAccess`, by the server's message.
+fn access_hint(code: &str, message: &str, action: &str, cfg: &ClientConfig) -> String {
+    let origin = &cfg.credentials_origin;
+    let lower = message.to_ascii_lowercase();
+    if code == crate::error::NO_PERMISSION {
+        format!(
+            "the access key from {origin} lacks a permission: grant it ots:{action} on instance \
+             '{}' (see the Permissions section of docs/OPERATIONS.md)",
+            cfg.instance
+        )
+    } else if lower.contains("instance") {
+        format!(
+            "check the instance name '{}' (--instance; it must be the instance of the endpoint {}) \
+             and {origin}",
+            cfg.instance, cfg.endpoint
+        )
+    } else if lower.contains("x-ots-date") || lower.contains("system time") {
+        "check this machine's clock: the request's date is too far from the server's".to_string()
+    } else {
+        format!("check {origin}")
+    }
 }
 
 fn transport_error(action: &'static str, e: &reqwest::Error) -> OtsError {

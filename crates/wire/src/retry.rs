@@ -4,7 +4,9 @@
 //! "try again later" for every operation; server errors, timeouts and broken connections are retried
 //! only when repeating the request cannot change the outcome (reads, and writes the caller declares
 //! idempotent, such as restoring rows with explicit timestamps). Unlike the Python SDK, every attempt
-//! is signed afresh, network errors are retried, and the whole call has a deadline.
+//! is signed afresh, network errors are retried, and the whole call has a deadline. The client
+//! applies this only once the endpoint has answered: before that, a failure to reach it is
+//! reported at once as a wrong endpoint (`OtsError::Unreachable`, see `client.rs`).
 
 use std::time::Duration;
 

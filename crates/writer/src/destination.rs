@@ -206,8 +206,9 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Destination, Destin
     if create {
         std::fs::create_dir_all(dir).map_err(|e| DestinationError::Invalid {
             url: url.to_string(),
-            detail: format!("cannot create the folder: {e}"),
+            detail: format!("cannot create the folder {}: {e}", dir.display()),
         })?;
+        check_writable(url, dir)?;
     } else if !dir.is_dir() {
         return Err(DestinationError::Invalid {
             url: url.to_string(),
@@ -227,6 +228,34 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Destination, Destin
         url: url.to_string(),
         create_only: true,
     })
+}
+
+/// A writer finds out now, not after reading the table, that it cannot create files in `dir`:
+/// it creates an empty probe file with a name nothing else uses, and removes it.
+fn check_writable(url: &str, dir: &std::path::Path) -> Result<(), DestinationError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let probe = dir.join(format!(
+        ".otsarchive-write-check-{}-{nanos}",
+        std::process::id()
+    ));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(DestinationError::Invalid {
+            url: url.to_string(),
+            detail: format!("cannot write in the folder {}: {e}", dir.display()),
+        }),
+    }
 }
 
 fn bucket_and_prefix(
@@ -432,6 +461,40 @@ mod tests {
         assert!(e.contains("names no bucket"), "{e}");
         let e = open_destination("s3://", &o).unwrap_err().to_string();
         assert!(e.contains("names no bucket"), "{e}");
+    }
+
+    #[test]
+    fn unwritable_local_folders_fail_when_opened_for_writing() {
+        let write = DestinationOptions {
+            create_local: true,
+            ..Default::default()
+        };
+        // A folder that cannot be created: the path and the OS reason.
+        let e = open_destination("/dev/null/x", &write)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot create the folder /dev/null/x: "), "{e}");
+        // A writable folder opens and keeps no probe file.
+        let dir = tempfile::tempdir().unwrap();
+        open_destination(dir.path().to_str().unwrap(), &write).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A read-only folder (not read-only for root, who skips this part).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            if std::fs::write(ro.join("x"), b"").is_err() {
+                let e = open_destination(ro.to_str().unwrap(), &write)
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("cannot write in the folder"), "{e}");
+                // Readers do not need to write.
+                open_destination(ro.to_str().unwrap(), &DestinationOptions::default()).unwrap();
+            }
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
 
     #[test]

@@ -75,11 +75,14 @@ pub struct Recorded {
 struct State {
     script: Mutex<VecDeque<Reply>>,
     log: Mutex<Vec<Recorded>>,
+    /// The tasks serving accepted connections (aborted by `stop`).
+    connections: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 pub struct ScriptedServer {
     pub addr: SocketAddr,
     state: Arc<State>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 impl ScriptedServer {
@@ -88,24 +91,42 @@ impl ScriptedServer {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             script: Mutex::new(script.into()),
-            log: Mutex::new(Vec::new()),
+            ..State::default()
         });
         let st = state.clone();
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                let st2 = st.clone();
+                let conn = tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(st2.clone(), req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
+                st.connections.lock().unwrap().push(conn);
             }
         });
-        ScriptedServer { addr, state }
+        ScriptedServer {
+            addr,
+            state,
+            accept,
+        }
+    }
+
+    /// Stops listening and closes every open connection: from now on connections are refused.
+    pub async fn stop(&self) {
+        self.accept.abort();
+        while !self.accept.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let conns: Vec<_> = self.state.connections.lock().unwrap().drain(..).collect();
+        for c in conns {
+            c.abort();
+            let _ = c.await;
+        }
     }
 
     pub fn endpoint(&self) -> String {

@@ -403,8 +403,15 @@ fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
     if let Some(n) = &p.auto_increment_note {
         println!("note: {n}");
     }
+    let rows_check = match (t.create, t.holds_rows) {
+        (true, _) => "",
+        (false, Some(_)) => ", rows already there",
+        (false, None) => {
+            ", rows already there (not looked at: --mode given, or a resumed checkpoint)"
+        }
+    };
     println!(
-        "checks passed: options, filters, resume, target (primary key, AUTO_INCREMENT, version deviation, TTL, max_versions, existing rows){}",
+        "checks passed: options, filters, resume, target (primary key, AUTO_INCREMENT, version deviation, TTL, max_versions{rows_check}){}",
         if p.verified {
             ", snapshot verification (sizes, SHA-256)"
         } else {

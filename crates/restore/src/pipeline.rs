@@ -159,9 +159,13 @@ impl Pipeline<'_> {
         drop(tx);
 
         // Collect: reader results, finished files (checkpointed as they complete), writer results.
+        // Both until the end: the writers close the done channel once the last reader has
+        // dropped its sender, which can be seen before that reader's own result, and a reader's
+        // error (a file that changed, an unreadable file) must never be lost that way.
         let mut first_error: Option<RestoreError> = None;
         let mut readers_left = self.files.len();
-        loop {
+        let mut done_open = true;
+        while readers_left > 0 || done_open {
             tokio::select! {
                 r = readers.join_next(), if readers_left > 0 => {
                     readers_left -= 1;
@@ -181,10 +185,10 @@ impl Pipeline<'_> {
                         Some(Err(_)) => {}
                     }
                 }
-                d = done_rx.recv() => {
+                d = done_rx.recv(), if done_open => {
                     match d {
                         Some(idx) => self.mark_done(idx, checkpoint, &dead).await?,
-                        None => break,
+                        None => done_open = false,
                     }
                 }
             }

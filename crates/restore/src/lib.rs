@@ -54,6 +54,8 @@ pub struct RestoreProgress {
     pub rows_filtered: AtomicU64,
     pub row_retries: AtomicU64,
     pub throttle_events: AtomicU64,
+    /// The verification before the restore (files and bytes read and hashed).
+    pub verify: ots_manifest::verify::VerifyCounters,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,7 +119,7 @@ pub async fn run_restore(
     let pins = if cfg.skip_verify {
         FilePins::unverified()
     } else {
-        let (report, pins) = verify_and_pin(snapshot).await?;
+        let (report, pins) = verify_and_pin(snapshot, &progress.verify).await?;
         if let Some(first) = report.issues.first() {
             return Err(RestoreError::SnapshotInvalid {
                 id: id.to_string(),

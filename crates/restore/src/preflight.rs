@@ -98,8 +98,9 @@ pub(crate) async fn prepare_target(
                 && Some(d) != meta.deviation_cell_version_in_sec
             {
                 warnings.push(format!(
-                    "created with deviation_cell_version_in_sec = {d} (source: {:?}) so that the original timestamps are accepted",
+                    "created with deviation_cell_version_in_sec = {d} (source: {}) so that the original timestamps are accepted",
                     meta.deviation_cell_version_in_sec
+                        .map_or("not reported".to_string(), |s| s.to_string())
                 ));
             }
             Some(create_table_request(

@@ -12,7 +12,8 @@ use ots_schema::SnapshotSchema;
 use ots_writer::open_destination;
 
 use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes};
-use crate::progress::Reporter;
+use crate::progress::{BackupSource, Reporter};
+use crate::text::{count, per_sec, thousands};
 
 #[derive(Args, Debug)]
 #[command(after_help = "EXAMPLES:
@@ -241,7 +242,11 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     let client = client(g)?;
 
     let progress = Arc::new(Progress::default());
-    let reporter = Reporter::start(progress.clone(), "backup", !g.quiet && !g.json);
+    let reporter = Reporter::start(
+        "backup",
+        !g.quiet && !g.json,
+        Arc::new(BackupSource(progress.clone())),
+    );
     let started = Instant::now();
     let result = run_backup(&client, dest, &cfg, progress.clone()).await;
     reporter.finish().await;
@@ -300,15 +305,14 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     } else {
         if !g.quiet {
             eprintln!(
-                "backup: {} rows, {} cells ({} in $cells), {} files, {} in {:.1}s ({:.0} rows/s); {} splits{}",
-                m.totals.rows,
-                m.totals.cells,
-                m.totals.overflow_cells,
-                m.totals.files,
+                "backup: {}, {} ({} in $cells), {}, {} in {elapsed:.1} s ({} rows/s); {}{}",
+                count(m.totals.rows, "row"),
+                count(m.totals.cells, "cell"),
+                thousands(m.totals.overflow_cells),
+                count(m.totals.files, "file"),
                 human_bytes(m.totals.bytes),
-                elapsed,
-                m.totals.rows as f64 / elapsed.max(0.001),
-                m.splits.len(),
+                per_sec(m.totals.rows, elapsed),
+                count(m.splits.len() as u64, "split"),
                 if outcome.splits_resumed > 0 {
                     format!(
                         " ({} committed by the interrupted run)",

@@ -113,9 +113,9 @@ async fn latest(snapshots: &Snapshots, ids: &[String], dest: &str) -> Result<Sna
         format!("{dest}/{LATEST}: there is no snapshot under {dest}")
     } else {
         format!(
-            "{dest}/{LATEST}: none of the {} under {dest} is committed (interrupted backups can be \
-             resumed with `otsarchive backup --resume ID`; `otsarchive ls {dest}` lists them)",
-            crate::text::count(ids.len() as u64, "snapshot")
+            "{dest}/{LATEST}: no snapshot under {dest} is committed ({} found, none finished: \
+             `otsarchive ls {dest}` lists them; `otsarchive backup --resume ID` finishes one)",
+            ids.len()
         )
     }))
 }

@@ -26,7 +26,9 @@ PARTITIONING (--partition-by):
   none                      files per split (default)
   column:NAME               NAME=value folders (a primary-key or attribute column)
   day:NAME:seconds|millis|iso, hour:NAME:seconds|millis|iso
-                            dt=YYYY-MM-DD[/hour=HH] from a time column
+                            dt=YYYY-MM-DD[/hour=HH] from a time column: an INTEGER
+                            column of seconds or milliseconds since the epoch, or a
+                            STRING column of ISO 8601 text (other types are refused)
   day:latest-write, hour:latest-write
                             from the row's newest cell timestamp
   hash:N                    bucket=0..N-1 from a hash of the primary key")]
@@ -274,9 +276,11 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     if m.totals.cells_after_t > 0 && !g.quiet {
         let rows: u64 = m.splits.iter().map(|s| s.cells_after_t.rows).sum();
         eprintln!(
-            "warning: {} cells in {rows} rows are dated after the snapshot time T ({} ms) and are NOT in this snapshot \
+            "warning: {} in {} are dated after the snapshot time T ({} ms) and are NOT in this snapshot \
              (Tablestore accepts timestamps up to now + the table's deviation); back up with --time-range all to include them",
-            m.totals.cells_after_t, m.time_range.t_ms
+            count(m.totals.cells_after_t, "cell"),
+            count(rows, "row"),
+            m.time_range.t_ms
         );
     }
     if g.json {

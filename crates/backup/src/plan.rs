@@ -6,25 +6,21 @@ use std::time::SystemTime;
 
 use ots_format::time::{rfc3339, unix_millis};
 use ots_format::{
-    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeRange, TimeSource, new_snapshot_id,
-    pk_text,
+    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeGranularity, TimeRange, TimeSource,
+    new_snapshot_id, pk_text,
 };
 use ots_manifest::{ManifestError, Snapshot, Snapshots};
 use ots_scan::{ScanOptions, Split, SplitScanner, plan_splits};
-use ots_schema::layout::PkColumnSchema;
+use ots_schema::layout::{PkColumnSchema, pk_type_name};
 use ots_schema::{SchemaInferrer, SnapshotSchema};
 use ots_wire::OtsClient;
 use tokio::task::JoinSet;
 
 use crate::{BackupConfig, BackupError, PageError, TOOL_VERSION, TimeScopeChoice};
 
-/// Checks that the partitioning refers to columns that exist (PK, defined, or in the schema).
-pub(crate) fn check_partitioning(
-    p: &Partitioning,
-    meta: &TableMeta,
-    schema: Option<&SnapshotSchema>,
-) -> Result<(), BackupError> {
-    let column = match p {
+/// The column a partitioning reads, if any.
+fn partition_column(p: &Partitioning) -> Option<&str> {
+    match p {
         Partitioning::Column { column } => Some(column),
         Partitioning::Time { source, .. } => match source {
             TimeSource::EpochSeconds { column }
@@ -32,33 +28,98 @@ pub(crate) fn check_partitioning(
             | TimeSource::IsoString { column } => Some(column),
             TimeSource::LatestWrite => None,
         },
-        Partitioning::HashBucket { buckets } => {
-            if *buckets == 0 {
-                return Err(BackupError::Usage(
-                    "hash partitioning needs at least 1 bucket".into(),
-                ));
-            }
-            None
-        }
-        Partitioning::None => None,
+        Partitioning::HashBucket { .. } | Partitioning::None => None,
+    }
+}
+
+/// The type of `column` (INTEGER, STRING, …): from the primary key, the defined columns, or the
+/// schema (inferred or pinned); `None` when none of them has it.
+fn column_type(
+    column: &str,
+    meta: &TableMeta,
+    schema: Option<&SnapshotSchema>,
+) -> Option<&'static str> {
+    if let Some(c) = meta.primary_key.iter().find(|c| c.name == column) {
+        return Some(pk_type_name(c.pk_type));
+    }
+    if let Some(c) = meta.defined_columns.iter().find(|c| c.name == column) {
+        return Some(c.value_type.name());
+    }
+    schema?
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map(|c| c.value_type.name())
+}
+
+/// Checks that the partitioning refers to a column that exists (PK, defined, or in the schema)
+/// and, for time partitioning, has the type the time source reads: INTEGER for seconds or
+/// milliseconds since the epoch, STRING for ISO 8601 text.
+pub(crate) fn check_partitioning(
+    p: &Partitioning,
+    meta: &TableMeta,
+    schema: Option<&SnapshotSchema>,
+) -> Result<(), BackupError> {
+    if let Partitioning::HashBucket { buckets: 0 } = p {
+        return Err(BackupError::Usage(
+            "hash partitioning needs at least 1 bucket".into(),
+        ));
+    }
+    let Some(column) = partition_column(p) else {
+        return Ok(());
     };
-    let Some(column) = column else { return Ok(()) };
-    let known = meta.primary_key.iter().any(|c| &c.name == column)
-        || meta.defined_columns.iter().any(|c| &c.name == column)
-        || schema.is_some_and(|s| s.columns.iter().any(|c| &c.name == column));
-    if known {
-        Ok(())
-    } else {
+    let Some(found) = column_type(column, meta, schema) else {
         let mut names: Vec<&str> = meta.primary_key.iter().map(|c| c.name.as_str()).collect();
+        names.extend(meta.defined_columns.iter().map(|c| c.name.as_str()));
         if let Some(s) = schema {
             names.extend(s.columns.iter().map(|c| c.name.as_str()));
         }
-        Err(BackupError::Usage(format!(
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(*n));
+        return Err(BackupError::Usage(format!(
             "partition column '{column}' does not exist in table '{}' (known columns: {})",
             meta.table_name,
             names.join(", ")
-        )))
+        )));
+    };
+    let Partitioning::Time {
+        source,
+        granularity,
+    } = p
+    else {
+        return Ok(());
+    };
+    let g = match granularity {
+        TimeGranularity::Day => "day",
+        TimeGranularity::Hour => "hour",
+    };
+    let (reads, needs, instead) = match source {
+        TimeSource::EpochSeconds { .. } => (
+            "seconds since the epoch",
+            "INTEGER",
+            format!("{g}:{column}:iso reads ISO 8601 text"),
+        ),
+        TimeSource::EpochMillis { .. } => (
+            "milliseconds since the epoch",
+            "INTEGER",
+            format!("{g}:{column}:iso reads ISO 8601 text"),
+        ),
+        TimeSource::IsoString { .. } => (
+            "ISO 8601 text",
+            "STRING",
+            format!("{g}:{column}:seconds or {g}:{column}:millis read epoch times"),
+        ),
+        TimeSource::LatestWrite => return Ok(()),
+    };
+    if found == needs {
+        return Ok(());
     }
+    Err(BackupError::Usage(format!(
+        "cannot partition by {g} of column '{column}' read as {reads}: that needs an {needs} \
+         column, and '{column}' of table '{}' is {found} (every row would land in one folder); \
+         {instead}, column:{column} partitions by its value",
+        meta.table_name
+    )))
 }
 
 /// Reads up to `sample_rows_per_split` rows of each split to infer the schema.
@@ -118,10 +179,8 @@ pub(crate) async fn new_plan(
     // Fail before any read when the table meta (or a pinned schema) decides; a partition column
     // outside the primary key and defined columns can only be found by the inference sample.
     let decided_by_sample = cfg.pinned_schema.is_none()
-        && matches!(
-            cfg.partitioning,
-            Partitioning::Column { .. } | Partitioning::Time { .. }
-        );
+        && partition_column(&cfg.partitioning)
+            .is_some_and(|c| column_type(c, &meta, None).is_none());
     if !decided_by_sample {
         check_partitioning(&cfg.partitioning, &meta, cfg.pinned_schema.as_ref())?;
     }
@@ -224,4 +283,126 @@ pub(crate) async fn resume_plan(
         )));
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ots_schema::layout::{ColumnSchema, LAYOUT_VERSION};
+    use ots_wire::types::{PkType, ValueType};
+
+    fn meta() -> TableMeta {
+        TableMeta {
+            table_name: "t".into(),
+            primary_key: vec![
+                PkColumnSchema {
+                    name: "user_id".into(),
+                    pk_type: PkType::String,
+                    auto_increment: false,
+                },
+                PkColumnSchema {
+                    name: "seq".into(),
+                    pk_type: PkType::Integer,
+                    auto_increment: false,
+                },
+            ],
+            defined_columns: vec![ColumnSchema {
+                name: "created".into(),
+                value_type: ValueType::Integer,
+            }],
+            max_versions: Some(1),
+            time_to_live: Some(-1),
+            deviation_cell_version_in_sec: Some(86_400),
+            allow_update: Some(true),
+        }
+    }
+
+    fn time(source: TimeSource) -> Partitioning {
+        Partitioning::Time {
+            source,
+            granularity: TimeGranularity::Day,
+        }
+    }
+
+    #[test]
+    fn time_partitions_need_the_type_their_source_reads() {
+        let schema = SnapshotSchema {
+            layout_version: LAYOUT_VERSION,
+            primary_key: meta().primary_key,
+            columns: vec![
+                ColumnSchema {
+                    name: "city".into(),
+                    value_type: ValueType::String,
+                },
+                ColumnSchema {
+                    name: "score".into(),
+                    value_type: ValueType::Double,
+                },
+            ],
+        };
+        let check = |p: Partitioning| check_partitioning(&p, &meta(), Some(&schema));
+        let col = |c: &str| c.to_string();
+        // Right types, from the primary key, the defined columns and the schema.
+        check(time(TimeSource::EpochMillis { column: col("seq") })).unwrap();
+        check(time(TimeSource::EpochSeconds {
+            column: col("created"),
+        }))
+        .unwrap();
+        check(time(TimeSource::IsoString {
+            column: col("city"),
+        }))
+        .unwrap();
+        check(time(TimeSource::IsoString {
+            column: col("user_id"),
+        }))
+        .unwrap();
+        check(time(TimeSource::LatestWrite)).unwrap();
+        check(Partitioning::Column {
+            column: col("score"),
+        })
+        .unwrap();
+        // Wrong types are usage errors naming the column's type.
+        for (p, found) in [
+            (
+                time(TimeSource::EpochSeconds {
+                    column: col("city"),
+                }),
+                "STRING",
+            ),
+            (
+                time(TimeSource::EpochMillis {
+                    column: col("user_id"),
+                }),
+                "STRING",
+            ),
+            (
+                time(TimeSource::EpochSeconds {
+                    column: col("score"),
+                }),
+                "DOUBLE",
+            ),
+            (
+                time(TimeSource::IsoString { column: col("seq") }),
+                "INTEGER",
+            ),
+        ] {
+            let e = check(p.clone()).unwrap_err();
+            assert_eq!(e.kind(), ots_format::ErrorKind::Usage, "{p:?}");
+            assert!(e.to_string().contains(&format!("is {found}")), "{e}");
+        }
+        let e = check(time(TimeSource::EpochSeconds {
+            column: col("city"),
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("day:city:iso"), "{e}");
+        // Unknown columns are named with the known ones.
+        let e = check(Partitioning::Column {
+            column: col("nope"),
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("user_id, seq, created, city, score"),
+            "{e}"
+        );
+    }
 }

@@ -12,7 +12,8 @@ use ots_schema::SnapshotSchema;
 use ots_writer::open_destination;
 
 use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes};
-use crate::progress::Reporter;
+use crate::progress::{BackupSource, Reporter};
+use crate::text::{count, per_sec, thousands};
 
 #[derive(Args, Debug)]
 #[command(after_help = "EXAMPLES:
@@ -25,7 +26,9 @@ PARTITIONING (--partition-by):
   none                      files per split (default)
   column:NAME               NAME=value folders (a primary-key or attribute column)
   day:NAME:seconds|millis|iso, hour:NAME:seconds|millis|iso
-                            dt=YYYY-MM-DD[/hour=HH] from a time column
+                            dt=YYYY-MM-DD[/hour=HH] from a time column: an INTEGER
+                            column of seconds or milliseconds since the epoch, or a
+                            STRING column of ISO 8601 text (other types are refused)
   day:latest-write, hour:latest-write
                             from the row's newest cell timestamp
   hash:N                    bucket=0..N-1 from a hash of the primary key")]
@@ -249,7 +252,11 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     let client = client(g)?;
 
     let progress = Arc::new(Progress::default());
-    let reporter = Reporter::start(progress.clone(), "backup", !g.quiet && !g.json);
+    let reporter = Reporter::start(
+        "backup",
+        !g.quiet && !g.json,
+        Arc::new(BackupSource(progress.clone())),
+    );
     let started = Instant::now();
     let result = run_backup(&client, dest, &cfg, progress.clone()).await;
     reporter.finish().await;
@@ -277,9 +284,11 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     if m.totals.cells_after_t > 0 && !g.quiet {
         let rows: u64 = m.splits.iter().map(|s| s.cells_after_t.rows).sum();
         eprintln!(
-            "warning: {} cells in {rows} rows are dated after the snapshot time T ({} ms) and are NOT in this snapshot \
+            "warning: {} in {} are dated after the snapshot time T ({} ms) and are NOT in this snapshot \
              (Tablestore accepts timestamps up to now + the table's deviation); back up with --time-range all to include them",
-            m.totals.cells_after_t, m.time_range.t_ms
+            count(m.totals.cells_after_t, "cell"),
+            count(rows, "row"),
+            m.time_range.t_ms
         );
     }
     if g.json {
@@ -308,15 +317,14 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     } else {
         if !g.quiet {
             eprintln!(
-                "backup: {} rows, {} cells ({} in $cells), {} files, {} in {:.1}s ({:.0} rows/s); {} splits{}",
-                m.totals.rows,
-                m.totals.cells,
-                m.totals.overflow_cells,
-                m.totals.files,
+                "backup: {}, {} ({} in $cells), {}, {} in {elapsed:.1} s ({} rows/s); {}{}",
+                count(m.totals.rows, "row"),
+                count(m.totals.cells, "cell"),
+                thousands(m.totals.overflow_cells),
+                count(m.totals.files, "file"),
                 human_bytes(m.totals.bytes),
-                elapsed,
-                m.totals.rows as f64 / elapsed.max(0.001),
-                m.splits.len(),
+                per_sec(m.totals.rows, elapsed),
+                count(m.splits.len() as u64, "split"),
                 if outcome.splits_resumed > 0 {
                     format!(
                         " ({} committed by the interrupted run)",

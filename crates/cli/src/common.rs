@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 use ots_format::ErrorKind;
-use ots_manifest::Snapshot;
 use ots_wire::{ClientConfig, Credentials, OtsClient, OtsError};
-use ots_writer::{DestinationOptions, open_destination};
+use ots_writer::DestinationOptions;
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -238,29 +237,6 @@ pub fn client(g: &GlobalArgs) -> Result<OtsClient, CliError> {
     cfg.retry.max_attempts = g.retry_attempts;
     cfg.retry.deadline = Duration::from_secs(g.retry_deadline_secs);
     OtsClient::new(cfg).map_err(|e| CliError::Usage(e.to_string()))
-}
-
-/// Opens `DEST/SNAPSHOT_ID` as a snapshot handle.
-pub fn open_snapshot(url: &str, args: &DestArgs, g: &GlobalArgs) -> Result<Snapshot, CliError> {
-    let trimmed = url.trim_end_matches('/');
-    let (parent, id) = trimmed.rsplit_once('/').ok_or_else(|| {
-        CliError::Usage(format!(
-            "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID, e.g. ./backups/20261125T143012Z-1a2b3c4d"
-        ))
-    })?;
-    if id.is_empty() || parent.is_empty() || parent.ends_with(':') {
-        return Err(CliError::Usage(format!(
-            "'{url}' is not a snapshot URL: expected DEST/SNAPSHOT_ID"
-        )));
-    }
-    if !ots_format::is_snapshot_id(id) {
-        return Err(CliError::Usage(format!(
-            "'{url}' does not end in a snapshot id (like 20261125T143012Z-1a2b3c4d): \
-             to see the snapshots of a destination, run `otsarchive ls {trimmed}`"
-        )));
-    }
-    let dest = open_destination(parent, &args.options(g))?;
-    Ok(Snapshot::new(dest, id))
 }
 
 pub fn human_bytes(n: u64) -> String {

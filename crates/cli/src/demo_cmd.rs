@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use ots_backup::{BackupConfig, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_and_load, row};
 use ots_emulator::Emulator;
+use ots_manifest::verify::VerifyCounters;
 use ots_manifest::{Snapshot, verify_snapshot};
 use ots_restore::{RestoreConfig, RestoreProgress, run_restore};
 use ots_scan::SplitSize;
@@ -16,7 +17,8 @@ use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_writer::{DestinationOptions, open_destination};
 
 use crate::common::{CliError, GlobalArgs, human_bytes};
-use crate::progress::Reporter;
+use crate::progress::{BackupSource, CountSource, Reporter, RestoreSource, VerifySource};
+use crate::text::{count, per_sec, thousands};
 
 #[derive(Args, Debug)]
 #[command(after_help = "EXAMPLES:
@@ -78,20 +80,17 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
     let t = Instant::now();
     let spec = DatasetSpec::new(a.rows, 2026);
     let loaded = Arc::new(AtomicU64::new(0));
-    let ticker = {
-        let loaded = loaded.clone();
-        let rows = a.rows;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                if !quiet {
-                    eprintln!("    loaded {}/{rows} rows", loaded.load(Ordering::Relaxed));
-                }
-            }
-        })
-    };
+    let reporter = Reporter::start(
+        "load",
+        !quiet,
+        Arc::new(CountSource {
+            done: loaded.clone(),
+            total: a.rows,
+            unit: "rows",
+        }),
+    );
     let load = create_and_load(&client, "orders", &spec, 4, loaded.clone()).await;
-    ticker.abort();
+    reporter.finish().await;
     load.map_err(|e| failed("loading the sample table")(&e))?;
     let load_secs = t.elapsed().as_secs_f64();
 
@@ -113,7 +112,7 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
         unit_bytes: 1024 * 1024,
     };
     let progress = Arc::new(Progress::default());
-    let reporter = Reporter::start(progress.clone(), "backup", !quiet);
+    let reporter = Reporter::start("backup", !quiet, Arc::new(BackupSource(progress.clone())));
     let t = Instant::now();
     let outcome = run_backup(&client, dest.clone(), &bcfg, progress).await;
     reporter.finish().await;
@@ -126,7 +125,11 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
         "verifying the snapshot (the manifest itself, sizes, SHA-256, Parquet footers, counts)",
     );
     let snap = Snapshot::new(dest, &outcome.snapshot_id);
-    let report = verify_snapshot(&snap, &()).await?;
+    let counters = Arc::new(VerifyCounters::default());
+    let reporter = Reporter::start("verify", !quiet, Arc::new(VerifySource(counters.clone())));
+    let report = verify_snapshot(&snap, &*counters).await;
+    reporter.finish().await;
+    let report = report?;
     if !report.ok() {
         return Err(CliError::Mismatch(format!(
             "demo: the fresh snapshot failed verification: {:?}",
@@ -145,9 +148,15 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
     let work = tempfile::tempdir().map_err(|e| failed("temporary folder")(&e))?;
     rcfg.dead_letter = work.path().join("dead-letter.jsonl");
     rcfg.checkpoint = work.path().join("checkpoint.json");
-    let restored = run_restore(&client, &snap, &rcfg, Arc::new(RestoreProgress::default()))
-        .await
-        .map_err(|e| failed("restore")(&e))?;
+    let rprogress = Arc::new(RestoreProgress::default());
+    let reporter = Reporter::start(
+        "restore",
+        !quiet,
+        Arc::new(RestoreSource::new(rprogress.clone())),
+    );
+    let restored = run_restore(&client, &snap, &rcfg, rprogress).await;
+    reporter.finish().await;
+    let restored = restored.map_err(|e| failed("restore")(&e))?;
     let restore_secs = t.elapsed().as_secs_f64();
 
     step(
@@ -155,9 +164,26 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
         "comparing 'orders_restored' with the snapshot, cell for cell",
     );
     let t = Instant::now();
-    let cmp = ots_restore::compare::compare_with_table(&client, &snap, m, "orders_restored", 5)
-        .await
-        .map_err(|e| failed("comparison")(&e))?;
+    let compared = Arc::new(AtomicU64::new(0));
+    let reporter = Reporter::start(
+        "compare",
+        !quiet,
+        Arc::new(CountSource {
+            done: compared.clone(),
+            total: m.totals.rows,
+            unit: "rows",
+        }),
+    );
+    let options = ots_restore::compare::CompareOptions {
+        max_differences: 5,
+        rows_compared: Some(compared),
+        ..Default::default()
+    };
+    let cmp =
+        ots_restore::compare::compare_with_options(&client, &snap, m, "orders_restored", &options)
+            .await;
+    reporter.finish().await;
+    let cmp = cmp.map_err(|e| failed("comparison")(&e))?;
     let compare_secs = t.elapsed().as_secs_f64();
     if !cmp.ok() {
         return Err(CliError::Mismatch(format!(
@@ -192,34 +218,34 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
         return Ok(());
     }
     println!();
-    println!("Demo finished in {total_secs:.1}s:");
+    println!("Demo finished in {total_secs:.1} s:");
     println!(
-        "  loaded    {} rows in {load_secs:.1}s ({:.0} rows/s)",
-        a.rows,
-        a.rows as f64 / load_secs.max(0.001)
+        "  loaded    {} in {load_secs:.1} s ({} rows/s)",
+        count(a.rows, "row"),
+        per_sec(a.rows, load_secs)
     );
     println!(
-        "  backup    {} rows, {} cells ({} in $cells), {} files, {} in {backup_secs:.1}s ({:.0} rows/s), {} splits",
-        m.totals.rows,
-        m.totals.cells,
-        m.totals.overflow_cells,
-        m.totals.files,
+        "  backup    {}, {} ({} in $cells), {}, {} in {backup_secs:.1} s ({} rows/s), {}",
+        count(m.totals.rows, "row"),
+        count(m.totals.cells, "cell"),
+        thousands(m.totals.overflow_cells),
+        count(m.totals.files, "file"),
         human_bytes(m.totals.bytes),
-        m.totals.rows as f64 / backup_secs.max(0.001),
-        m.splits.len()
+        per_sec(m.totals.rows, backup_secs),
+        count(m.splits.len() as u64, "split")
     );
     println!(
-        "  verify    {} files, SHA-256 and footers OK",
-        report.files_checked
+        "  verify    {}, SHA-256 and footers OK",
+        count(report.files_checked, "file")
     );
     println!(
-        "  restore   {} rows into 'orders_restored' in {restore_secs:.1}s ({:.0} rows/s)",
-        restored.rows_written,
-        restored.rows_written as f64 / restore_secs.max(0.001)
+        "  restore   {} into 'orders_restored' in {restore_secs:.1} s ({} rows/s)",
+        count(restored.rows_written, "row"),
+        per_sec(restored.rows_written, restore_secs)
     );
     println!(
-        "  compare   {} rows identical to the snapshot, cell for cell, in {compare_secs:.1}s",
-        cmp.rows_matching
+        "  compare   {} identical to the snapshot, cell for cell, in {compare_secs:.1} s",
+        count(cmp.rows_matching, "row")
     );
     println!();
     println!("The snapshot: {}", snapshot_dir.display());

@@ -1,14 +1,28 @@
 //! `otsarchive verify`, `ls` and `show`: reading snapshots without touching Tablestore.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use clap::Args;
+use ots_format::{
+    DisplayKey, Manifest, Partitioning, TableMeta, TimeGranularity, TimeScope, TimeSource,
+};
+use ots_manifest::verify::VerifyCounters;
 use ots_manifest::{ManifestError, Snapshots, verify_snapshot};
+use ots_restore::compare::{CellValue, CompareReport, RowDiff};
 use ots_writer::open_destination;
 
-use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes, open_snapshot};
+use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes};
+use crate::progress::{CountSource, Reporter, VerifySource};
+use crate::snapshot_name::{LATEST, looks_like_snapshot, open_snapshot};
+use crate::text::{Align, Table, count, duration_secs, thousands, thousands_i, time_ms};
 
 #[derive(Args, Debug)]
 #[command(after_help = "EXAMPLES:
   otsarchive verify ./backups/20261125T143012Z-1a2b3c4d
+  otsarchive verify ./backups/latest          # the newest committed snapshot
+  otsarchive verify ./backups/20261125T14     # a unique prefix of an id
   otsarchive verify oss://my-bucket/backups/20261125T143012Z-1a2b3c4d --oss-region cn-hangzhou --json
 
   otsarchive verify ./backups/20261125T143012Z-1a2b3c4d --against-table orders_copy \\
@@ -17,9 +31,10 @@ use crate::common::{CliError, DestArgs, GlobalArgs, human_bytes, open_snapshot};
   otsarchive verify ./backups/20261125T143012Z-1a2b3c4d --against-table orders --as-of-snapshot \
       --endpoint https://myinst.cn-hangzhou.ots.aliyuncs.com --instance myinst
 
+The verdict is printed on stdout, the problems found on stderr.
 Exit code 0 only when every check passes; 3 when something does not match.")]
 pub struct VerifyArgs {
-    /// Snapshot URL: DEST/SNAPSHOT_ID
+    /// Snapshot: DEST/SNAPSHOT_ID, DEST/latest (the newest committed one) or DEST/ID-PREFIX
     pub snapshot: String,
     #[command(flatten)]
     pub dest: DestArgs,
@@ -47,35 +62,55 @@ pub struct LsArgs {
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
-    /// Snapshot URL: DEST/SNAPSHOT_ID
+    /// Snapshot: DEST/SNAPSHOT_ID, DEST/latest (the newest committed one) or DEST/ID-PREFIX
     pub snapshot: String,
     #[command(flatten)]
     pub dest: DestArgs,
 }
 
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
-    let snap = open_snapshot(&a.snapshot, &a.dest, g)?;
+    let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
     let id = snap.id().to_string();
     // The client is checked before any file is read, so a bad --endpoint fails fast.
     let client = match &a.against_table {
         Some(_) => Some(crate::common::client(g)?),
         None => None,
     };
-    let report = verify_snapshot(&snap, &()).await?;
+    let show_progress = !g.quiet && !g.json;
+    let counters = Arc::new(VerifyCounters::default());
+    let reporter = Reporter::start(
+        "verify",
+        show_progress,
+        Arc::new(VerifySource(counters.clone())),
+    );
+    let report = verify_snapshot(&snap, &*counters).await;
+    reporter.finish().await;
+    let report = report?;
     let comparison = match (&a.against_table, &client) {
         (Some(table), Some(client)) if report.ok() => {
             let manifest = snap.read_manifest().await?;
+            let compared = Arc::new(AtomicU64::new(0));
+            let reporter = Reporter::start(
+                "compare",
+                show_progress,
+                Arc::new(CountSource {
+                    done: compared.clone(),
+                    total: manifest.totals.rows,
+                    unit: "rows",
+                }),
+            );
             let options = ots_restore::compare::CompareOptions {
                 max_differences: a.max_differences,
                 as_of_snapshot: a.as_of_snapshot,
+                rows_compared: Some(compared),
                 ..Default::default()
             };
-            Some(
-                ots_restore::compare::compare_with_options(
-                    client, &snap, &manifest, table, &options,
-                )
-                .await?,
+            let compared = ots_restore::compare::compare_with_options(
+                client, &snap, &manifest, table, &options,
             )
+            .await;
+            reporter.finish().await;
+            Some(compared?)
         }
         _ => None,
     };
@@ -85,82 +120,149 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
             "{}",
             serde_json::to_string(&serde_json::json!({
                 "snapshot": a.snapshot,
+                "snapshot_id": id,
                 "ok": report.ok() && compared_ok,
                 "report": report,
                 "comparison": comparison,
             }))
             .unwrap_or_default()
         );
-    } else if !g.quiet {
-        if let Some(c) = &comparison {
-            for d in &c.first_differences {
+    } else {
+        if !g.quiet {
+            // The problems, on stderr.
+            if let Some(c) = &comparison {
+                for d in &c.first_differences {
+                    eprintln!("{}", difference_line(d));
+                }
+                let listed = c.first_differences.len() as u64;
+                let total = c.missing_in_table + c.extra_in_table + c.different;
+                if total > listed {
+                    eprintln!(
+                        "… and {} more (--max-differences {} lists more; --json gives them all as data)",
+                        count(total - listed, "difference"),
+                        a.max_differences
+                    );
+                }
+            }
+            for i in &report.issues {
+                eprintln!("MISMATCH {}: {}", i.path, i.problem);
+            }
+            for f in &report.unlisted_files {
                 eprintln!(
-                    "DIFFERENT {} {}: {}",
-                    d.kind,
-                    ots_format::DisplayKey(&d.primary_key),
-                    d.detail
+                    "note: {f} is not listed in the manifest (an attempt the commit did not choose; not part of the snapshot; `otsarchive gc` removes it)"
                 );
             }
-            eprintln!(
-                "compare with '{}' ({}): {} rows in the snapshot, {} in the table; {} match, {} missing in the table, \
-                 {} only in the table, {} different",
-                c.table,
-                if c.as_of_snapshot {
-                    "cells in the snapshot's time range"
-                } else {
-                    "every cell"
-                },
-                c.rows_in_snapshot,
-                c.rows_in_table,
-                c.rows_matching,
-                c.missing_in_table,
-                c.extra_in_table,
-                c.different
-            );
         }
-        for i in &report.issues {
-            eprintln!("MISMATCH {}: {}", i.path, i.problem);
-        }
-        for f in &report.unlisted_files {
-            eprintln!(
-                "note: {f} is not listed in the manifest (an attempt the commit did not choose; not part of the snapshot; `otsarchive gc` removes it)"
-            );
-        }
-        eprintln!(
-            "verify: {} files, {}, {} rows checked; {}",
-            report.files_checked,
+        // The verdict, on stdout.
+        let checked = format!(
+            "{}, {} and {} checked",
+            count(report.files_checked, "file"),
             human_bytes(report.bytes_checked),
-            report.rows_in_footers,
-            if report.ok() {
-                "OK".to_string()
-            } else {
-                format!("{} problem(s)", report.issues.len())
-            }
+            count(report.rows_in_footers, "row")
         );
+        if report.ok() {
+            println!("snapshot {id}: OK, {checked}");
+        } else {
+            println!(
+                "snapshot {id}: FAILED, {} ({checked})",
+                count(report.issues.len() as u64, "problem")
+            );
+        }
+        if let Some(c) = &comparison {
+            println!("{}", comparison_verdict(c));
+        }
     }
     if let Some(c) = comparison.filter(|c| !c.ok()) {
         return Err(CliError::Mismatch(format!(
-            "table '{}' differs from snapshot {id}: {} missing, {} extra, {} different rows",
-            c.table, c.missing_in_table, c.extra_in_table, c.different
+            "table '{}' differs from snapshot {id}: {} missing, {} extra, {} different",
+            c.table,
+            thousands(c.missing_in_table),
+            thousands(c.extra_in_table),
+            count(c.different, "row")
         )));
     }
     if report.ok() {
         Ok(())
     } else {
         Err(CliError::Mismatch(format!(
-            "snapshot {id} failed verification: {} problem(s), first: {}: {}",
-            report.issues.len(),
+            "snapshot {id} failed verification: {}, the first: {}: {}",
+            count(report.issues.len() as u64, "problem"),
             report.issues[0].path,
             report.issues[0].problem
         )))
     }
 }
 
+/// One difference found by `verify --against-table`, with its key as `--start-key` takes it.
+fn difference_line(d: &RowDiff) -> String {
+    let key = DisplayKey(&d.primary_key);
+    match d.kind {
+        "missing_in_table" => format!("MISSING   {key}: in the snapshot, not in the table"),
+        "extra_in_table" => format!("EXTRA     {key}: in the table, not in the snapshot"),
+        _ => match &d.cell {
+            Some(c) => {
+                let side = |v: &Option<CellValue>, other: &Option<CellValue>| match v {
+                    None => "has no such version".to_string(),
+                    // The type only when it is what differs.
+                    Some(v) if other.as_ref().is_some_and(|o| o.value_type != v.value_type) => {
+                        format!("has {} ({})", v.text, v.value_type)
+                    }
+                    Some(v) => format!("has {}", v.text),
+                };
+                let version = match c.timestamp_ms {
+                    Some(ts) => format!("version {} ({ts} ms)", time_ms(ts)),
+                    None => "version without a timestamp".to_string(),
+                };
+                format!(
+                    "DIFFERENT {key}: column {}, {version}: snapshot {}, table {}",
+                    c.column,
+                    side(&c.snapshot, &c.table),
+                    side(&c.table, &c.snapshot)
+                )
+            }
+            None => format!("DIFFERENT {key}: {}", d.detail),
+        },
+    }
+}
+
+fn comparison_verdict(c: &CompareReport) -> String {
+    let what = if c.as_of_snapshot {
+        "cells in the snapshot's time range"
+    } else {
+        "every cell"
+    };
+    if c.ok() {
+        format!(
+            "table '{}' ({what}): OK, {} identical to the snapshot",
+            c.table,
+            count(c.rows_matching, "row")
+        )
+    } else {
+        format!(
+            "table '{}' ({what}): DIFFERENT, {} of {} match; {} different, {} missing in the table, \
+             {} only in the table ({} in the table)",
+            c.table,
+            thousands(c.rows_matching),
+            count(c.rows_in_snapshot, "snapshot row"),
+            thousands(c.different),
+            thousands(c.missing_in_table),
+            thousands(c.extra_in_table),
+            count(c.rows_in_table, "row")
+        )
+    }
+}
+
 pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
-    let dest = open_destination(
-        &g.destination(a.dest_url.as_deref(), "the destination")?,
-        &a.dest.options(g),
-    )?;
+    let url = g.destination(a.dest_url.as_deref(), "the destination")?;
+    let dest = open_destination(&url, &a.dest.options(g))?;
+    if looks_like_snapshot(&url, &dest).await {
+        let trimmed = url.trim_end_matches('/');
+        let parent = trimmed.rsplit_once('/').map_or(".", |(p, _)| p);
+        return Err(CliError::Usage(format!(
+            "'{url}' is a snapshot, not a destination: `otsarchive show {trimmed}` summarises it, \
+             `otsarchive ls {parent}` lists the snapshots next to it"
+        )));
+    }
     let snapshots = Snapshots::new(dest);
     let ids = snapshots.list_ids().await?;
     let mut rows = Vec::new();
@@ -204,59 +306,91 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
-    println!(
-        "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}  FINISHED",
-        "SNAPSHOT", "STATUS", "TABLE", "ROWS", "FILES", "SIZE"
-    );
-    for r in rows {
+    if rows.is_empty() {
+        eprintln!("no snapshots under {url}");
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        ("SNAPSHOT", Align::Left),
+        ("STATUS", Align::Left),
+        ("TABLE", Align::Left),
+        ("ROWS", Align::Right),
+        ("FILES", Align::Right),
+        ("SIZE", Align::Right),
+        ("FINISHED", Align::Left),
+    ]);
+    let mut committed = 0;
+    let mut latest = None;
+    for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        let n = |k: &str| r[k].as_u64().map_or("-".to_string(), |v| v.to_string());
-        let size = r["bytes"].as_u64().map_or("-".to_string(), human_bytes);
-        let status = if s("status") == "incomplete" {
-            format!(
-                "incomplete ({}/{} splits)",
+        let n = |k: &str| r[k].as_u64().map_or("-".to_string(), thousands);
+        let status = match s("status").as_str() {
+            "incomplete" => format!(
+                "incomplete ({} of {} splits)",
                 n("splits_committed"),
                 n("splits_total")
-            )
-        } else {
-            s("status")
+            ),
+            "committed" => {
+                committed += 1;
+                latest = Some(s("snapshot_id"));
+                "committed".to_string()
+            }
+            other => other.to_string(),
         };
-        println!(
-            "{:<28} {:<11} {:<20} {:>12} {:>6} {:>10}  {}",
+        t.row(vec![
             s("snapshot_id"),
             status,
             s("table"),
             n("rows"),
             n("files"),
-            size,
-            s("finished_at")
-        );
+            r["bytes"].as_u64().map_or("-".to_string(), human_bytes),
+            s("finished_at"),
+        ]);
+    }
+    print!("{}", t.render());
+    println!();
+    println!(
+        "{}, {} committed{}",
+        count(rows.len() as u64, "snapshot"),
+        thousands(committed),
+        match latest {
+            Some(id) => format!("; {LATEST} = {id}"),
+            None => String::new(),
+        }
+    );
+    for r in &rows {
+        if let Some(e) = r["error"].as_str() {
+            eprintln!("note: {}: {e}", r["snapshot_id"].as_str().unwrap_or("-"));
+        }
     }
     Ok(())
 }
 
-pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
-    let snap = open_snapshot(&a.snapshot, &a.dest, g)?;
-    let m = snap.read_manifest().await?;
-    if g.json {
-        println!("{}", serde_json::to_string(&m).unwrap_or_default());
-        return Ok(());
+/// `-1` is "never"; a missing value was not reported by DescribeTable.
+fn ttl_words(ttl: Option<i32>) -> String {
+    match ttl {
+        None => "not reported".into(),
+        Some(-1) => "never".into(),
+        Some(s) => seconds_words(s as i64),
     }
-    let t = &m.source.table;
-    println!("snapshot   {}", m.snapshot_id);
-    println!(
-        "source     {} / {} / table {}",
-        m.source.endpoint, m.source.instance, t.table_name
-    );
-    println!(
-        "time       T = {} ms (cells with timestamps in [{}, {}) ms); {} → {}",
-        m.time_range.t_ms, m.time_range.start_ms, m.time_range.end_ms, m.started_at, m.finished_at
-    );
-    println!(
-        "table      PK ({}); max_versions {:?}, TTL {:?} s, deviation {:?} s",
-        t.primary_key
-            .iter()
-            .map(|c| format!(
+}
+
+/// `86400` → `86,400 s (1 day)`.
+fn seconds_words(s: i64) -> String {
+    let days = s / 86_400;
+    if s >= 86_400 && s % 86_400 == 0 {
+        format!("{} s ({})", thousands_i(s), count(days as u64, "day"))
+    } else {
+        format!("{} s", thousands_i(s))
+    }
+}
+
+fn table_words(t: &TableMeta) -> String {
+    let pk = t
+        .primary_key
+        .iter()
+        .map(|c| {
+            format!(
                 "{} {}{}",
                 c.name,
                 ots_schema::layout::pk_type_name(c.pk_type),
@@ -265,41 +399,244 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
                 } else {
                     ""
                 }
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
-        t.max_versions,
-        t.time_to_live,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        "primary key {pk}; max versions {}; TTL {}; version deviation {}",
+        t.max_versions
+            .map_or("not reported".to_string(), |v| thousands_i(v as i64)),
+        ttl_words(t.time_to_live),
         t.deviation_cell_version_in_sec
+            .map_or("not reported".to_string(), seconds_words),
     );
-    println!(
-        "totals     {} rows, {} cells ({} in $cells), {} files, {}, {} splits",
-        m.totals.rows,
-        m.totals.cells,
-        m.totals.overflow_cells,
-        m.totals.files,
-        human_bytes(m.totals.bytes),
-        m.splits.len()
+    if !t.defined_columns.is_empty() {
+        out.push_str(&format!(
+            "; defined columns {}",
+            t.defined_columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.value_type.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if t.allow_update == Some(false) {
+        out.push_str("; updates not allowed");
+    }
+    out
+}
+
+/// The partitioning in words, with the folders it makes.
+pub fn partitioning_words(p: &Partitioning) -> String {
+    match p {
+        Partitioning::None => "none (each split's files side by side under data/)".into(),
+        Partitioning::Column { column } => {
+            format!("by the value of column {column} (folders {column}=VALUE)")
+        }
+        Partitioning::Time {
+            source,
+            granularity,
+        } => {
+            let (unit, folders) = match granularity {
+                TimeGranularity::Day => ("day", "dt=YYYY-MM-DD"),
+                TimeGranularity::Hour => ("hour", "dt=YYYY-MM-DD/hour=HH"),
+            };
+            let from = match source {
+                TimeSource::EpochSeconds { column } => {
+                    format!("column {column} read as seconds since the epoch")
+                }
+                TimeSource::EpochMillis { column } => {
+                    format!("column {column} read as milliseconds since the epoch")
+                }
+                TimeSource::IsoString { column } => {
+                    format!("column {column} read as ISO 8601 text")
+                }
+                TimeSource::LatestWrite => "the row's newest cell timestamp".to_string(),
+            };
+            format!("by {unit} (UTC) of {from} (folders {folders})")
+        }
+        Partitioning::HashBucket { buckets } => format!(
+            "by a hash of the primary key into {} (folders bucket=0…{})",
+            count(*buckets as u64, "bucket"),
+            buckets.saturating_sub(1)
+        ),
+    }
+}
+
+/// Partitions listed by `show` before "… and N more".
+const MAX_PARTITIONS_SHOWN: usize = 30;
+
+fn partitions_table(m: &Manifest) -> Option<(String, usize)> {
+    if matches!(m.partitioning, Partitioning::None) {
+        return None;
+    }
+    let mut parts: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for f in &m.files {
+        let name = f
+            .partition
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        let e = parts.entry(name).or_default();
+        e.0 += 1;
+        e.1 += f.rows;
+        e.2 += f.bytes;
+    }
+    let mut t = Table::new(&[
+        ("PARTITION", Align::Left),
+        ("FILES", Align::Right),
+        ("ROWS", Align::Right),
+        ("SIZE", Align::Right),
+    ]);
+    for (name, (files, rows, bytes)) in parts.iter().take(MAX_PARTITIONS_SHOWN) {
+        t.row(vec![
+            if name.is_empty() {
+                "(none)".to_string()
+            } else {
+                name.clone()
+            },
+            thousands(*files),
+            thousands(*rows),
+            human_bytes(*bytes),
+        ]);
+    }
+    Some((t.render(), parts.len()))
+}
+
+pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
+    let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
+    let m = snap.read_manifest().await?;
+    if g.json {
+        println!("{}", serde_json::to_string(&m).unwrap_or_default());
+        return Ok(());
+    }
+    let t = &m.source.table;
+    let mut head = Table::new(&[("", Align::Left), ("", Align::Left)]);
+    let mut line = |k: &str, v: String| head.row(vec![k.to_string(), v]);
+    line(
+        "snapshot",
+        format!(
+            "{} (format {}, written by otsarchive {})",
+            m.snapshot_id, m.format_version, m.tool_version
+        ),
     );
-    println!(
-        "partition  {}",
-        serde_json::to_string(&m.partitioning).unwrap_or_default()
+    line(
+        "source",
+        format!(
+            "table {}, instance {}, endpoint {}",
+            t.table_name, m.source.instance, m.source.endpoint
+        ),
     );
-    println!();
-    println!(
-        "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  CELLS BY TYPE",
-        "COLUMN", "TYPE", "TYPED", "NULL", "$CELLS", "CONFLICTS"
+    line(
+        "time",
+        format!(
+            "T = {} ({} ms)",
+            time_ms(m.time_range.t_ms),
+            m.time_range.t_ms
+        ),
     );
-    for c in &t.primary_key {
-        println!(
-            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  (primary key)",
-            c.name,
-            ots_schema::layout::pk_type_name(c.pk_type),
-            m.totals.rows,
-            0,
-            0,
-            0
+    let took = match (
+        ots_format::time::parse_rfc3339(&m.started_at),
+        ots_format::time::parse_rfc3339(&m.finished_at),
+    ) {
+        (Ok(a), Ok(b)) => b
+            .duration_since(a)
+            .map(|d| format!(" ({})", duration_secs(d.as_secs_f64())))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    line(
+        "taken",
+        format!("{} → {}{took}", m.started_at, m.finished_at),
+    );
+    if m.format_version >= 2 {
+        line(
+            "scope",
+            match m.time_range.scope {
+                TimeScope::UpToT => "cells dated up to T (--time-range up-to-t)".to_string(),
+                TimeScope::All => "every cell, however dated (--time-range all)".to_string(),
+            },
         );
+        let after: ots_format::CellsAfterT =
+            m.splits
+                .iter()
+                .fold(Default::default(), |mut acc: ots_format::CellsAfterT, s| {
+                    acc.merge(&s.cells_after_t);
+                    acc
+                });
+        line(
+            "after T",
+            if after.cells == 0 {
+                "no cell dated after T was left out".to_string()
+            } else {
+                format!(
+                    "{} in {} dated after T (the newest {}) are NOT in this snapshot; \
+                     back up with --time-range all to include them",
+                    count(after.cells, "cell"),
+                    count(after.rows, "row"),
+                    after.max_ts_ms.map_or("-".to_string(), time_ms)
+                )
+            },
+        );
+    } else {
+        line(
+            "scope",
+            format!(
+                "cells dated before {} (format 1 records no scope)",
+                time_ms(m.time_range.end_ms)
+            ),
+        );
+    }
+    line("table", table_words(t));
+    line(
+        "totals",
+        format!(
+            "{}, {} ({} in $cells), {}, {}, {}",
+            count(m.totals.rows, "row"),
+            count(m.totals.cells, "cell"),
+            thousands(m.totals.overflow_cells),
+            count(m.totals.files, "file"),
+            human_bytes(m.totals.bytes),
+            count(m.splits.len() as u64, "split")
+        ),
+    );
+    line("partitions", partitioning_words(&m.partitioning));
+    // The key column has no header: skip the header line of the two-column table.
+    for l in head.render().lines().skip(1) {
+        println!("{l}");
+    }
+    if let Some((table, n)) = partitions_table(&m) {
+        println!();
+        print!("{table}");
+        if n > MAX_PARTITIONS_SHOWN {
+            println!(
+                "… and {} more (`otsarchive --json show` lists every file)",
+                count((n - MAX_PARTITIONS_SHOWN) as u64, "partition")
+            );
+        }
+    }
+    println!();
+    let mut cols = Table::new(&[
+        ("COLUMN", Align::Left),
+        ("TYPE", Align::Left),
+        ("TYPED", Align::Right),
+        ("NULL", Align::Right),
+        ("$CELLS", Align::Right),
+        ("CONFLICTS", Align::Right),
+        ("CELLS BY TYPE", Align::Left),
+    ]);
+    for c in &t.primary_key {
+        cols.row(vec![
+            c.name.clone(),
+            ots_schema::layout::pk_type_name(c.pk_type).to_string(),
+            thousands(m.totals.rows),
+            "0".into(),
+            "0".into(),
+            "0".into(),
+            "(primary key)".into(),
+        ]);
     }
     let typed: std::collections::HashMap<&str, &str> = m
         .schema
@@ -307,27 +644,37 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
         .iter()
         .map(|c| (c.name.as_str(), c.value_type.name()))
         .collect();
+    let mut untyped = 0;
     for (name, s) in &m.stats.columns {
-        println!(
-            "{:<24} {:<8} {:>10} {:>10} {:>10} {:>10}  {}",
-            name,
-            typed.get(name.as_str()).copied().unwrap_or("-"),
-            s.typed_values,
-            s.typed_nulls,
-            s.overflow_cells,
-            s.type_conflicts,
+        let ty = typed.get(name.as_str()).copied().unwrap_or_else(|| {
+            untyped += 1;
+            "-"
+        });
+        cols.row(vec![
+            name.clone(),
+            ty.to_string(),
+            thousands(s.typed_values),
+            thousands(s.typed_nulls),
+            thousands(s.overflow_cells),
+            thousands(s.type_conflicts),
             s.cells_by_type
                 .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
+                .map(|(k, v)| format!("{k}:{}", thousands(*v)))
                 .collect::<Vec<_>>()
-                .join(" ")
-        );
+                .join(" "),
+        ]);
     }
+    print!("{}", cols.render());
     if m.totals.overflow_cells > 0 {
         println!();
         println!(
-            "{} cells are in $cells (older versions, type conflicts, untyped columns); see docs/FORMAT.md §5.",
-            m.totals.overflow_cells
+            "{} are in $cells (older versions, type conflicts{}); see docs/FORMAT.md §5.",
+            count(m.totals.overflow_cells, "cell"),
+            if untyped > 0 {
+                ", columns of TYPE - that are not typed"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -10,6 +10,8 @@ mod gc_cmd;
 mod inspect_cmd;
 mod progress;
 mod restore_cmd;
+mod snapshot_name;
+mod text;
 
 use std::process::ExitCode;
 

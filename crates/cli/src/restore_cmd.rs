@@ -3,8 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use ots_restore::{
@@ -14,7 +13,9 @@ use ots_restore::{
 use ots_schema::layout::PkColumnSchema;
 use ots_wire::types::{PkColumn, PkType, PkValue};
 
-use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes, open_snapshot};
+use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes};
+use crate::progress::{Reporter, RestoreSource};
+use crate::snapshot_name::open_snapshot;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AutoIncrementArg {
@@ -188,7 +189,7 @@ impl From<RestoreError> for CliError {
 }
 
 pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
-    let snap = open_snapshot(&a.from, &a.dest, g)?;
+    let snap = open_snapshot(&a.from, &a.dest, g).await?;
     let id = snap.id().to_string();
     let manifest = snap.read_manifest().await?;
     let client = client(g)?;
@@ -260,10 +261,14 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let progress = Arc::new(RestoreProgress::default());
-    let reporter = start_reporter(progress.clone(), !g.quiet && !g.json);
+    let reporter = Reporter::start(
+        "restore",
+        !g.quiet && !g.json,
+        Arc::new(RestoreSource::new(progress.clone())),
+    );
     let started = Instant::now();
     let result = run_restore(&client, &snap, &cfg, progress.clone()).await;
-    reporter.abort();
+    reporter.finish().await;
     let outcome = result?;
     let elapsed = started.elapsed().as_secs_f64();
     if g.json {
@@ -423,25 +428,4 @@ fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
         p.checkpoint.display(),
         p.dead_letter.display()
     );
-}
-
-fn start_reporter(p: Arc<RestoreProgress>, enabled: bool) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if !enabled {
-            return;
-        }
-        let start = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let written = p.rows_written.load(Ordering::Relaxed);
-            eprintln!(
-                "restore: {}/{} files, {written} rows written ({:.0} rows/s), {} failed, {} throttling events",
-                p.files_done.load(Ordering::Relaxed),
-                p.files_total.load(Ordering::Relaxed),
-                written as f64 / start.elapsed().as_secs_f64().max(0.001),
-                p.rows_failed.load(Ordering::Relaxed),
-                p.throttle_events.load(Ordering::Relaxed),
-            );
-        }
-    })
 }

@@ -353,7 +353,7 @@ async fn cells_dated_after_t_are_counted_and_taken_with_time_range_all() {
     assert_eq!(o["rows"], 300);
     let err = stderr(&out);
     assert!(
-        err.contains("2 cells in 1 rows are dated after the snapshot time T")
+        err.contains("2 cells in 1 row are dated after the snapshot time T")
             && err.contains("--time-range all"),
         "{err}"
     );

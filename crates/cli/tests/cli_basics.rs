@@ -41,7 +41,7 @@ async fn the_demo_runs_the_whole_pipeline() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("6000 rows identical to the snapshot"),
+        text.contains("6,000 rows identical to the snapshot"),
         "{text}"
     );
     assert!(text.contains("duckdb -c"), "{text}");

@@ -206,7 +206,12 @@ async fn round_trip_into_a_new_table_is_identical() {
         // Our own comparison …
         let v = run(cmd(&env, &["verify", &snap, "--against-table", copy])).await;
         assert!(v.status.success(), "{table}: {}", stderr(&v));
-        assert!(stderr(&v).contains("0 different"), "{}", stderr(&v));
+        // The verdict is on stdout.
+        assert!(
+            stdout(&v).contains(&format!("table '{copy}' (every cell): OK")),
+            "{}",
+            stdout(&v)
+        );
         // … and the official SDK's, scanning both tables with all versions.
         let r = sdk_compare(&env, table, copy).await;
         assert_eq!(r["equal"], true, "{table}: {r}");
@@ -461,15 +466,24 @@ async fn verify_catches_damage_and_changed_rows() {
     .unwrap();
     let out = run(verify(&["--against-table", "t"])).await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // The key as --start-key takes it, and the cell that differs.
+    let key = ots_format::display_columns(&env.expected_rows()[10].primary_key);
+    assert!(key.starts_with("user_id=user-"), "{key}");
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.starts_with("DIFFERENT "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{}", stderr(&out)));
+    // The put replaced the whole row: its first cell in the snapshot (`active`) is gone.
     assert!(
-        stderr(&out).contains("DIFFERENT different"),
-        "{}",
-        stderr(&out)
+        line.starts_with(&format!("DIFFERENT {key}: column active, version ")),
+        "{line}"
     );
+    assert!(line.contains("table has no such version"), "{line}");
     assert!(
-        stderr(&out).contains("user-"),
-        "the differing key is named: {}",
-        stderr(&out)
+        stdout(&out).contains("DIFFERENT, 599 of 600 snapshot rows match; 1 different"),
+        "{}",
+        stdout(&out)
     );
 
     // A flipped byte in a data file.
@@ -808,7 +822,7 @@ async fn verify_against_a_table_sees_every_cell_unless_as_of_snapshot() {
     assert_eq!(counts(&c), (0, 1, 1), "{c}");
     // The plain report says what was compared.
     let out = run(cmd(&env, &["verify", &snap, "--against-table", "t"])).await;
-    assert!(stderr(&out).contains("(every cell)"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("(every cell)"), "{}", stdout(&out));
     let out = run(cmd(&env, &["verify", &snap, "--as-of-snapshot"])).await;
     assert_eq!(
         out.status.code(),

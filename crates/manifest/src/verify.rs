@@ -5,6 +5,7 @@
 //! does not list are reported (they are not part of the snapshot).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::TryStreamExt;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
@@ -51,10 +52,42 @@ impl VerifyReport {
 
 /// Progress of a verification, for callers that show it.
 pub trait VerifyProgress: Send + Sync {
+    /// The manifest is checked; the data files come next: this many, of this many bytes.
+    fn started(&self, _files: u64, _bytes: u64) {}
+    /// `n` more bytes of a data file were read and hashed.
+    fn bytes_read(&self, _n: u64) {}
+    /// A data file was read to its end (`bytes` long).
     fn file_checked(&self, _bytes: u64) {}
 }
 
 impl VerifyProgress for () {}
+
+/// Counters a verification fills in, for a progress display to read.
+#[derive(Debug, Default)]
+pub struct VerifyCounters {
+    /// Set once the manifest is checked and the totals are known.
+    pub started: AtomicBool,
+    pub files_total: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+impl VerifyProgress for VerifyCounters {
+    fn started(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.started.store(true, Ordering::Release);
+    }
+
+    fn bytes_read(&self, n: u64) {
+        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn file_checked(&self, _bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Checks the manifest of `snap` against itself, its plan and its chosen records, without
 /// reading data. Returns the manifest and the problems found.
@@ -109,9 +142,14 @@ pub async fn verify_snapshot(
     progress: &dyn VerifyProgress,
 ) -> Result<VerifyReport, ManifestError> {
     let (manifest, mut report) = verify_manifest(snap).await?;
+    progress.started(
+        manifest.files.len() as u64,
+        manifest.files.iter().map(|f| f.bytes).sum(),
+    );
     for f in &manifest.files {
         let Some(got) = snap.get(&f.path).await? else {
             report.issue(&f.path, "missing".to_string());
+            progress.file_checked(0);
             continue;
         };
         // Stream the file through SHA-256; keep only the last 8 bytes for the footer.
@@ -129,6 +167,7 @@ pub async fn verify_snapshot(
         {
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            progress.bytes_read(chunk.len() as u64);
             tail.extend_from_slice(&chunk[chunk.len().saturating_sub(8)..]);
             let excess = tail.len().saturating_sub(8);
             tail.drain(..excess);

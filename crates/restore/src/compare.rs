@@ -15,13 +15,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use futures::TryStreamExt;
 use ots_manifest::{FileEntry, Manifest, Snapshot, TimeRange, display_columns};
 use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
-use ots_wire::types::{PkColumn, Row, cmp_primary_keys};
+use ots_wire::types::{Cell, PkColumn, Row, Value, cmp_primary_keys};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::Serialize;
 
@@ -34,6 +36,50 @@ pub struct RowDiff {
     /// `missing_in_table`, `extra_in_table` or `different`.
     pub kind: &'static str,
     pub detail: String,
+    /// For `different`: the first cell that differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellDiff>,
+}
+
+/// The first version of a cell, in Tablestore's cell order (column name, then newest first),
+/// where a snapshot row and the table's row differ.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CellDiff {
+    pub column: String,
+    /// The version's timestamp, ms.
+    pub timestamp_ms: Option<i64>,
+    /// The snapshot's value; `None` when the snapshot has no such version.
+    pub snapshot: Option<CellValue>,
+    /// The table's value; `None` when the table has no such version.
+    pub table: Option<CellValue>,
+}
+
+/// A cell value as text: numbers and booleans as written, strings JSON-quoted, binary as
+/// `0x` hex (the first 32 bytes).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CellValue {
+    #[serde(rename = "type")]
+    pub value_type: &'static str,
+    pub text: String,
+}
+
+impl CellValue {
+    fn of(v: &Value) -> Self {
+        let text = match v {
+            Value::Integer(i) => i.to_string(),
+            Value::Double(d) => d.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            Value::String(s) => serde_json::to_string(s).unwrap_or_else(|_| s.clone()),
+            Value::Binary(b) if b.len() > 32 => {
+                format!("0x{}… ({} bytes)", hex::encode(&b[..32]), b.len())
+            }
+            Value::Binary(b) => format!("0x{}", hex::encode(b)),
+        };
+        CellValue {
+            value_type: v.value_type().name(),
+            text,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -58,7 +104,14 @@ impl CompareReport {
         self.missing_in_table == 0 && self.extra_in_table == 0 && self.different == 0
     }
 
-    fn record(&mut self, row: &Row, kind: &'static str, detail: String, max: usize) {
+    fn record(
+        &mut self,
+        row: &Row,
+        kind: &'static str,
+        detail: String,
+        cell: Option<CellDiff>,
+        max: usize,
+    ) {
         match kind {
             "missing_in_table" => self.missing_in_table += 1,
             "extra_in_table" => self.extra_in_table += 1,
@@ -69,6 +122,7 @@ impl CompareReport {
                 primary_key: row.primary_key.iter().map(KeyPart::from_column).collect(),
                 kind,
                 detail,
+                cell,
             });
         }
     }
@@ -84,6 +138,8 @@ pub struct CompareOptions {
     pub as_of_snapshot: bool,
     /// Rows per record batch read from a snapshot file.
     pub batch_rows: usize,
+    /// Counts the snapshot's rows compared so far, for a progress display.
+    pub rows_compared: Option<Arc<AtomicU64>>,
 }
 
 impl Default for CompareOptions {
@@ -92,6 +148,7 @@ impl Default for CompareOptions {
             max_differences: 10,
             as_of_snapshot: false,
             batch_rows: 1024,
+            rows_compared: None,
         }
     }
 }
@@ -103,34 +160,59 @@ fn pk_order(a: &Row, b: &Row) -> Ordering {
     )
 }
 
-/// Describes the first difference between two rows with the same key.
-fn row_difference(snapshot: &Row, table: &Row) -> Option<String> {
+/// The first cell where two rows with the same key differ, walking both cell lists in
+/// Tablestore's order (column name, then newest version first), and that difference in words.
+fn row_difference(snapshot: &Row, table: &Row) -> Option<(String, Option<CellDiff>)> {
     if snapshot.cells == table.cells {
         return None;
     }
-    for (i, (s, t)) in snapshot.cells.iter().zip(&table.cells).enumerate() {
-        if s != t {
-            return Some(format!(
-                "cell {i}: snapshot has {}={:?}@{:?}, table has {}={:?}@{:?}",
-                s.name, s.value, s.timestamp, t.name, t.value, t.timestamp
-            ));
-        }
-    }
-    let (n, m) = (snapshot.cells.len(), table.cells.len());
-    let extra = if m > n {
-        let c = &table.cells[n];
-        format!(
-            "; the table's next cell is {}={:?}@{:?}",
-            c.name, c.value, c.timestamp
-        )
-    } else {
-        let c = &snapshot.cells[m];
-        format!(
-            "; the snapshot's next cell is {}={:?}@{:?}",
-            c.name, c.value, c.timestamp
-        )
+    let order = |a: &Cell, b: &Cell| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| b.timestamp.cmp(&a.timestamp))
     };
-    Some(format!("snapshot has {n} cells, table has {m}{extra}"))
+    let diff = |c: &Cell, s: Option<&Cell>, t: Option<&Cell>| CellDiff {
+        column: c.name.clone(),
+        timestamp_ms: c.timestamp,
+        snapshot: s.map(|c| CellValue::of(&c.value)),
+        table: t.map(|c| CellValue::of(&c.value)),
+    };
+    let (mut i, mut j) = (0, 0);
+    let cell = loop {
+        match (snapshot.cells.get(i), table.cells.get(j)) {
+            (None, None) => break None,
+            (Some(s), None) => break Some(diff(s, Some(s), None)),
+            (None, Some(t)) => break Some(diff(t, None, Some(t))),
+            (Some(s), Some(t)) => match order(s, t) {
+                Ordering::Less => break Some(diff(s, Some(s), None)),
+                Ordering::Greater => break Some(diff(t, None, Some(t))),
+                Ordering::Equal if s.value != t.value => break Some(diff(s, Some(s), Some(t))),
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    };
+    let side = |v: &Option<CellValue>| match v {
+        Some(v) => format!("has {} ({})", v.text, v.value_type),
+        None => "has no such version".to_string(),
+    };
+    let detail = match &cell {
+        Some(c) => format!(
+            "{}@{}: snapshot {}, table {}",
+            c.column,
+            c.timestamp_ms.map_or("-".to_string(), |t| t.to_string()),
+            side(&c.snapshot),
+            side(&c.table)
+        ),
+        None => format!(
+            "the cells differ (snapshot {} cells, table {})",
+            snapshot.cells.len(),
+            table.cells.len()
+        ),
+    };
+    Some((detail, cell))
 }
 
 /// The rows of one partition's files of a split, in key order, one record batch at a time.
@@ -399,6 +481,9 @@ pub async fn compare_with_options(
                 table: table.to_string(),
                 source,
             })?;
+            if let Some(n) = &options.rows_compared {
+                n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
+            }
             for got in live {
                 report.rows_in_table += 1;
                 loop {
@@ -410,6 +495,7 @@ pub async fn compare_with_options(
                                     &w,
                                     "missing_in_table",
                                     "in the snapshot, not in the table".into(),
+                                    None,
                                     max,
                                 );
                             }
@@ -419,7 +505,7 @@ pub async fn compare_with_options(
                                 report.rows_in_snapshot += 1;
                                 match row_difference(&w, &got) {
                                     None => report.rows_matching += 1,
-                                    Some(d) => report.record(&w, "different", d, max),
+                                    Some((d, cell)) => report.record(&w, "different", d, cell, max),
                                 }
                             }
                             break;
@@ -429,6 +515,7 @@ pub async fn compare_with_options(
                                 &got,
                                 "extra_in_table",
                                 "in the table, not in the snapshot".into(),
+                                None,
                                 max,
                             );
                             break;
@@ -443,8 +530,12 @@ pub async fn compare_with_options(
                 &w,
                 "missing_in_table",
                 "in the snapshot, not in the table".into(),
+                None,
                 max,
             );
+        }
+        if let Some(n) = &options.rows_compared {
+            n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
         }
     }
     Ok(report)
@@ -567,6 +658,40 @@ mod tests {
             merged(&s, &files).await.unwrap(),
             [1, 2, 3, 4, 5, 6, 7, 8, 9]
         );
+    }
+
+    #[test]
+    fn the_first_differing_cell_is_named() {
+        let cells = |c: &[(&str, i64, i64)]| Row {
+            primary_key: vec![PkColumn::new("k", PkValue::Integer(1))],
+            cells: c
+                .iter()
+                .map(|(n, v, ts)| Cell::new(*n, Value::Integer(*v), Some(*ts)))
+                .collect(),
+        };
+        let snap = cells(&[("a", 1, 10), ("b", 2, 10)]);
+        assert_eq!(row_difference(&snap, &snap.clone()), None);
+        // A changed value.
+        let (detail, cell) = row_difference(&snap, &cells(&[("a", 1, 10), ("b", 3, 10)])).unwrap();
+        let cell = cell.unwrap();
+        assert_eq!((cell.column.as_str(), cell.timestamp_ms), ("b", Some(10)));
+        assert_eq!(cell.snapshot.unwrap().text, "2");
+        assert_eq!(cell.table.unwrap().text, "3");
+        assert_eq!(
+            detail,
+            "b@10: snapshot has 2 (INTEGER), table has 3 (INTEGER)"
+        );
+        // A newer version in the table comes first in cell order.
+        let (_, cell) =
+            row_difference(&snap, &cells(&[("a", 5, 20), ("a", 1, 10), ("b", 2, 10)])).unwrap();
+        let cell = cell.unwrap();
+        assert_eq!((cell.column.as_str(), cell.timestamp_ms), ("a", Some(20)));
+        assert!(cell.snapshot.is_none());
+        // A column the table lacks.
+        let (_, cell) = row_difference(&snap, &cells(&[("a", 1, 10)])).unwrap();
+        let cell = cell.unwrap();
+        assert_eq!(cell.column, "b");
+        assert!(cell.table.is_none());
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
-use ots_manifest::{ManifestError, Snapshot, VerifyReport, verify_snapshot};
+use ots_manifest::{ManifestError, Snapshot, VerifyProgress, VerifyReport, verify_snapshot};
 
 use crate::reader::FilePin;
 
@@ -168,12 +168,13 @@ impl FilePins {
 /// (or served two different ones).
 pub async fn verify_and_pin(
     snapshot: &Snapshot,
+    progress: &dyn VerifyProgress,
 ) -> Result<(VerifyReport, FilePins), ManifestError> {
     let recorder = Arc::new(RecordingStore {
         inner: snapshot.store().clone(),
         served: Mutex::new(HashMap::new()),
     });
-    let report = verify_snapshot(&snapshot.with_store(recorder.clone()), &()).await?;
+    let report = verify_snapshot(&snapshot.with_store(recorder.clone()), progress).await?;
     let served = recorder
         .served
         .lock()

@@ -59,6 +59,8 @@ pub struct RestoreProgress {
     pub rows_filtered: AtomicU64,
     pub row_retries: AtomicU64,
     pub throttle_events: AtomicU64,
+    /// The verification before the restore (files and bytes read and hashed).
+    pub verify: ots_manifest::verify::VerifyCounters,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -138,6 +140,7 @@ async fn prepare(
     client: &OtsClient,
     snapshot: &Snapshot,
     cfg: &RestoreConfig,
+    verify_progress: &dyn ots_manifest::VerifyProgress,
 ) -> Result<Prepared, RestoreError> {
     cfg.validate()?;
     let id = snapshot.id();
@@ -161,7 +164,7 @@ async fn prepare(
     let pins = if cfg.skip_verify {
         FilePins::unverified()
     } else {
-        let (report, pins) = verify_and_pin(snapshot).await?;
+        let (report, pins) = verify_and_pin(snapshot, verify_progress).await?;
         if let Some(first) = report.issues.first() {
             return Err(RestoreError::SnapshotInvalid {
                 id: id.to_string(),
@@ -239,7 +242,7 @@ pub async fn plan_restore(
     snapshot: &Snapshot,
     cfg: &RestoreConfig,
 ) -> Result<RestorePlan, RestoreError> {
-    Ok(prepare(client, snapshot, cfg).await?.plan)
+    Ok(prepare(client, snapshot, cfg, &()).await?.plan)
 }
 
 /// Restores `snapshot` into `cfg.table`.
@@ -261,7 +264,7 @@ pub async fn run_restore(
         files,
         todo,
         plan,
-    } = prepare(client, snapshot, cfg).await?;
+    } = prepare(client, snapshot, cfg, &progress.verify).await?;
     let created = preflight::create_target(client, &target).await?;
     let skipped = plan.skipped_by_checkpoint.files;
     progress

@@ -40,8 +40,6 @@ pub struct BackupArgs {
     /// (default: the profile's `to`).
     #[arg(long)]
     pub to: Option<String>,
-    #[command(flatten)]
-    pub dest: DestArgs,
     /// Splits scanned at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -97,6 +95,8 @@ pub struct BackupArgs {
     /// after T are counted and reported as cells_after_t) or `all` (every cell, however dated).
     #[arg(long, default_value = "up-to-t", value_parser = ["up-to-t", "all"])]
     pub time_range: String,
+    #[command(flatten)]
+    pub dest: DestArgs,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +107,7 @@ pub struct SchemaArgs {
     /// Rows sampled per split.
     #[arg(long, default_value_t = 2000)]
     pub sample_rows: usize,
+    /// At most this many typed attribute columns; the rest go to $cells.
     #[arg(long, default_value_t = 1000)]
     pub max_typed_columns: usize,
 }

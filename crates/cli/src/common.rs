@@ -9,6 +9,7 @@ use ots_wire::{ClientConfig, Credentials, OtsClient, OtsError};
 use ots_writer::DestinationOptions;
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Tablestore endpoint, e.g. https://myinst.cn-hangzhou.ots.aliyuncs.com
     #[arg(long, global = true, env = "OTSARCHIVE_ENDPOINT")]
@@ -72,6 +73,7 @@ impl GlobalArgs {
 
 /// Destination settings that cannot live in the URL.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Object store options")]
 pub struct DestArgs {
     /// OSS region for oss:// destinations, e.g. cn-hangzhou (or ALIBABA_CLOUD_OSS_REGION).
     #[arg(long)]
@@ -85,6 +87,7 @@ pub struct DestArgs {
     /// Endpoint for s3:// destinations (S3-compatible servers); `{bucket}` is replaced.
     #[arg(long)]
     pub s3_endpoint: Option<String>,
+    /// Region for s3:// destinations (else AWS_REGION or AWS_DEFAULT_REGION, else us-east-1).
     #[arg(long)]
     pub s3_region: Option<String>,
     /// Allow plain-http object-store endpoints (test servers only).

@@ -250,12 +250,13 @@ pub async fn run(g: &GlobalArgs, a: DemoArgs) -> Result<(), CliError> {
     println!();
     println!("The snapshot: {}", snapshot_dir.display());
     println!("  otsarchive show {}", snapshot_dir.display());
-    println!("Query it with DuckDB (pip install duckdb):");
+    // Runnable as printed with what it says to install: DuckDB's Python package.
+    println!("Query it with DuckDB from Python (pip install duckdb):");
     println!(
-        "  duckdb -c \"SELECT city, count(*), avg(age) FROM read_parquet('{glob}') GROUP BY city ORDER BY 2 DESC\""
+        "  python3 -c 'import duckdb, sys; duckdb.sql(f\"SELECT city, count(*), avg(age) FROM read_parquet({{sys.argv[1]!r}}) GROUP BY city ORDER BY 2 DESC\").show()' '{glob}'"
     );
     println!(
-        "  duckdb -c \"SELECT user_id, seq, c.type, c.v_string FROM (SELECT user_id, seq, level, unnest(\\\"\\$cells\\\") AS c FROM read_parquet('{glob}')) WHERE c.name = 'level' AND level IS NULL LIMIT 5\""
+        "  python3 -c 'import duckdb, sys; duckdb.sql(f\"SELECT user_id, seq, c.type, c.v_string FROM (SELECT user_id, seq, level, unnest(\\\"$cells\\\") AS c FROM read_parquet({{sys.argv[1]!r}})) WHERE c.name = \\x27level\\x27 AND level IS NULL LIMIT 5\").show()' '{glob}'"
     );
     Ok(())
 }

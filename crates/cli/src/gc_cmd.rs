@@ -21,14 +21,14 @@ progress). Needs delete permission on the destination; backups do not.")]
 pub struct GcArgs {
     /// Destination holding snapshots (default: the profile's `to`).
     pub dest_url: Option<String>,
-    #[command(flatten)]
-    pub dest: DestArgs,
     /// Grace period: only objects older than this are removed, e.g. 30m, 24h, 7d.
     #[arg(long, default_value = "24h")]
     pub older_than: String,
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub dest: DestArgs,
 }
 
 /// `90s`, `30m`, `24h`, `7d` (a bare number is seconds).

@@ -36,8 +36,6 @@ Exit code 0 only when every check passes; 3 when something does not match.")]
 pub struct VerifyArgs {
     /// Snapshot: DEST/SNAPSHOT_ID, DEST/latest (the newest committed one) or DEST/ID-PREFIX
     pub snapshot: String,
-    #[command(flatten)]
-    pub dest: DestArgs,
     /// Also compare the snapshot with this live table (rows, cells, types, values, timestamps);
     /// every cell of the table counts, including versions written after the snapshot. Needs
     /// --endpoint and --instance.
@@ -50,6 +48,8 @@ pub struct VerifyArgs {
     /// Differences to list when comparing with a table.
     #[arg(long, default_value_t = 10)]
     pub max_differences: usize,
+    #[command(flatten)]
+    pub dest: DestArgs,
 }
 
 #[derive(Args, Debug)]

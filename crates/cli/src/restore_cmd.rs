@@ -59,8 +59,6 @@ pub struct RestoreArgs {
     /// Snapshot URL: DEST/SNAPSHOT_ID
     #[arg(long)]
     pub from: String,
-    #[command(flatten)]
-    pub dest: DestArgs,
     /// Target table.
     #[arg(long)]
     pub table: String,
@@ -125,6 +123,8 @@ pub struct RestoreArgs {
     /// Do not verify the snapshot's integrity before writing.
     #[arg(long)]
     pub skip_verify: bool,
+    #[command(flatten)]
+    pub dest: DestArgs,
 }
 
 /// Parses `name=value,name=value` against the primary-key schema; missing trailing columns are

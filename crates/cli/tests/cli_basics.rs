@@ -44,7 +44,7 @@ async fn the_demo_runs_the_whole_pipeline() {
         text.contains("6,000 rows identical to the snapshot"),
         "{text}"
     );
-    assert!(text.contains("duckdb -c"), "{text}");
+    assert!(text.contains("python3 -c 'import duckdb"), "{text}");
     assert!(
         stderr(&out).contains("==> backing up"),
         "progress steps are shown"

@@ -135,13 +135,18 @@ impl Reporter {
                     None => Shape::Spinner,
                     Some(_) => Shape::Bar(frame.unit),
                 };
-                // Everything of the frame first, then the style: changing it redraws.
+                // A new shape: update unseen, then draw once in the new style.
+                let reshape = shape != Some(now);
+                if reshape {
+                    b.set_draw_target(ProgressDrawTarget::hidden());
+                }
                 b.set_message(frame.message);
                 b.set_length(frame.total.unwrap_or(0));
                 b.set_position(frame.done);
-                if shape != Some(now) {
+                if reshape {
                     b.set_style(style(now));
                     b.reset_eta();
+                    b.set_draw_target(ProgressDrawTarget::stderr());
                     shape = Some(now);
                 }
                 if now == Shape::Spinner {

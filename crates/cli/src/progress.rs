@@ -135,13 +135,18 @@ impl Reporter {
                     None => Shape::Spinner,
                     Some(_) => Shape::Bar(frame.unit),
                 };
-                // Everything of the frame first, then the style: changing it redraws.
+                // A new shape: update unseen, then draw once in the new style.
+                let reshape = shape != Some(now);
+                if reshape {
+                    b.set_draw_target(ProgressDrawTarget::hidden());
+                }
                 b.set_message(frame.message);
                 b.set_length(frame.total.unwrap_or(0));
                 b.set_position(frame.done);
-                if shape != Some(now) {
+                if reshape {
                     b.set_style(style(now));
                     b.reset_eta();
+                    b.set_draw_target(ProgressDrawTarget::stderr());
                     shape = Some(now);
                 }
                 if now == Shape::Spinner {
@@ -266,8 +271,9 @@ impl Source for CountSource {
 /// A restore: its verification first (bytes), then files written, with rows.
 pub struct RestoreSource {
     progress: Arc<RestoreProgress>,
-    /// When writing began (rates count from there, not from the start of verification).
-    writing_since: Mutex<Option<Duration>>,
+    /// When writing was first seen, and the rows written then: rates count from there, not from
+    /// the start of the verification.
+    writing_since: Mutex<Option<(Duration, u64)>>,
 }
 
 impl RestoreSource {
@@ -300,16 +306,22 @@ impl Source for RestoreSource {
                     .into(),
             };
         }
-        let since = {
-            let mut s = self.writing_since.lock().unwrap_or_else(|e| e.into_inner());
-            *s.get_or_insert(elapsed)
-        };
-        let secs = elapsed.saturating_sub(since).as_secs_f64();
         let written = load(&p.rows_written);
+        let (since, base) = *self
+            .writing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert((elapsed, written));
+        let secs = elapsed.saturating_sub(since).as_secs_f64();
+        // Until a second of writing has been seen, the rate over the whole run (a lower bound).
+        let rate = if secs >= 1.0 {
+            per_sec(written - base, secs)
+        } else {
+            per_sec(written, elapsed.as_secs_f64())
+        };
         let mut message = format!(
-            "{} written ({} rows/s), {} failed, {}",
+            "{} written ({rate} rows/s), {} failed, {}",
             count(written, "row"),
-            per_sec(written, secs),
             thousands(load(&p.rows_failed)),
             count(load(&p.throttle_events), "throttling event"),
         );
@@ -374,9 +386,17 @@ mod tests {
         );
         p.files_total.store(13, Ordering::Relaxed);
         p.files_done.store(1, Ordering::Relaxed);
+        p.rows_written.store(5000, Ordering::Relaxed);
         let line = s.frame(Duration::from_secs(2)).line("restore");
+        // Writing first seen: the rate over the whole run, not 5,000 rows in no time.
         assert!(
-            line.starts_with("restore: 1 of 13 files (7%), 0 rows written"),
+            line.starts_with("restore: 1 of 13 files (7%), 5,000 rows written (2,500 rows/s)"),
+            "{line}"
+        );
+        p.rows_written.store(25000, Ordering::Relaxed);
+        let line = s.frame(Duration::from_secs(4)).line("restore");
+        assert!(
+            line.contains("25,000 rows written (10,000 rows/s)"),
             "{line}"
         );
     }

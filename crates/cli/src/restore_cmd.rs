@@ -16,6 +16,7 @@ use ots_wire::types::{PkColumn, PkType, PkValue};
 use crate::common::{CliError, DestArgs, GlobalArgs, client, human_bytes};
 use crate::progress::{Reporter, RestoreSource};
 use crate::snapshot_name::open_snapshot;
+use crate::text::{count, per_sec, plural, thousands};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AutoIncrementArg {
@@ -283,9 +284,9 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
             eprintln!("note: {n}");
         }
         eprintln!(
-            "restore: {} rows written into '{}'{} in {:.1}s ({:.0} rows/s); {} already present, {} filtered out, \
-             {} failed; {} row retries, {} throttling events{}",
-            outcome.rows_written,
+            "restore: {} written into '{}'{} in {:.1}s ({} rows/s); {} already present, {} filtered out, \
+             {} failed; {}, {}{}",
+            count(outcome.rows_written, "row"),
             outcome.table,
             if outcome.table_created {
                 " (created)"
@@ -293,16 +294,16 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
                 ""
             },
             elapsed,
-            outcome.rows_written as f64 / elapsed.max(0.001),
-            outcome.rows_present,
-            outcome.rows_filtered,
-            outcome.rows_failed,
-            outcome.row_retries,
-            outcome.throttle_events,
+            per_sec(outcome.rows_written, elapsed),
+            thousands(outcome.rows_present),
+            thousands(outcome.rows_filtered),
+            thousands(outcome.rows_failed),
+            plural(outcome.row_retries, "row retry", "row retries"),
+            count(outcome.throttle_events, "throttling event"),
             if outcome.files_skipped_by_checkpoint > 0 {
                 format!(
-                    "; {} files already done by the interrupted run",
-                    outcome.files_skipped_by_checkpoint
+                    "; {} already done by the interrupted run",
+                    count(outcome.files_skipped_by_checkpoint, "file")
                 )
             } else {
                 String::new()
@@ -311,8 +312,8 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     }
     if outcome.rows_failed > 0 {
         return Err(CliError::Failed(format!(
-            "{} rows could not be restored; they are listed in {}",
-            outcome.rows_failed,
+            "{} could not be restored; listed in {}",
+            plural(outcome.rows_failed, "row", "rows"),
             cfg.dead_letter.display()
         )));
     }

@@ -674,7 +674,7 @@ async fn a_row_too_large_for_one_request_goes_to_the_dead_letter_file() {
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("1 rows could not be restored"),
+        stderr(&out).contains("1 row could not be restored"),
         "{}",
         stderr(&out)
     );

@@ -104,6 +104,28 @@ async fn backup(
     .await
 }
 
+/// Every record batch of a data file of `snap`.
+async fn read_batches(snap: &Snapshot, rel: &str) -> Vec<arrow_array::RecordBatch> {
+    let (store, path) = snap.object(rel);
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// Column `name` of `batch` as the array type `A`.
+fn column<'a, A: 'static>(batch: &'a arrow_array::RecordBatch, name: &str) -> &'a A {
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<A>()
+        .unwrap()
+}
+
 /// The judge: the snapshot verifies, and its files hold every key of the table exactly once.
 async fn assert_exact(t: &Table, backend: Arc<InMemory>, id: &str) -> Manifest {
     let snap = Snapshot::new(dest(backend.clone(), true), id);
@@ -113,28 +135,9 @@ async fn assert_exact(t: &Table, backend: Arc<InMemory>, id: &str) -> Manifest {
     assert_eq!(manifest.totals.rows, ROWS);
     let mut seen = Vec::new();
     for f in &manifest.files {
-        let (store, path) = snap.object(&f.path);
-        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let users = batch
-                .column_by_name("user_id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::StringArray>()
-                .unwrap()
-                .clone();
-            let seqs = batch
-                .column_by_name("seq")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap()
-                .clone();
+        for batch in read_batches(&snap, &f.path).await {
+            let users = column::<arrow_array::StringArray>(&batch, "user_id");
+            let seqs = column::<arrow_array::Int64Array>(&batch, "seq");
             for i in 0..batch.num_rows() {
                 seen.push((users.value(i).to_string(), seqs.value(i)));
             }
@@ -776,21 +779,8 @@ async fn partition_values_are_right_for_every_row_even_when_folders_collide() {
     let mut seen = 0;
     for f in &outcome.manifest.files {
         let recorded = f.partition.get("city").cloned().unwrap();
-        let (store, path) = snap.object(&f.path);
-        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ids = batch
-                .column_by_name("id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap()
-                .clone();
+        for batch in read_batches(&snap, &f.path).await {
+            let ids = column::<arrow_array::Int64Array>(&batch, "id");
             for i in 0..batch.num_rows() {
                 let city = cities[ids.value(i) as usize]
                     .map(str::to_string)

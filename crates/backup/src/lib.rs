@@ -11,6 +11,7 @@
 //! process uses (attempt tokens) or is written create-once (plan, manifest). A lease on the
 //! snapshot keeps a second process from working on it by mistake.
 
+mod budget;
 mod commit;
 pub mod partition;
 mod plan;
@@ -30,6 +31,7 @@ use ots_wire::{OtsClient, OtsError};
 use ots_writer::{Destination, ParquetOptions, WriteError};
 use tokio::task::JoinSet;
 
+pub use crate::budget::{DEFAULT_MEMORY_MB, MemoryPlan};
 use crate::sink::SinkLimits;
 use crate::split_job::SplitJob;
 
@@ -134,8 +136,11 @@ pub struct BackupConfig {
     /// Rows per record batch handed to the Parquet writer.
     pub batch_rows: usize,
     pub partitioning: Partitioning,
-    /// Open partition files per split; the least recently used is closed beyond this.
+    /// Open partition files per split at most; the least recently used is closed beyond this
+    /// (the memory budget may allow fewer).
     pub max_open_partitions: usize,
+    /// The memory budget of the whole backup, in bytes (`--memory-mb`).
+    pub memory_bytes: usize,
     pub read_cu_per_sec: Option<f64>,
     /// Resume this snapshot instead of starting a new one.
     pub resume: Option<String>,
@@ -165,6 +170,7 @@ impl BackupConfig {
             batch_rows: 8192,
             partitioning: Partitioning::None,
             max_open_partitions: 8,
+            memory_bytes: DEFAULT_MEMORY_MB << 20,
             read_cu_per_sec: None,
             resume: None,
             take_over: false,
@@ -187,6 +193,7 @@ impl BackupConfig {
         positive("--max-open-partitions", self.max_open_partitions)?;
         positive("--sample-rows", self.sample_rows_per_split)?;
         positive("--max-typed-columns", self.max_typed_columns)?;
+        self.memory_plan()?;
         if let Some(r) = self.read_cu_per_sec
             && !(r.is_finite() && r > 0.0)
         {
@@ -205,6 +212,18 @@ impl BackupConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl BackupConfig {
+    /// How the memory budget is shared out (an error when it is too small for the concurrency).
+    pub fn memory_plan(&self) -> Result<MemoryPlan, BackupError> {
+        MemoryPlan::new(
+            self.memory_bytes,
+            self.concurrency,
+            self.max_open_partitions,
+            self.parquet.row_group_bytes,
+        )
     }
 }
 
@@ -320,9 +339,11 @@ async fn run_splits(
     options.read_limiter = limiter.clone();
     let plan = Arc::new(plan);
     let schema = Arc::new(plan.schema.clone());
+    let memory = cfg.memory_plan()?;
+    tracing::debug!(?memory, "memory budget per split");
     let limits = SinkLimits {
         batch_rows: cfg.batch_rows,
-        max_open_partitions: cfg.max_open_partitions,
+        memory,
         parquet: cfg.parquet.clone(),
     };
     let sem = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));

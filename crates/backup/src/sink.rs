@@ -1,6 +1,9 @@
 //! Partition sinks of one split attempt: routing rows to the partition they belong to, buffering
-//! them in Arrow builders under a budget, streaming them into Parquet files that roll at the
+//! them in Arrow builders under a byte budget, streaming them into Parquet files that roll at the
 //! target size, and closing files (least recently used first) to bound open files.
+//!
+//! Sinks are made when a partition's first row arrives and dropped once they hold nothing (rows
+//! written, file closed), so a split that touches many partitions holds memory for only a few.
 //!
 //! Sinks are keyed by the partition's values, not its folder name, so the values recorded for a
 //! file are those of every row in it even when two values escape to the same folder.
@@ -16,6 +19,7 @@ use ots_schema::{BatchBuilder, RowReader, SnapshotSchema, SnapshotStats};
 use ots_wire::types::{PkColumn, RowRef};
 use ots_writer::{ParquetFileWriter, ParquetOptions};
 
+use crate::budget::MemoryPlan;
 use crate::partition::{PartitionValues, partition_of, partition_path};
 use crate::{BackupError, Progress};
 
@@ -23,6 +27,8 @@ use crate::{BackupError, Progress};
 struct PartitionSink {
     folder: String,
     builder: BatchBuilder,
+    /// Estimated memory of the rows in `builder`.
+    buffered_bytes: usize,
     file: Option<OpenFile>,
     last_used: u64,
 }
@@ -37,8 +43,10 @@ struct OpenFile {
 /// Limits of one split attempt's sinks.
 #[derive(Clone, Debug)]
 pub(crate) struct SinkLimits {
+    /// Rows per record batch at most (the byte limits usually decide first).
     pub batch_rows: usize,
-    pub max_open_partitions: usize,
+    /// The split's share of the memory budget.
+    pub memory: MemoryPlan,
     pub parquet: ParquetOptions,
 }
 
@@ -52,6 +60,8 @@ pub(crate) struct Sinks {
     limits: SinkLimits,
     progress: Arc<Progress>,
     sinks: HashMap<PartitionValues, PartitionSink>,
+    /// Statistics of sinks already dropped.
+    stats: SnapshotStats,
     file_seq: u32,
     tick: u64,
     files: Vec<FileEntry>,
@@ -76,6 +86,7 @@ impl Sinks {
             limits,
             progress,
             sinks: HashMap::new(),
+            stats: SnapshotStats::default(),
             file_seq: 0,
             tick: 0,
             files: Vec::new(),
@@ -97,13 +108,17 @@ impl Sinks {
                 .or_insert_with(|| PartitionSink {
                     folder: partition_path(&values),
                     builder: BatchBuilder::new(self.schema.clone()),
+                    buffered_bytes: 0,
                     file: None,
                     last_used: 0,
                 }),
         };
         sink.last_used = self.tick;
         sink.builder.push_row(row)?;
-        Ok((sink.builder.len() >= self.limits.batch_rows).then_some(values))
+        sink.buffered_bytes += row_memory(row);
+        let full = sink.builder.len() >= self.limits.batch_rows
+            || sink.buffered_bytes >= self.limits.memory.batch;
+        Ok(full.then_some(values))
     }
 
     /// Writes full batches, then keeps buffered rows and open files within budget.
@@ -116,9 +131,9 @@ impl Sinks {
         }
         // With many partitions, rows buffered across all of them are bounded too: past the
         // budget the least recently used partitions are written out (smaller files, flat memory).
-        let budget = self.limits.max_open_partitions.max(1) * self.limits.batch_rows.max(1);
+        let budget = self.limits.memory.buffered;
         loop {
-            let buffered: usize = self.sinks.values().map(|s| s.builder.len()).sum();
+            let buffered: usize = self.sinks.values().map(|s| s.buffered_bytes).sum();
             if buffered <= budget {
                 break;
             }
@@ -134,14 +149,31 @@ impl Sinks {
             self.flush(&key, false).await?;
             self.limit_open_files().await?;
         }
-        self.limit_open_files().await
+        self.limit_open_files().await?;
+        self.release_idle();
+        Ok(())
+    }
+
+    /// Drops sinks that hold nothing (no buffered rows, no open file), keeping their statistics.
+    fn release_idle(&mut self) {
+        let idle: Vec<PartitionValues> = self
+            .sinks
+            .iter()
+            .filter(|(_, s)| s.builder.is_empty() && s.file.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            if let Some(mut s) = self.sinks.remove(&key) {
+                self.stats.merge(&s.builder.take_stats());
+            }
+        }
     }
 
     /// Flushes and closes everything; returns the attempt's files (sorted by path) and stats.
     pub(crate) async fn finish(mut self) -> Result<(Vec<FileEntry>, SnapshotStats), BackupError> {
         let mut keys: Vec<PartitionValues> = self.sinks.keys().cloned().collect();
         keys.sort();
-        let mut stats = SnapshotStats::default();
+        let mut stats = std::mem::take(&mut self.stats);
         for key in keys {
             self.flush(&key, true).await?;
             if let Some(s) = self.sinks.get_mut(&key) {
@@ -171,6 +203,7 @@ impl Sinks {
     ) -> Result<(), BackupError> {
         if !sink.builder.is_empty() {
             let batch = sink.builder.finish()?;
+            let batch_bytes = std::mem::take(&mut sink.buffered_bytes);
             let step = self.limits.batch_rows.max(1);
             let mut offset = 0;
             while offset < batch.num_rows() {
@@ -182,7 +215,8 @@ impl Sinks {
                 let Some(f) = sink.file.as_mut() else {
                     continue;
                 };
-                f.writer.write(&slice).await?;
+                let share = batch_bytes.saturating_mul(slice.num_rows()) / batch.num_rows().max(1);
+                f.writer.write_sized(&slice, share).await?;
                 // Rows of a split arrive in primary-key order, so a slice's ends bound the file.
                 let reader = RowReader::new(&self.schema, &slice)?;
                 if f.pk_min.is_none() {
@@ -216,7 +250,7 @@ impl Sinks {
             builder.arrow_schema().clone(),
             self.limits.parquet.snapshot_properties(&self.schema)?,
         )?
-        .with_row_group_bytes(self.limits.parquet.row_group_bytes);
+        .with_row_group_bytes(self.limits.memory.row_group);
         Ok(OpenFile {
             writer,
             pk_min: None,
@@ -264,7 +298,7 @@ impl Sinks {
                 .filter(|(_, s)| s.file.is_some())
                 .map(|(k, s)| (s.last_used, k.clone()))
                 .collect();
-            if open.len() <= self.limits.max_open_partitions.max(1) {
+            if open.len() <= self.limits.memory.open_files.max(1) {
                 return Ok(());
             }
             let Some((_, key)) = open.into_iter().min() else {
@@ -278,6 +312,27 @@ impl Sinks {
             }
         }
     }
+}
+
+/// Estimated memory of one row in Arrow builders: values, offsets, timestamps and, for cells kept
+/// in `$cells`, their names. An overestimate for typed columns, which is the safe side.
+fn row_memory(row: &RowRef<'_>) -> usize {
+    use ots_wire::types::PkValueRef;
+    let key: usize = row
+        .primary_key
+        .iter()
+        .map(|c| match c.value {
+            PkValueRef::String(s) => s.len() + 4,
+            PkValueRef::Binary(b) => b.len() + 4,
+            _ => 8,
+        })
+        .sum();
+    let cells: usize = row
+        .cells
+        .iter()
+        .map(|c| c.name.len() + c.value.map_or(0, |v| v.data_size()) + 16)
+        .sum();
+    key + cells
 }
 
 /// Cells stored in a batch: non-null typed values plus `$cells` entries.
@@ -297,4 +352,186 @@ fn batch_cells(batch: &arrow_array::RecordBatch) -> u64 {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use ots_format::{Partitioning, PkColumnSchema};
+    use ots_manifest::Snapshot;
+    use ots_schema::infer::SchemaInferrer;
+    use ots_wire::types::{CellRef, PkCellRef, PkType, PkValueRef, RowRef, ValueRef};
+    use ots_writer::{Destination, ParquetOptions};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::{SinkLimits, Sinks};
+    use crate::Progress;
+    use crate::budget::MemoryPlan;
+
+    const MIB: usize = 1 << 20;
+
+    fn row<'a>(id: i64, part: &'a str, blob: &'a [u8]) -> RowRef<'a> {
+        RowRef {
+            primary_key: vec![PkCellRef {
+                name: "id",
+                value: PkValueRef::Integer(id),
+            }],
+            cells: vec![
+                CellRef {
+                    name: "blob",
+                    value: Some(ValueRef::Binary(blob)),
+                    op: None,
+                    timestamp: Some(1_700_000_000_000),
+                },
+                CellRef {
+                    name: "part",
+                    value: Some(ValueRef::String(part)),
+                    op: None,
+                    timestamp: Some(1_700_000_000_000),
+                },
+            ],
+            delete_marker: false,
+        }
+    }
+
+    fn sinks(store: Arc<InMemory>, memory: MemoryPlan, partitioning: Partitioning) -> Sinks {
+        let blob = [0u8; 4];
+        let mut inferrer = SchemaInferrer::new();
+        inferrer.observe(&row(0, "a", &blob));
+        let pk = vec![PkColumnSchema {
+            name: "id".into(),
+            pk_type: PkType::Integer,
+            auto_increment: false,
+        }];
+        let schema = Arc::new(inferrer.finish(pk, 100).unwrap());
+        let dest = Destination::from_store(store, Path::from("b"), "memory:///b", true);
+        Sinks::new(
+            Snapshot::new(dest, "s1"),
+            schema,
+            partitioning,
+            0,
+            "attempt1".into(),
+            SinkLimits {
+                batch_rows: 8192,
+                memory,
+                parquet: ParquetOptions::default(),
+            },
+            Arc::new(Progress::default()),
+        )
+    }
+
+    fn plan(buffered: usize, open_files: usize, row_group: usize) -> MemoryPlan {
+        MemoryPlan {
+            total: 0,
+            per_split: 0,
+            buffered,
+            batch: buffered / 2,
+            open_files,
+            row_group,
+            upload_part: 5 * MIB,
+        }
+    }
+
+    async fn row_groups(store: &InMemory, path: &str) -> Vec<(i64, i64)> {
+        let bytes = store
+            .get(&Path::from(format!("b/s1/{path}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| (g.num_rows(), g.total_byte_size()))
+            .collect()
+    }
+
+    /// 100 KB rows: batches and row groups are cut by bytes, never by the 8,192-row batch size.
+    #[tokio::test]
+    async fn wide_rows_are_written_in_batches_and_row_groups_bounded_in_bytes() {
+        let store = Arc::new(InMemory::new());
+        let mut s = sinks(store.clone(), plan(2 * MIB, 1, 3 * MIB), Partitioning::None);
+        let blob: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut most_buffered = 0;
+        for page in 0..10 {
+            // Pages of 10 rows (1 MB), as GetRange would return them.
+            let mut full = Vec::new();
+            for i in 0..10 {
+                if let Some(k) = s.route(&row(page * 10 + i, "a", &blob)).unwrap()
+                    && !full.contains(&k)
+                {
+                    full.push(k);
+                }
+            }
+            s.after_page(full).await.unwrap();
+            let buffered: usize = s.sinks.values().map(|p| p.buffered_bytes).sum();
+            most_buffered = most_buffered.max(buffered);
+        }
+        assert!(most_buffered <= 2 * MIB, "{most_buffered} bytes buffered");
+        let (files, stats) = s.finish().await.unwrap();
+        assert_eq!(stats.rows, 100);
+        assert_eq!(files.len(), 1);
+        let groups = row_groups(&store, &files[0].path).await;
+        assert_eq!(groups.iter().map(|g| g.0).sum::<i64>(), 100);
+        assert!(
+            groups.len() >= 3,
+            "10 MB of rows in 3 MiB row groups: {groups:?}"
+        );
+        for (rows, bytes) in &groups {
+            // A row group closes at the budget, overshooting by at most one batch (1 MiB).
+            assert!(
+                *bytes as usize <= 4 * MIB + MIB / 2,
+                "{rows} rows, {bytes} bytes"
+            );
+        }
+    }
+
+    /// Rows of 40 partitions interleaved: sinks come and go, memory stays within the budget, and
+    /// every row lands in a file of its partition.
+    #[tokio::test]
+    async fn many_partitions_hold_few_sinks_and_lose_no_row() {
+        let store = Arc::new(InMemory::new());
+        let partitioning = Partitioning::Column {
+            column: "part".into(),
+        };
+        let mut s = sinks(store.clone(), plan(MIB, 2, 2 * MIB), partitioning);
+        let names: Vec<String> = (0..40).map(|p| format!("p{p:02}")).collect();
+        let blob = vec![7u8; 100_000];
+        let mut most_sinks = 0;
+        for page in 0..10i64 {
+            let mut full = Vec::new();
+            for i in 0..40 {
+                let id = page * 40 + i;
+                if let Some(k) = s.route(&row(id, &names[i as usize], &blob)).unwrap()
+                    && !full.contains(&k)
+                {
+                    full.push(k);
+                }
+            }
+            s.after_page(full).await.unwrap();
+            let buffered: usize = s.sinks.values().map(|p| p.buffered_bytes).sum();
+            assert!(buffered <= MIB, "{buffered} bytes buffered");
+            assert!(s.sinks.values().filter(|p| p.file.is_some()).count() <= 2);
+            most_sinks = most_sinks.max(s.sinks.len());
+        }
+        // Sinks that hold nothing are dropped after each page.
+        assert!(most_sinks < 40, "{most_sinks} sinks alive");
+        let (files, stats) = s.finish().await.unwrap();
+        assert_eq!(stats.rows, 400);
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 400);
+        for f in &files {
+            let value = f.partition.get("part").unwrap();
+            assert!(f.path.contains(&format!("part={value}/")), "{f:?}");
+        }
+        let partitions: std::collections::BTreeSet<_> =
+            files.iter().map(|f| f.partition.clone()).collect();
+        assert_eq!(partitions.len(), 40);
+    }
 }

@@ -43,6 +43,11 @@ pub struct BackupArgs {
     /// Splits scanned at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Memory budget of the whole backup in MiB: pages in flight, buffered rows, row groups and
+    /// upload buffers are all counted in bytes against it (a single row larger than a page is
+    /// held whole, the one exception).
+    #[arg(long, default_value_t = ots_backup::DEFAULT_MEMORY_MB)]
+    pub memory_mb: usize,
     /// Target split size in MiB (ComputeSplitPointsBySize): smaller splits spread a table over
     /// more concurrent scanners.
     #[arg(long, default_value_t = 128)]
@@ -68,14 +73,14 @@ pub struct BackupArgs {
     /// Rows per Parquet row group.
     #[arg(long, default_value_t = 128 * 1024)]
     pub row_group_rows: usize,
-    /// Close a row group once it reaches this size in MiB (memory ≈ concurrency × this).
+    /// Close a row group at this size in MiB at most (the memory budget may close it sooner).
     #[arg(long, default_value_t = 64)]
     pub row_group_mb: usize,
     /// Start a new file past this size, in MiB.
     #[arg(long, default_value_t = 256)]
     pub target_file_mb: u64,
-    /// Partition files open at once per split; with more partitions, the least recently used is
-    /// closed (and rows buffered for it are written out), keeping memory flat.
+    /// Partition files open at once per split at most (the memory budget may allow fewer); with
+    /// more partitions, the least recently used is closed and its buffered rows written out.
     #[arg(long, default_value_t = 8)]
     pub max_open_partitions: usize,
     /// Rows per record batch handed to the Parquet writer.
@@ -223,6 +228,8 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     cfg.pinned_schema = pinned;
     cfg.partitioning = partitioning;
     cfg.max_open_partitions = a.max_open_partitions;
+    cfg.memory_bytes = usize::try_from(mib("--memory-mb", a.memory_mb as u64)?)
+        .map_err(|_| CliError::Usage(format!("--memory-mb {} is too large", a.memory_mb)))?;
     cfg.batch_rows = a.batch_rows;
     cfg.parquet.zstd_level = a.zstd_level;
     cfg.parquet.row_group_rows = a.row_group_rows;

@@ -139,6 +139,73 @@ pub fn row(spec: &DatasetSpec, i: u64) -> Row {
     }
 }
 
+/// Largest value of a [`blob_row`] cell (the service allows 2 MB per value).
+const BLOB_CELL_BYTES: usize = 1 << 20;
+
+/// Row `i` of a table of `row_bytes`-byte rows, all under one partition key (`user_id` = "doc"):
+/// the wide-row tables of the memory benchmarks. Values are incompressible bytes, in cells
+/// `part0`, `part1`, … of at most 1 MiB each.
+pub fn blob_row(spec: &DatasetSpec, i: u64, row_bytes: usize) -> Row {
+    let mut cells = Vec::new();
+    let mut left = row_bytes.max(1);
+    let mut part = 0u64;
+    while left > 0 {
+        let len = left.min(BLOB_CELL_BYTES);
+        let seed = mix(spec.seed ^ mix(i.wrapping_mul(1 << 20).wrapping_add(part)));
+        let mut value = Vec::with_capacity(len + 8);
+        let mut k = 0u64;
+        while value.len() < len {
+            value.extend_from_slice(&mix(seed.wrapping_add(k)).to_le_bytes());
+            k += 1;
+        }
+        value.truncate(len);
+        cells.push(Cell::new(
+            format!("part{part}"),
+            Value::Binary(value),
+            Some(spec.base_ts_ms),
+        ));
+        left -= len;
+        part += 1;
+    }
+    Row {
+        primary_key: vec![
+            PkColumn::new("user_id", PkValue::String("doc".into())),
+            PkColumn::new("seq", PkValue::Integer(i as i64)),
+        ],
+        cells,
+    }
+}
+
+/// Bytes of a row as the service counts them for the 4 MB request limits.
+fn row_data_size(row: &Row) -> usize {
+    let key: usize = row
+        .primary_key
+        .iter()
+        .map(|c| {
+            c.name.len()
+                + match &c.value {
+                    PkValue::String(s) => s.len(),
+                    PkValue::Binary(b) => b.len(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    let cells: usize = row
+        .cells
+        .iter()
+        .map(|c| {
+            c.name.len()
+                + match &c.value {
+                    Value::String(s) => s.len(),
+                    Value::Binary(b) => b.len(),
+                    Value::Boolean(_) => 1,
+                    _ => 8,
+                }
+        })
+        .sum();
+    key + cells
+}
+
 /// CreateTable for the standard table: 3 versions kept, no TTL, one-day deviation.
 pub fn create_table_request(table: &str) -> pb::CreateTableRequest {
     let pk = |name: &str, t: pb::PrimaryKeyType| pb::PrimaryKeySchema {
@@ -183,8 +250,9 @@ pub enum LoadError {
     },
 }
 
-/// Writes `rows` into `table` in 200-row BatchWriteRow batches, `concurrency` in flight. The puts
-/// carry explicit timestamps, so they are idempotent and safe to retry.
+/// Writes `rows` into `table` in BatchWriteRow batches of at most 200 rows and about 3 MB,
+/// `concurrency` in flight. The puts carry explicit timestamps, so they are idempotent and safe
+/// to retry.
 pub async fn load_rows(
     client: &OtsClient,
     table: &str,
@@ -196,11 +264,17 @@ pub async fn load_rows(
     let mut set = tokio::task::JoinSet::new();
     let mut batch = Vec::with_capacity(200);
     let mut rows = rows.peekable();
+    let mut batch_bytes = 0usize;
     while let Some(r) = rows.next() {
+        batch_bytes += row_data_size(&r);
         batch.push(r);
-        if batch.len() < 200 && rows.peek().is_some() {
+        let next_fits = rows
+            .peek()
+            .is_some_and(|n| batch_bytes + row_data_size(n) <= BATCH_BYTES);
+        if batch.len() < 200 && next_fits {
             continue;
         }
+        batch_bytes = 0;
         // At most `concurrency` batches in flight; rows are generated only as fast as they load.
         if set.len() >= concurrency
             && let Some(done) = set.join_next().await
@@ -220,6 +294,9 @@ pub async fn load_rows(
     }
     Ok(())
 }
+
+/// Data per BatchWriteRow request: under the service's 4 MB, with room for the encoding.
+const BATCH_BYTES: usize = 3 << 20;
 
 fn join_error(e: tokio::task::JoinError) -> LoadError {
     LoadError::Rows {
@@ -276,6 +353,27 @@ pub fn put_batch_request(table: &str, rows: &[Row]) -> pb::BatchWriteRowRequest 
         }],
         ..Default::default()
     }
+}
+
+/// Creates a table of the standard key and loads `spec.rows` [`blob_row`]s of `row_bytes` bytes.
+pub async fn create_and_load_blobs(
+    client: &OtsClient,
+    table: &str,
+    spec: &DatasetSpec,
+    row_bytes: usize,
+    concurrency: usize,
+    loaded: Arc<AtomicU64>,
+) -> Result<(), LoadError> {
+    client.create_table(&create_table_request(table)).await?;
+    let spec = *spec;
+    load_rows(
+        client,
+        table,
+        (0..spec.rows).map(move |i| blob_row(&spec, i, row_bytes)),
+        concurrency,
+        loaded,
+    )
+    .await
 }
 
 /// Creates the standard table and loads `spec.rows` rows into it.

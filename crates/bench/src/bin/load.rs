@@ -1,5 +1,6 @@
 //! `ots-bench-load`: creates the standard benchmark table (ots_datagen) and loads N rows into it
-//! through our BatchWriteRow path. Prints one JSON line on stdout.
+//! through our BatchWriteRow path; with `--row-bytes`, a table of rows of that size under one
+//! partition key instead. Prints one JSON line on stdout.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ots_bench::Target;
-use ots_datagen::{DatasetSpec, create_and_load};
+use ots_datagen::{DatasetSpec, create_and_load, create_and_load_blobs};
 
 #[derive(Parser, Debug)]
 #[command(name = "ots-bench-load")]
@@ -18,6 +19,10 @@ struct Args {
     /// Rows to generate.
     #[arg(long)]
     rows: u64,
+    /// Load rows of this many bytes of incompressible binary cells (≤ 1 MiB each), all under
+    /// one partition key, instead of the standard table.
+    #[arg(long)]
+    row_bytes: Option<usize>,
     /// Seed of the generator (same seed, same data).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -58,14 +63,29 @@ async fn main() -> ExitCode {
             }
         })
     });
-    let result = create_and_load(
-        &client,
-        &a.target.table,
-        &spec,
-        a.concurrency,
-        loaded.clone(),
-    )
-    .await;
+    let result = match a.row_bytes {
+        Some(bytes) => {
+            create_and_load_blobs(
+                &client,
+                &a.target.table,
+                &spec,
+                bytes,
+                a.concurrency,
+                loaded.clone(),
+            )
+            .await
+        }
+        None => {
+            create_and_load(
+                &client,
+                &a.target.table,
+                &spec,
+                a.concurrency,
+                loaded.clone(),
+            )
+            .await
+        }
+    };
     if let Some(r) = reporter {
         r.abort();
     }
@@ -82,6 +102,7 @@ async fn main() -> ExitCode {
             "table": a.target.table,
             "rows": rows,
             "seed": a.seed,
+            "row_bytes": a.row_bytes,
             "base_ts_ms": spec.base_ts_ms,
             "concurrency": a.concurrency,
             "elapsed_secs": secs,

@@ -10,7 +10,7 @@ use ots_format::{
     new_snapshot_id, pk_text,
 };
 use ots_manifest::{ManifestError, Snapshot, Snapshots};
-use ots_scan::{ScanOptions, Split, SplitScanner, plan_splits};
+use ots_scan::{ScanOptions, Split, SplitScanner, SplitSize, plan_splits};
 use ots_schema::layout::{PkColumnSchema, pk_type_name};
 use ots_schema::{SchemaInferrer, SnapshotSchema};
 use ots_wire::OtsClient;
@@ -192,7 +192,21 @@ pub(crate) async fn new_plan(
         TimeScopeChoice::All => TimeRange::all(t_ms),
     };
     let started_at = rfc3339(SystemTime::now());
-    let split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
+    let mut split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
+    // A table cut into fewer splits than --concurrency would leave scanners idle: ask once more
+    // with a proportionally smaller split size (a table too small to split stays one split).
+    let n = split_plan.splits.len();
+    if n > 1 && n < cfg.concurrency && cfg.split_size.units > 1 {
+        let units = (cfg.split_size.units * n as i64 / cfg.concurrency as i64).max(1);
+        let finer = SplitSize {
+            units,
+            ..cfg.split_size
+        };
+        let again = plan_splits(client, &cfg.table, finer).await?;
+        if again.splits.len() > n {
+            split_plan = again;
+        }
+    }
     let options = ScanOptions {
         time_range: (time_range.start_ms, time_range.end_ms),
         ..ScanOptions::up_to(t_ms)

@@ -70,7 +70,24 @@ enum Command {
     Gc(gc_cmd::GcArgs),
 }
 
+/// glibc's allocator, left to itself, keeps freed 4–5 MiB page and upload buffers in per-thread
+/// arenas and raises its mmap threshold as they are freed, so the heap grows with the run's length
+/// (measured: +15% peak RSS from 1M to 4M rows). A fixed 1 MiB mmap threshold returns such buffers
+/// to the system when freed, and two arenas bound the per-thread caches.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; it runs before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -87,6 +87,7 @@ async fn a_multi_split_table_is_read_exactly_once() {
     let emu = emulator(PageLimits {
         max_rows: 97,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     })
     .await;
     let c = client(&emu, RetryPolicy::none());
@@ -124,6 +125,7 @@ async fn empty_pages_with_a_next_key_are_followed() {
     let emu = emulator(PageLimits {
         max_rows: 10,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     })
     .await;
     let c = client(&emu, RetryPolicy::none());
@@ -183,6 +185,7 @@ async fn injected_throttling_and_server_errors_are_retried_with_an_exact_result(
     let emu = emulator(PageLimits {
         max_rows: 50,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     })
     .await;
     let c = client(&emu, fast_retry());
@@ -217,6 +220,7 @@ async fn a_slow_consumer_holds_the_scan_back() {
     let emu = emulator(PageLimits {
         max_rows: 20,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     })
     .await;
     let c = client(&emu, RetryPolicy::none());

@@ -81,6 +81,9 @@ fn all_versions(mut req: pb::GetRangeRequest) -> pb::GetRangeRequest {
 /// One response: its rows, its next start key and whether it carried a token.
 type Part = (Vec<Row>, Option<Vec<PkColumn>>, bool);
 
+/// A response as (row key, cell count) per row, its next key and whether it carried a token.
+type Shape = (Vec<(Vec<PkColumn>, usize)>, Option<Vec<PkColumn>>, bool);
+
 /// Follows next keys and tokens to the end; every response.
 async fn scan_parts(c: &OtsClient, mut req: pb::GetRangeRequest) -> Vec<Part> {
     let mut out = Vec::new();
@@ -136,7 +139,7 @@ async fn wide_rows_come_in_parts_continued_by_token_in_both_directions() {
         )),
     )
     .await;
-    let shape: Vec<(Vec<(Vec<PkColumn>, usize)>, Option<Vec<PkColumn>>, bool)> = parts
+    let shape: Vec<Shape> = parts
         .iter()
         .map(|(rows, next, token)| {
             (

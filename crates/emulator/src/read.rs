@@ -577,7 +577,7 @@ impl Scan<'_> {
                 _ => 0,
             };
             let rest = &cells[skip..];
-            if rest.is_empty() {
+            if skip > 0 && rest.is_empty() {
                 read_bytes += pk_bytes;
                 continue;
             }

@@ -218,6 +218,24 @@ async fn wide_rows_come_in_parts_continued_by_token_in_both_directions() {
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].0.len(), 4);
     assert!(!parts[0].2);
+
+    // Primary keys only: every row, no cells, no token.
+    let mut pk_only = all_versions(range_req(
+        "w",
+        pb::Direction::Forward,
+        &inf_key(true),
+        &inf_key(false),
+        None,
+    ));
+    pk_only.columns_to_get = vec!["pk1".into()];
+    let parts = scan_parts(c, pk_only).await;
+    assert_eq!(parts.len(), 1);
+    let keys: Vec<(Vec<PkColumn>, usize)> = parts[0]
+        .0
+        .iter()
+        .map(|r| (r.primary_key.clone(), r.cells.len()))
+        .collect();
+    assert_eq!(keys, (1..=4).map(|i| (key("a", i), 0)).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ async fn backup_to_a_local_folder_is_complete_lossless_and_readable() {
         PageLimits {
             max_rows: 400,
             max_bytes: 4 << 20,
+            ..PageLimits::default()
         },
     )
     .await;

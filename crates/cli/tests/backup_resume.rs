@@ -33,6 +33,7 @@ async fn a_killed_backup_resumes_to_the_same_content() {
         PageLimits {
             max_rows: 50,
             max_bytes: 4 << 20,
+            ..PageLimits::default()
         },
     )
     .await;

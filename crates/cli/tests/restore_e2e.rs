@@ -166,6 +166,7 @@ async fn round_trip_into_a_new_table_is_identical() {
         PageLimits {
             max_rows: 300,
             max_bytes: 4 << 20,
+            ..PageLimits::default()
         },
     )
     .await;
@@ -350,6 +351,7 @@ async fn a_killed_restore_resumes_to_an_exact_result() {
         PageLimits {
             max_rows: 200,
             max_bytes: 4 << 20,
+            ..PageLimits::default()
         },
     )
     .await;

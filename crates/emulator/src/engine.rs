@@ -18,6 +18,11 @@ pub struct PageLimits {
     pub max_rows: usize,
     /// Bytes per page: encoded rows plus the data of rows a filter rejected.
     pub max_bytes: usize,
+    /// Opt-in wide-row mode (`None`, the default, is the service's documented behaviour: pages end
+    /// at row boundaries and a row of any width comes back whole). `Some(n)`: a row with more than
+    /// `n` selected cells is answered in parts of `n` cells; a part ends its page, with
+    /// `next_start_primary_key` = that row's key and a `next_token` that continues it.
+    pub wide_row_cells: Option<usize>,
 }
 
 impl Default for PageLimits {
@@ -25,6 +30,7 @@ impl Default for PageLimits {
         PageLimits {
             max_rows: 5000,
             max_bytes: 4 * 1024 * 1024,
+            wide_row_cells: None,
         }
     }
 }

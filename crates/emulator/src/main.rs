@@ -56,6 +56,10 @@ struct Args {
     /// Bytes per GetRange page at most (the service uses 4 MiB).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     page_max_bytes: usize,
+    /// Opt-in: answer a row with more than N cells in GetRange parts of N cells, continued with
+    /// `next_token` (the protocol allows it; the service's documented default returns whole rows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    wide_row_token_cells: Option<u64>,
 }
 
 async fn wait_for_signal() {
@@ -101,6 +105,9 @@ async fn main() -> ExitCode {
         .page_limits(PageLimits {
             max_rows: args.page_max_rows,
             max_bytes: args.page_max_bytes,
+            wide_row_cells: args
+                .wide_row_token_cells
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
         .start()
         .await;

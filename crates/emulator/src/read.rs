@@ -85,8 +85,9 @@ impl ReadSpec {
             },
         };
         if p.token.is_some_and(|t| !t.is_empty()) {
-            // The emulator never answers with a next_token, so no valid token exists.
-            return Err(ApiError::param("The token is invalid."));
+            // GetRow and BatchGetRow never answer with a next_token, so no valid token exists for
+            // them; GetRange checks its own tokens (see `parse_wide_token`).
+            return Err(invalid_token());
         }
         let mut attrs: Vec<String> = p
             .columns_to_get
@@ -150,6 +151,45 @@ impl ReadSpec {
         }
         true
     }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::param("The token is invalid.")
+}
+
+/// Marks a wide-row continuation token (wide-row mode only). Layout: this magic, the offset of the
+/// next cell among the row's selected cells (u64 little-endian), then the row's primary key as a
+/// PlainBuffer. Opaque to clients; checked against the request when it comes back.
+const WIDE_TOKEN_MAGIC: &[u8; 8] = b"emuwide1";
+
+fn wide_token(def: &TableDef, key: &Key, offset: usize) -> Vec<u8> {
+    let pk = pk_buffer(def, key);
+    let mut t = Vec::with_capacity(16 + pk.len());
+    t.extend_from_slice(WIDE_TOKEN_MAGIC);
+    t.extend_from_slice(&(offset as u64).to_le_bytes());
+    t.extend_from_slice(&pk);
+    t
+}
+
+/// The cell offset a GetRange `token` resumes `start` at. Only a token this emulator issued (in
+/// wide-row mode) for exactly this start key is valid; anything else is "The token is invalid.".
+fn parse_wide_token(
+    def: &TableDef,
+    token: &[u8],
+    start: &Key,
+    wide_mode: bool,
+) -> ApiResult<usize> {
+    if !wide_mode || token.len() < 16 || token[..8] != WIDE_TOKEN_MAGIC[..] {
+        return Err(invalid_token());
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&token[8..16]);
+    let offset = usize::try_from(u64::from_le_bytes(offset)).map_err(|_| invalid_token())?;
+    let key = decode_key(def, &token[16..], "token", PkUse::Exact).map_err(|_| invalid_token())?;
+    if offset == 0 || key != *start {
+        return Err(invalid_token());
+    }
+    Ok(offset)
 }
 
 fn pk_size(def: &TableDef, key: &Key) -> usize {
@@ -328,7 +368,8 @@ impl Engine {
                 filter: req.filter.as_deref(),
                 start_column: req.start_column.as_ref(),
                 end_column: req.end_column.as_ref(),
-                token: req.token.as_deref(),
+                // Checked below, against the start key.
+                token: None,
             },
         )?;
         let direction = pb::Direction::try_from(req.direction)
@@ -364,6 +405,15 @@ impl Engine {
             }
             _ => {}
         }
+        let resume = match req.token.as_deref() {
+            Some(t) if !t.is_empty() => Some(parse_wide_token(
+                def,
+                t,
+                &start,
+                self.limits.wide_row_cells.is_some(),
+            )?),
+            _ => None,
+        };
 
         let st = table.read();
         let view = spec.view(&st, now_ms());
@@ -374,6 +424,8 @@ impl Engine {
             limit,
             max_rows: self.limits.max_rows.max(1),
             max_bytes: self.limits.max_bytes,
+            wide_row_cells: self.limits.wide_row_cells.map(|n| n.max(1)),
+            resume: resume.map(|offset| (&start, offset)),
         };
         let page = match direction {
             pb::Direction::Forward => scan.run(
@@ -392,7 +444,7 @@ impl Engine {
             consumed: capacity(read, 0),
             rows: page.rows.into(),
             next_start_primary_key: page.next.map(Into::into),
-            next_token: None,
+            next_token: page.token.map(Into::into),
             data_block_type: Some(pb::DataBlockType::DbtPlainBuffer as i32),
             compress_type: None,
         };
@@ -473,17 +525,28 @@ struct Scan<'a> {
     limit: usize,
     max_rows: usize,
     max_bytes: usize,
+    /// Wide-row mode: at most this many cells of one row per response (see [`PageLimits`]).
+    ///
+    /// [`PageLimits`]: crate::engine::PageLimits
+    wide_row_cells: Option<usize>,
+    /// A request carrying a wide-row token: the row at this key resumes at this cell offset.
+    resume: Option<(&'a Key, usize)>,
 }
 
 struct Page {
     rows: Vec<u8>,
     next: Option<Vec<u8>>,
+    /// Set when the page's last row is a part of a wider row (wide-row mode).
+    token: Option<Vec<u8>>,
     read_bytes: usize,
 }
 
 impl Scan<'_> {
     /// Reads one page: stops at `limit` returned rows, `max_rows` scanned rows, or `max_bytes`; the
     /// next key is the first row not read (absent when the range is exhausted).
+    ///
+    /// In wide-row mode a row with more than `wide_row_cells` cells left ends the page with its next
+    /// `wide_row_cells` cells; the next key is then that row's own key, with a token for the rest.
     fn run<'r>(&self, iter: impl Iterator<Item = (&'r Key, &'r StoredRow)>) -> Page {
         let mut w = RowsWriter::with_capacity(256 * 1024);
         let mut cells: Vec<&StoredCell> = Vec::with_capacity(32);
@@ -491,6 +554,7 @@ impl Scan<'_> {
         let mut rejected_bytes = 0usize;
         let mut read_bytes = 0usize;
         let mut next = None;
+        let mut token = None;
         for (scanned, (key, row)) in iter.enumerate() {
             if returned >= self.limit
                 || scanned >= self.max_rows
@@ -501,14 +565,36 @@ impl Scan<'_> {
                 break;
             }
             let pk_bytes = pk_size(self.def, key);
-            if self.spec.select(row, self.view, &mut cells) {
-                encode_row(&mut w, self.def, key, &cells);
-                returned += 1;
-                read_bytes += pk_bytes + cells_size(&cells);
-            } else {
+            if !self.spec.select(row, self.view, &mut cells) {
                 rejected_bytes += pk_bytes + row.data_size();
                 read_bytes += pk_bytes;
+                continue;
             }
+            // A token resumes the row at the start key (if it is still there) after the cells
+            // already returned; a row that has since lost cells may have none left.
+            let skip = match self.resume {
+                Some((start, offset)) if scanned == 0 && key == start => offset.min(cells.len()),
+                _ => 0,
+            };
+            let rest = &cells[skip..];
+            if skip > 0 && rest.is_empty() {
+                read_bytes += pk_bytes;
+                continue;
+            }
+            if let Some(part) = self.wide_row_cells
+                && rest.len() > part
+            {
+                let rest = &rest[..part];
+                encode_row(&mut w, self.def, key, rest);
+                returned += 1;
+                read_bytes += pk_bytes + cells_size(rest);
+                next = Some(pk_buffer(self.def, key));
+                token = Some(wide_token(self.def, key, skip + part));
+                break;
+            }
+            encode_row(&mut w, self.def, key, rest);
+            returned += 1;
+            read_bytes += pk_bytes + cells_size(rest);
         }
         Page {
             // No rows is zero-length bytes, not a bare header (fact sheet §4.8).
@@ -518,6 +604,7 @@ impl Scan<'_> {
                 w.into_bytes()
             },
             next,
+            token,
             read_bytes,
         }
     }

@@ -4,6 +4,14 @@
 //! Every response is checked before its page is handed out (rows in strictly increasing PK order
 //! inside `[request start, split end)`, a next start key that advances and stays before the split
 //! end), so a misbehaving service can neither loop the scan nor end a split early unnoticed.
+//!
+//! Pages hold whole rows only. The service answers whole rows by default, however wide (a single row
+//! larger than the ~4 MB page budget comes back whole, alone on its page). If a response carries a
+//! `next_token` instead, its last row is only a part: the scanner asks again from that row's key with
+//! the token, appends the continuation's cells to the part it holds (over as many responses as it
+//! takes) and hands the row out once it is complete. That one row is held whole in memory, whatever
+//! its size: the one exception to the per-page memory bound, since one Parquet row needs all its
+//! cells.
 
 use std::cmp::Ordering as KeyOrder;
 use std::future::Future;
@@ -15,8 +23,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use ots_wire::plainbuffer::{DecodeError, RowDecoder, encode_primary_key};
-use ots_wire::types::{PkCellRef, PkValueRef, RowRef, cmp_primary_keys};
+use ots_wire::plainbuffer::{DecodeError, PlainBufferWriter, RowDecoder, encode_primary_key};
+use ots_wire::types::{CellRef, PkCellRef, PkValueRef, RowRef, cmp_primary_keys};
 use ots_wire::{OtsClient, OtsError, pb};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -153,7 +161,74 @@ pub struct SplitScanner {
     empty_run: u32,
     /// Pause on runs of empty pages (off only where they are the expected case, see the probe).
     backoff_on_empty_pages: bool,
+    /// The `next_token` to send with `next_start`: the service split the row at that key.
+    token: Option<Bytes>,
+    /// The row the service is sending in parts (set exactly when `token` is).
+    partial: Option<PartialRow>,
     counters: Arc<SplitCounters>,
+}
+
+/// A row received in parts so far, re-encoded: PlainBuffer header, primary key and every cell
+/// received, the row not yet closed.
+struct PartialRow {
+    writer: PlainBufferWriter,
+    /// The last cell appended: a continuation must go on after it.
+    last_cell: Option<(String, Option<i64>)>,
+    parts: u32,
+}
+
+impl PartialRow {
+    fn start(row: &RowRef<'_>) -> Self {
+        let mut writer = PlainBufferWriter::with_capacity(1024);
+        for c in &row.primary_key {
+            writer.pk(c.name, c.value);
+        }
+        let mut p = PartialRow {
+            writer,
+            last_cell: None,
+            parts: 0,
+        };
+        p.append(&row.cells);
+        p
+    }
+
+    /// Whether `cells` (a continuation) go on after the cells held: column names ascending,
+    /// timestamps descending within a column; no cell twice.
+    fn check_continues(&self, cells: &[CellRef<'_>]) -> Result<(), String> {
+        let (Some((name, ts)), Some(first)) = (&self.last_cell, cells.first()) else {
+            return Ok(());
+        };
+        let after = match first.name.cmp(name.as_str()) {
+            KeyOrder::Greater => true,
+            KeyOrder::Less => false,
+            KeyOrder::Equal => matches!((first.timestamp, ts), (Some(a), Some(b)) if a < *b),
+        };
+        if after {
+            Ok(())
+        } else {
+            Err(format!(
+                "the continuation of a row split with next_token repeats or goes back: its first                  cell {}@{:?} is not after the last cell received {name}@{ts:?}",
+                first.name, first.timestamp
+            ))
+        }
+    }
+
+    /// Appends cells exactly as received: value, type, timestamp.
+    fn append(&mut self, cells: &[CellRef<'_>]) {
+        for c in cells {
+            self.writer.cell(c.name, c.value, c.op, c.timestamp);
+        }
+        if let Some(c) = cells.last() {
+            self.last_cell = Some((c.name.to_string(), c.timestamp));
+        }
+        self.parts += 1;
+    }
+
+    /// The complete row as a one-row PlainBuffer.
+    fn finish(mut self) -> Vec<u8> {
+        self.writer.end_row();
+        self.writer.into_bytes()
+    }
 }
 
 impl SplitScanner {
@@ -185,6 +260,8 @@ impl SplitScanner {
             done: false,
             empty_run: 0,
             backoff_on_empty_pages: true,
+            token: None,
+            partial: None,
             counters: Arc::new(SplitCounters::default()),
         })
     }
@@ -205,6 +282,9 @@ impl SplitScanner {
     /// followed, not returned, with a growing pause once several come in a row; every response is
     /// checked (see [`ScanError::Protocol`]) before its page is returned; and after an error a
     /// further call repeats the failed request instead of reporting the end.
+    ///
+    /// A page holds whole rows only: a row the service sends in parts (`next_token`) is completed
+    /// first (see the module docs), and is then the first row of the page that completes it.
     pub async fn next_page(&mut self) -> Result<Option<Page>, ScanError> {
         while !self.done {
             if let Some(pause) = empty_page_backoff(self.empty_run)
@@ -234,6 +314,7 @@ impl SplitScanner {
                 limit: self.options.page_limit,
                 inclusive_start_primary_key: self.next_start.clone(),
                 exclusive_end_primary_key: self.end.clone(),
+                token: self.token.clone(),
                 ..Default::default()
             };
             let resp = self.source.get_range(&req).await?;
@@ -242,35 +323,48 @@ impl SplitScanner {
                 limiter.spend(cu as f64).await;
             }
             self.counters.read_cu.fetch_add(cu, Ordering::Relaxed);
-            // The service pages inside a row too wide for one response with `next_token`; reading
-            // on would silently drop the rest of that row, so stop with a clear error instead.
-            if resp.next_token.as_ref().is_some_and(|t| !t.is_empty()) {
-                return Err(ScanError::Page {
-                    split: self.split.id,
-                    detail: "the service split a row too wide for one response (next_token); \
-                             rows wider than one GetRange response are not supported yet"
-                        .to_string(),
-                });
-            }
             let next = resp.next_start_primary_key.filter(|k| !k.is_empty());
-            let rows = check_response(&self.next_start, &self.end, &resp.rows, next.as_deref())
-                .map_err(|detail| ScanError::Protocol {
-                    split: self.split.id,
-                    detail,
-                })?;
+            let next_token = resp.next_token.filter(|t| !t.is_empty());
+            let split = self.split.id;
+            let protocol = |detail| ScanError::Protocol { split, detail };
+            let tokens = Tokens {
+                sent: self.token.as_deref(),
+                received: next_token.as_deref(),
+            };
+            let checked = check_response(
+                &self.next_start,
+                &self.end,
+                &resp.rows,
+                next.as_deref(),
+                tokens,
+            )
+            .map_err(protocol)?;
+            // Everything is checked before the scanner changes: after an error it is where it was.
+            let page = if self.partial.is_some() || next_token.is_some() {
+                self.assemble(&resp.rows, &checked, next_token.is_some())
+                    .map_err(protocol)?
+            } else {
+                (checked.rows > 0).then(|| resp.rows.clone())
+            };
             match next {
                 Some(next) => self.next_start = next,
                 None => self.done = true,
             }
-            if rows == 0 {
-                self.empty_run = self.empty_run.saturating_add(1);
+            self.token = next_token;
+            let Some(data) = page else {
+                if checked.rows == 0 {
+                    self.empty_run = self.empty_run.saturating_add(1);
+                } else {
+                    // Only a further part of a row still incomplete: progress all the same.
+                    self.empty_run = 0;
+                }
                 continue;
-            }
+            };
             self.empty_run = 0;
             let page = Page {
                 split_id: self.split.id,
                 index: self.pages,
-                data: resp.rows,
+                data,
             };
             self.pages += 1;
             self.counters.pages.fetch_add(1, Ordering::Relaxed);
@@ -280,6 +374,74 @@ impl SplitScanner {
             return Ok(Some(page));
         }
         Ok(None)
+    }
+
+    /// The page of whole rows a response makes when a row comes in parts: the row completed by this
+    /// response's first row (if one was held), then the whole rows after it; its last row is held
+    /// back as the start of a new partial row when the response carries a token (`splits`).
+    /// `None` when no row is complete yet. Checks the continuation before changing anything.
+    fn assemble(
+        &mut self,
+        data: &Bytes,
+        checked: &Checked,
+        splits: bool,
+    ) -> Result<Option<Bytes>, String> {
+        let n = checked.rows;
+        let continuing = self.partial.is_some();
+        // Rows [whole_from, whole_to) of the response are whole rows.
+        let whole_from = u64::from(continuing && n > 0);
+        let holds_back = splits && n > whole_from;
+        let whole_to = n - u64::from(holds_back);
+        let (first, last) = first_and_last_rows(data, n)?;
+        if continuing && let (Some(partial), Some(first)) = (&self.partial, &first) {
+            partial.check_continues(&first.cells)?;
+        }
+        // From here on nothing can fail.
+        let mut completed = None;
+        if let Some(mut partial) = self.partial.take() {
+            if let Some(first) = &first {
+                partial.append(&first.cells);
+            }
+            if splits && n <= 1 {
+                // Still incomplete: the response was only (at most) this row's next part.
+                self.partial = Some(partial);
+            } else {
+                tracing::debug!(
+                    split = self.split.id,
+                    parts = partial.parts,
+                    "a row the service sent in parts (next_token) is complete"
+                );
+                completed = Some(partial.finish());
+            }
+        }
+        if holds_back && let Some(last) = &last {
+            self.partial = Some(PartialRow::start(last));
+        }
+        let whole_bytes = if whole_from < whole_to {
+            let from = if whole_from == 0 {
+                checked.rows_start
+            } else {
+                checked.first_end
+            };
+            let to = if holds_back {
+                checked.last_start
+            } else {
+                data.len()
+            };
+            Some(from..to)
+        } else {
+            None
+        };
+        Ok(match (completed, whole_bytes) {
+            (Some(mut row), Some(range)) => {
+                row.extend_from_slice(&data[range]);
+                Some(Bytes::from(row))
+            }
+            (Some(row), None) => Some(Bytes::from(row)),
+            // The response's own header starts the slice.
+            (None, Some(range)) => Some(data.slice(..range.end)),
+            (None, None) => None,
+        })
     }
 
     /// Follows empty pages without pausing: for reads where nearly every page is expected to be
@@ -297,7 +459,27 @@ impl SplitScanner {
     }
 }
 
-/// Checks one GetRange response against its request `[start, end)` and returns its row count.
+/// The `token` a GetRange request sent and the `next_token` its response carried (non-empty).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tokens<'a> {
+    sent: Option<&'a [u8]>,
+    received: Option<&'a [u8]>,
+}
+
+/// What [`check_response`] found: the row count and where rows start and end in the page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Checked {
+    rows: u64,
+    /// Offset of the first row (after the header).
+    rows_start: usize,
+    /// Offset just after the first row.
+    first_end: usize,
+    /// Offset of the last row.
+    last_start: usize,
+}
+
+/// Checks one GetRange response against its request `[start, end)` and returns its row count and
+/// row boundaries.
 ///
 /// - every row has a full primary key, rows are strictly increasing, the first is ≥ `start` and the
 ///   last (hence every one) is < `end`;
@@ -308,6 +490,14 @@ impl SplitScanner {
 /// last row < next key = the following request's start ≤ its first row (and the starts of
 /// consecutive requests strictly increase across empty pages).
 ///
+/// With tokens (a row sent in parts) two rules change, and nothing else:
+/// - a response carrying a `next_token` must carry a next key equal to its last row's key (the row
+///   it split), or, with no rows, equal to `start`, in answer to a request with a different token
+///   (so a repeated answer cannot loop the scan);
+/// - a request that sent a token continues the row at `start`: the response's first row, if any,
+///   must be that row (a continuation with another key would lose the rest of the row or
+///   duplicate it).
+///
 /// Rows are decoded with one reused pair of borrowed rows (no copy of the page, no allocation per
 /// row); only the primary keys are compared.
 fn check_response(
@@ -315,14 +505,20 @@ fn check_response(
     end: &[u8],
     rows: &[u8],
     next: Option<&[u8]>,
-) -> Result<u64, String> {
+    tokens: Tokens<'_>,
+) -> Result<Checked, String> {
     let start = decode_key(start, "the request's start key")?;
     let end = decode_key(end, "the split's end key")?;
     let mut decoder =
         RowDecoder::new(rows).map_err(|e| format!("the page's rows do not decode: {e}"))?;
+    let mut checked = Checked {
+        rows_start: decoder.position(),
+        ..Checked::default()
+    };
     let mut last = RowRef::default();
     let mut row = RowRef::default();
     let mut n = 0u64;
+    let mut row_start = decoder.position();
     while decoder
         .next_into(&mut row)
         .map_err(|e| format!("row {n} of the page does not decode: {e}"))?
@@ -342,6 +538,15 @@ fn check_response(
                     show_key(&start)
                 ));
             }
+            if tokens.sent.is_some() && cmp_keys(&row.primary_key, &start) != KeyOrder::Equal {
+                return Err(format!(
+                    "the continuation of a row split with next_token starts with another row: {} \
+                     is not the row {} the token continues",
+                    show_key(&row.primary_key),
+                    show_key(&start)
+                ));
+            }
+            checked.first_end = decoder.position();
         } else if cmp_keys(&row.primary_key, &last.primary_key) != KeyOrder::Greater {
             return Err(format!(
                 "rows out of order: row {n} of the page {} is not after the row before it {}",
@@ -349,15 +554,45 @@ fn check_response(
                 show_key(&last.primary_key)
             ));
         }
+        checked.last_start = row_start;
+        row_start = decoder.position();
         std::mem::swap(&mut last, &mut row);
         n += 1;
     }
+    checked.rows = n;
     if n > 0 && cmp_keys(&last.primary_key, &end) != KeyOrder::Less {
         return Err(format!(
             "the page's last row {} is not before the split's end {}",
             show_key(&last.primary_key),
             show_key(&end)
         ));
+    }
+    if let Some(token) = tokens.received {
+        let Some(next) = next else {
+            return Err("the service returned a next_token without a next start key".to_string());
+        };
+        let next = decode_key(next, "the next start key")?;
+        let (split_row, what) = if n > 0 {
+            (&last.primary_key, "the page's last row")
+        } else {
+            (&start, "the request's start")
+        };
+        if cmp_keys(&next, split_row) != KeyOrder::Equal {
+            return Err(format!(
+                "the service returned a next_token with a next start key {} that is not {what} {}, \
+                 the row it split",
+                show_key(&next),
+                show_key(split_row)
+            ));
+        }
+        if n == 0 && tokens.sent == Some(token) {
+            return Err(format!(
+                "the service returned no rows and the token it was sent, at {}: the scan would \
+                 not advance",
+                show_key(&start)
+            ));
+        }
+        return Ok(checked);
     }
     if let Some(next) = next {
         let next = decode_key(next, "the next start key")?;
@@ -385,7 +620,28 @@ fn check_response(
             ));
         }
     }
-    Ok(n)
+    Ok(checked)
+}
+
+/// The first and the last row of a checked page (the same row when it holds one).
+type Ends<'a> = (Option<RowRef<'a>>, Option<RowRef<'a>>);
+
+fn first_and_last_rows(data: &[u8], n: u64) -> Result<Ends<'_>, String> {
+    let decode = |e: DecodeError| format!("the page's rows do not decode: {e}");
+    let mut decoder = RowDecoder::new(data).map_err(decode)?;
+    let (mut first, mut last) = (None, None);
+    let mut row = RowRef::default();
+    let mut i = 0u64;
+    while decoder.next_into(&mut row).map_err(decode)? {
+        if i == 0 {
+            first = Some(row.clone());
+        }
+        if i + 1 == n {
+            last = Some(row.clone());
+        }
+        i += 1;
+    }
+    Ok((first, last))
 }
 
 /// A PK-only PlainBuffer (a request bound or a next start key), borrowed.
@@ -636,19 +892,21 @@ mod tests {
         }
     }
 
-    /// When each request was made, and its start key.
-    type RequestLog = Arc<StdMutex<Vec<(Instant, Bytes)>>>;
+    /// When each request was made, its start key and its token.
+    type RequestLog = Arc<StdMutex<Vec<(Instant, Bytes, Option<Bytes>)>>>;
 
-    /// A scanner over `script`'s replies, one per request; records when each request was made and
-    /// its start key.
+    /// A scanner over `script`'s replies, one per request; records when each request was made, its
+    /// start key and its token.
     fn scripted(script: Vec<Result<pb::GetRangeResponse, OtsError>>) -> (SplitScanner, RequestLog) {
         let log = Arc::new(StdMutex::new(Vec::new()));
         let seen = log.clone();
         let mut script: VecDeque<_> = script.into();
         let source = RangeSource::Scripted(Box::new(move |req: &pb::GetRangeRequest| {
-            seen.lock()
-                .unwrap()
-                .push((Instant::now(), req.inclusive_start_primary_key.clone()));
+            seen.lock().unwrap().push((
+                Instant::now(),
+                req.inclusive_start_primary_key.clone(),
+                req.token.clone(),
+            ));
             script
                 .pop_front()
                 .expect("request past the end of the script")
@@ -699,7 +957,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|(at, _)| at.duration_since(t0).as_millis())
+            .map(|(at, _, _)| at.duration_since(t0).as_millis())
             .collect();
         // Requests 1–3 at once; after the 3rd, 4th, … empty page: 50, 100, 200, 400 ms.
         assert_eq!(gaps[..8], [0, 0, 0, 50, 150, 350, 750, 1550]);
@@ -739,7 +997,12 @@ mod tests {
         assert!(s.next_page().await.unwrap().is_none());
         assert!(s.next_page().await.unwrap().is_none());
         // Each retry asked again from the same key.
-        let starts: Vec<Bytes> = log.lock().unwrap().iter().map(|(_, k)| k.clone()).collect();
+        let starts: Vec<Bytes> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, k, _)| k.clone())
+            .collect();
         assert_eq!(starts[1..], [key(3), key(3), key(3)]);
     }
 
@@ -754,7 +1017,14 @@ mod tests {
             } else {
                 rows(ids)
             };
-            check_response(start, end, &page, next.map(key).as_deref())
+            check_response(
+                start,
+                end,
+                &page,
+                next.map(key).as_deref(),
+                Tokens::default(),
+            )
+            .map(|c| c.rows)
         };
         // Valid: rows in order inside the range, a next key after them, or none at the end.
         assert_eq!(check(&min, &max, &[1, 2, 5], Some(6)), Ok(3));
@@ -763,7 +1033,10 @@ mod tests {
         assert_eq!(check(&key(1), &key(6), &[], Some(3)), Ok(0));
         assert_eq!(check(&min, &max, &[], None), Ok(0));
         // A bare header is an empty page too.
-        assert_eq!(check_response(&min, &max, &[0x75, 0, 0, 0], None), Ok(0));
+        assert_eq!(
+            check_response(&min, &max, &[0x75, 0, 0, 0], None, Tokens::default()).map(|c| c.rows),
+            Ok(0)
+        );
 
         let fails = |r: Result<u64, String>, what: &str| {
             let e = r.unwrap_err();
@@ -795,9 +1068,14 @@ mod tests {
             check(&min, &key(9), &[1], Some(10)),
             "not before the split's end",
         );
-        fails(check_response(&min, &max, b"junk", None), "do not decode");
+        let no = Tokens::default();
+        let rows_of = |r: Result<Checked, String>| r.map(|c| c.rows);
         fails(
-            check_response(&min, &max, &[], Some(&rows(&[1])[..])),
+            rows_of(check_response(&min, &max, b"junk", None, no)),
+            "do not decode",
+        );
+        fails(
+            rows_of(check_response(&min, &max, &[], Some(&rows(&[1])[..]), no)),
             "not a primary key alone",
         );
         // Rows with fewer key columns than the table's.
@@ -806,9 +1084,267 @@ mod tests {
             PkColumn::new("b", PkValue::InfMin),
         ]));
         fails(
-            check_response(&two, &max, &rows(&[1]), None),
+            rows_of(check_response(&two, &max, &rows(&[1]), None, no)),
             "primary-key columns",
         );
+    }
+
+    /// Cells `range` of a wide row: cell `i` is version `3 - i % 3` of column `c{i / 3}` (newest
+    /// first within a column), its type and value cycling through every attribute type.
+    fn wide_cells(range: std::ops::Range<usize>) -> Vec<Cell> {
+        range
+            .map(|i| {
+                let value = match i % 5 {
+                    0 => Value::Integer(i as i64 - 7),
+                    1 => Value::Double(i as f64 / 3.0),
+                    2 => Value::Boolean(i % 2 == 0),
+                    3 => Value::String(format!("s{i}")),
+                    _ => Value::Binary(vec![i as u8; i % 4]),
+                };
+                Cell::new(
+                    format!("c{:03}", i / 3),
+                    value,
+                    Some(1_700_000_000_000 + 3 - (i % 3) as i64),
+                )
+            })
+            .collect()
+    }
+
+    fn wide_row(id: i64, range: std::ops::Range<usize>) -> Row {
+        Row {
+            primary_key: vec![PkColumn::new("id", PkValue::Integer(id))],
+            cells: wide_cells(range),
+        }
+    }
+
+    fn narrow_row(id: i64) -> Row {
+        Row {
+            primary_key: vec![PkColumn::new("id", PkValue::Integer(id))],
+            cells: vec![Cell::new("v", Value::Integer(id), Some(1))],
+        }
+    }
+
+    /// A response of these rows, with a next key and a token.
+    fn parts(
+        rows: &[Row],
+        next: Option<i64>,
+        token: Option<&'static [u8]>,
+    ) -> pb::GetRangeResponse {
+        pb::GetRangeResponse {
+            rows: if rows.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(encode_rows(rows))
+            },
+            next_start_primary_key: next.map(key),
+            next_token: token.map(Bytes::from_static),
+            ..Default::default()
+        }
+    }
+
+    fn page_rows(page: &Page) -> Vec<Row> {
+        let mut out = Vec::new();
+        page.for_each_row::<DecodeError>(|r| {
+            out.push(r.to_row());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn tokens_sent(log: &RequestLog) -> Vec<(Bytes, Option<Bytes>)> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, k, t)| (k.clone(), t.clone()))
+            .collect()
+    }
+
+    /// A row split over three responses comes out whole, every cell exactly as sent, on the page
+    /// of the response that completes it; the rows around it are unaffected, and a row split again
+    /// at the end of that response is held back for the next page.
+    #[tokio::test]
+    async fn a_row_split_over_three_responses_is_handed_out_whole() {
+        let (mut s, log) = scripted(vec![
+            Ok(parts(
+                &[narrow_row(1), wide_row(2, 0..10)],
+                Some(2),
+                Some(b"t1"),
+            )),
+            Ok(parts(&[wide_row(2, 10..20)], Some(2), Some(b"t2"))),
+            Ok(parts(
+                &[wide_row(2, 20..25), narrow_row(3), wide_row(4, 0..4)],
+                Some(4),
+                Some(b"t3"),
+            )),
+            Ok(parts(&[wide_row(4, 4..9), narrow_row(5)], Some(6), None)),
+            Ok(parts(&[narrow_row(6)], None, None)),
+        ]);
+        let p0 = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&p0), vec![narrow_row(1)]);
+        let p1 = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&p1), vec![wide_row(2, 0..25), narrow_row(3)]);
+        // Byte for byte what the service would have sent had it not split the row.
+        assert_eq!(
+            p1.data,
+            Bytes::from(encode_rows(&[wide_row(2, 0..25), narrow_row(3)]))
+        );
+        let p2 = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&p2), vec![wide_row(4, 0..9), narrow_row(5)]);
+        let p3 = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&p3), vec![narrow_row(6)]);
+        assert!(s.next_page().await.unwrap().is_none());
+        assert_eq!((p0.index, p1.index, p2.index, p3.index), (0, 1, 2, 3));
+
+        let t = |b: &'static [u8]| Some(Bytes::from_static(b));
+        let min = Bytes::from(encode_primary_key(&[PkColumn::new("id", PkValue::InfMin)]));
+        assert_eq!(
+            tokens_sent(&log),
+            vec![
+                (min, None),
+                (key(2), t(b"t1")),
+                (key(2), t(b"t2")),
+                (key(4), t(b"t3")),
+                (key(6), None),
+            ]
+        );
+        assert_eq!(s.counters().pages.load(Ordering::Relaxed), 4);
+    }
+
+    /// A continuation that starts with another row, or repeats cells, is a protocol error; the
+    /// scanner stays in place and a good answer to the repeated request completes the row.
+    #[tokio::test]
+    async fn a_continuation_of_another_row_is_a_protocol_error() {
+        let (mut s, log) = scripted(vec![
+            Ok(parts(
+                &[narrow_row(1), wide_row(2, 0..10)],
+                Some(2),
+                Some(b"t1"),
+            )),
+            Ok(parts(&[wide_row(3, 10..20)], None, None)),
+            Ok(parts(&[wide_row(2, 9..20)], None, None)),
+            Ok(parts(
+                &[Row {
+                    primary_key: vec![PkColumn::new("id", PkValue::Integer(2))],
+                    cells: vec![Cell::new("a", Value::Integer(0), Some(1))],
+                }],
+                None,
+                None,
+            )),
+            Ok(parts(&[wide_row(2, 10..20), narrow_row(3)], None, None)),
+        ]);
+        assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), vec![1]);
+        let e = s.next_page().await.unwrap_err();
+        assert!(matches!(e, ScanError::Protocol { split: 7, .. }), "{e}");
+        assert!(e.to_string().contains("starts with another row"), "{e}");
+        // Cells already received, again: the row would hold a cell twice.
+        let e = s.next_page().await.unwrap_err();
+        assert!(e.to_string().contains("repeats or goes back"), "{e}");
+        // A column before the last one received.
+        let e = s.next_page().await.unwrap_err();
+        assert!(e.to_string().contains("repeats or goes back"), "{e}");
+        let page = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&page), vec![wide_row(2, 0..20), narrow_row(3)]);
+        assert!(s.next_page().await.unwrap().is_none());
+        // Every retry asked again for the same continuation.
+        let sent = tokens_sent(&log);
+        assert!(
+            sent[1..]
+                .iter()
+                .all(|(k, t)| *k == key(2) && t.as_deref() == Some(&b"t1"[..])),
+            "{sent:?}"
+        );
+    }
+
+    /// The split row is the last of the range: its last part comes with no next key, which ends
+    /// the split after the row is handed out. A last part with no cells completes the row too.
+    #[tokio::test]
+    async fn a_token_at_the_end_of_the_range() {
+        let (mut s, _) = scripted(vec![
+            Ok(parts(&[wide_row(5, 0..7)], Some(5), Some(b"a"))),
+            Ok(parts(&[wide_row(5, 7..12)], None, None)),
+        ]);
+        let page = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&page), vec![wide_row(5, 0..12)]);
+        assert!(s.next_page().await.unwrap().is_none());
+
+        let (mut s, _) = scripted(vec![
+            Ok(parts(&[wide_row(5, 0..7)], Some(5), Some(b"a"))),
+            Ok(parts(&[], None, None)),
+        ]);
+        let page = s.next_page().await.unwrap().unwrap();
+        assert_eq!(page_rows(&page), vec![wide_row(5, 0..7)]);
+        assert!(s.next_page().await.unwrap().is_none());
+
+        // A token with no next key cannot be followed: an error, never an end or a cut row.
+        let (mut s, _) = scripted(vec![Ok(parts(&[wide_row(5, 0..7)], None, Some(b"a")))]);
+        let e = s.next_page().await.unwrap_err();
+        assert!(e.to_string().contains("without a next start key"), "{e}");
+    }
+
+    /// The token rules of `check_response`, passing and failing.
+    #[test]
+    fn response_checks_with_tokens() {
+        let max = Bytes::from(encode_primary_key(&[PkColumn::new("id", PkValue::InfMax)]));
+        let check = |start: i64,
+                     ids: &[i64],
+                     next: Option<i64>,
+                     sent: Option<&[u8]>,
+                     got: Option<&[u8]>| {
+            let page = if ids.is_empty() {
+                Bytes::new()
+            } else {
+                rows(ids)
+            };
+            let tokens = Tokens {
+                sent,
+                received: got,
+            };
+            check_response(&key(start), &max, &page, next.map(key).as_deref(), tokens)
+                .map(|c| c.rows)
+        };
+        let (a, b): (&[u8], &[u8]) = (b"a", b"b");
+        // A token splits the last row: the next key is that row's key.
+        assert_eq!(check(1, &[1, 2, 3], Some(3), None, Some(a)), Ok(3));
+        // A continuation starts with the row at the start key.
+        assert_eq!(check(3, &[3], Some(3), Some(a), Some(b)), Ok(1));
+        assert_eq!(check(3, &[3, 4], Some(5), Some(a), None), Ok(2));
+        assert_eq!(check(3, &[3, 4], None, Some(a), None), Ok(2));
+        assert_eq!(check(3, &[], None, Some(a), None), Ok(0));
+        // No rows but a new token for the same row.
+        assert_eq!(check(3, &[], Some(3), Some(a), Some(b)), Ok(0));
+
+        let fails = |r: Result<u64, String>, what: &str| {
+            let e = r.unwrap_err();
+            assert!(e.contains(what), "{e:?} does not say {what:?}");
+        };
+        fails(
+            check(1, &[1, 2, 3], Some(4), None, Some(a)),
+            "the row it split",
+        );
+        fails(
+            check(1, &[1, 2, 3], Some(2), None, Some(a)),
+            "the row it split",
+        );
+        fails(
+            check(1, &[1, 2, 3], None, None, Some(a)),
+            "without a next start key",
+        );
+        fails(check(3, &[], Some(4), Some(a), Some(b)), "the row it split");
+        fails(
+            check(3, &[], Some(3), Some(a), Some(a)),
+            "would not advance",
+        );
+        fails(
+            check(3, &[4], Some(5), Some(a), None),
+            "starts with another row",
+        );
+        fails(
+            check(3, &[4], Some(4), Some(a), Some(b)),
+            "starts with another row",
+        );
+        // Without a token a next key equal to the last row still does not advance.
+        fails(check(3, &[3], Some(3), Some(a), None), "does not advance");
     }
 
     fn page(index: u64) -> Page {

@@ -22,6 +22,7 @@ async fn emulator() -> (EmulatorHandle, OtsClient) {
         .page_limits(PageLimits {
             max_rows: 40,
             max_bytes: 4 << 20,
+            ..PageLimits::default()
         })
         .start()
         .await

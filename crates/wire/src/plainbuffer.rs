@@ -510,6 +510,12 @@ impl<'a> RowDecoder<'a> {
         Ok(d)
     }
 
+    /// The byte offset of the next row (where the row the last `next_into` decoded ended): lets a
+    /// caller slice a buffer at row boundaries.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// True when every byte has been consumed.
     pub fn is_done(&self) -> bool {
         self.pos >= self.buf.len()

@@ -10,6 +10,7 @@ mod rows;
 mod speed;
 mod split;
 mod tables;
+mod wide;
 
 use ots_emulator::{Emulator, EmulatorBuilder, EmulatorHandle};
 use ots_wire::pb;

@@ -53,6 +53,7 @@ async fn paging_is_exactly_once_both_directions() {
     let env = start_with(builder().page_limits(PageLimits {
         max_rows: 7,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     }))
     .await;
     let c = &env.client;
@@ -200,6 +201,7 @@ async fn filter_can_yield_empty_pages_with_a_next_key() {
     let env = start_with(builder().page_limits(PageLimits {
         max_rows: 10,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     }))
     .await;
     let c = &env.client;
@@ -283,6 +285,7 @@ async fn byte_cap_splits_pages() {
     let env = start_with(builder().page_limits(PageLimits {
         max_rows: 5000,
         max_bytes: 2000,
+        ..PageLimits::default()
     }))
     .await;
     let c = &env.client;
@@ -383,6 +386,7 @@ async fn concurrent_writers_and_scanners() {
     let env = start_with(builder().page_limits(PageLimits {
         max_rows: 97,
         max_bytes: 4 << 20,
+        ..PageLimits::default()
     }))
     .await;
     create_two_pk_table(&env.client, "c", 1).await;
@@ -452,6 +456,7 @@ async fn a_page_always_holds_at_least_one_row() {
     let env = start_with(builder().page_limits(PageLimits {
         max_rows: 5000,
         max_bytes: 0,
+        ..PageLimits::default()
     }))
     .await;
     let c = &env.client;

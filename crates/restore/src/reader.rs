@@ -192,6 +192,50 @@ impl FileSource {
             .with_batch_size(batch_rows.max(1))
             .build()
     }
+
+    /// A stream of record batches sized so that one decoded batch holds about `decoded_budget`
+    /// bytes (by the row groups' uncompressed sizes per row, at least one row and at most
+    /// `max_rows`), and what reading the file holds in memory at once: the largest row group as
+    /// fetched (compressed) plus one decoded batch.
+    pub async fn batches_within(
+        self,
+        decoded_budget: usize,
+        max_rows: usize,
+    ) -> ParquetResult<(ParquetRecordBatchStream<FileSource>, ReadPlan)> {
+        let builder = ParquetRecordBatchStreamBuilder::new(self).await?;
+        let plan = ReadPlan::of(builder.metadata(), decoded_budget, max_rows);
+        let stream = builder.with_batch_size(plan.batch_rows).build()?;
+        Ok((stream, plan))
+    }
+}
+
+/// How a file is read within a memory budget ([`FileSource::batches_within`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Rows per decoded record batch.
+    pub batch_rows: usize,
+    /// The most bytes reading the file holds at once: the largest row group as fetched plus one
+    /// decoded batch (an estimate: rows of one row group are taken as equally large).
+    pub bytes: u64,
+}
+
+impl ReadPlan {
+    pub fn of(meta: &ParquetMetaData, decoded_budget: usize, max_rows: usize) -> Self {
+        let mut row_bytes = 1u64;
+        let mut fetched = 0u64;
+        for rg in meta.row_groups() {
+            let rows = u64::try_from(rg.num_rows()).unwrap_or(0).max(1);
+            let total = u64::try_from(rg.total_byte_size()).unwrap_or(0);
+            row_bytes = row_bytes.max(total.div_ceil(rows));
+            fetched = fetched.max(u64::try_from(rg.compressed_size()).unwrap_or(0));
+        }
+        let fit = (decoded_budget as u64 / row_bytes).max(1);
+        let batch_rows = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, max_rows.max(1));
+        ReadPlan {
+            batch_rows,
+            bytes: fetched.saturating_add(row_bytes.saturating_mul(batch_rows as u64)),
+        }
+    }
 }
 
 impl AsyncFileReader for FileSource {
@@ -241,6 +285,20 @@ pub async fn open_file(
     sha256: &str,
     pin: &FilePin,
 ) -> Result<FileSource, RestoreError> {
+    open_file_within(store, path, name, size, sha256, pin, REHASH_IN_MEMORY_MAX).await
+}
+
+/// [`open_file`], keeping a re-hashed copy in memory only up to `memory_max` bytes (at most
+/// [`REHASH_IN_MEMORY_MAX`]); a larger file is spooled to a temporary local file.
+pub async fn open_file_within(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    name: &str,
+    size: u64,
+    sha256: &str,
+    pin: &FilePin,
+    memory_max: u64,
+) -> Result<FileSource, RestoreError> {
     let inner = match pin {
         FilePin::Tagged { e_tag, version } => Origin::Remote(ObjectReader::new(
             store,
@@ -249,7 +307,10 @@ pub async fn open_file(
             version.clone(),
         )),
         FilePin::FirstRead => Origin::Remote(ObjectReader::pinned_at_first_read(store, path)),
-        FilePin::Rehash => rehash(store, &path, name, size, sha256, REHASH_IN_MEMORY_MAX).await?,
+        FilePin::Rehash => {
+            let max = memory_max.min(REHASH_IN_MEMORY_MAX);
+            rehash(store, &path, name, size, sha256, max).await?
+        }
     };
     Ok(FileSource { inner, size })
 }

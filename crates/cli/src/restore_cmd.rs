@@ -354,7 +354,11 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
 }
 
 /// `--retry-dead-letter FILE`: the rows of a dead-letter file, sent again.
-async fn run_retry(g: &GlobalArgs, a: RestoreArgs, input: &std::path::Path) -> Result<(), CliError> {
+async fn run_retry(
+    g: &GlobalArgs,
+    a: RestoreArgs,
+    input: &std::path::Path,
+) -> Result<(), CliError> {
     let client = client(g)?;
     let mut cfg = RestoreConfig::new(&a.table, "retry");
     cfg.concurrency = a.concurrency;

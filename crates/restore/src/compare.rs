@@ -649,6 +649,8 @@ mod tests {
             snapshot: store,
             schema: &schema,
             batch_rows: 1,
+            decoded_budget: 1 << 20,
+            per_chain: 0,
         };
         let mut m = Merge::new(f, files.iter().collect()).await?;
         let mut keys = Vec::new();

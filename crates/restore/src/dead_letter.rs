@@ -225,7 +225,9 @@ impl DeadLetterLine {
             .map(|c| Ok(Cell::new(&c.name, cell_value(c)?, c.ts)))
             .collect::<Result<Vec<_>, String>>()?;
         if cells.is_empty() {
-            return Err("the line has no cells (a row without attribute cells is never written)".into());
+            return Err(
+                "the line has no cells (a row without attribute cells is never written)".into(),
+            );
         }
         let op = match self.operation.as_str() {
             "put" => pb::OperationType::Put,
@@ -235,7 +237,11 @@ impl DeadLetterLine {
         let mode = match self.mode.as_str() {
             "overwrite" => WriteMode::Overwrite,
             "only-if-absent" => WriteMode::OnlyIfAbsent,
-            other => return Err(format!("unknown mode '{other}' (overwrite or only-if-absent)")),
+            other => {
+                return Err(format!(
+                    "unknown mode '{other}' (overwrite or only-if-absent)"
+                ));
+            }
         };
         Ok((Row { primary_key, cells }, WriteKind { op, mode }))
     }
@@ -321,7 +327,8 @@ pub fn existing_lines(path: &Path) -> Result<Option<u64>, RestoreError> {
     if meta.len() == 0 {
         return Ok(None);
     }
-    let f = File::open(path).map_err(|e| RestoreError::io("reading the dead-letter file", path, e))?;
+    let f =
+        File::open(path).map_err(|e| RestoreError::io("reading the dead-letter file", path, e))?;
     let mut n = 0u64;
     for line in BufReader::new(f).split(b'\n') {
         let line = line.map_err(|e| RestoreError::io("reading the dead-letter file", path, e))?;
@@ -386,8 +393,8 @@ impl DeadLetterReader {
             let Some(bytes) = self.lines.next() else {
                 return Ok(None);
             };
-            let bytes =
-                bytes.map_err(|e| RestoreError::io("reading the dead-letter file", &self.path, e))?;
+            let bytes = bytes
+                .map_err(|e| RestoreError::io("reading the dead-letter file", &self.path, e))?;
             self.line += 1;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -460,7 +467,8 @@ mod tests {
         let mut d = DeadLetter::new(path.clone(), "t");
         d.sync().unwrap();
         assert!(!path.exists(), "no file until a row fails");
-        d.record(&row(), KIND, "OTSX", "m", "data/f.parquet").unwrap();
+        d.record(&row(), KIND, "OTSX", "m", "data/f.parquet")
+            .unwrap();
         d.sync().unwrap();
         let update = WriteKind {
             op: pb::OperationType::Update,
@@ -482,7 +490,10 @@ mod tests {
         let a = r.next_row().unwrap().unwrap();
         assert_eq!(a.row, row());
         assert_eq!(a.kind, KIND);
-        assert_eq!((a.line, a.file.as_str(), a.table.as_str()), (1, "data/f.parquet", "t"));
+        assert_eq!(
+            (a.line, a.file.as_str(), a.table.as_str()),
+            (1, "data/f.parquet", "t")
+        );
         // Bits, not just values: -0.0 stays negative.
         let bits = |r: &Row| -> Vec<u64> {
             r.cells
@@ -503,8 +514,8 @@ mod tests {
     fn bad_old_and_cut_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.jsonl");
-        let good = serde_json::to_string(&DeadLetterLine::new("t", KIND, &row(), "c", "m", "f"))
-            .unwrap();
+        let good =
+            serde_json::to_string(&DeadLetterLine::new("t", KIND, &row(), "c", "m", "f")).unwrap();
         // A line cut by a crash at the end is skipped and noted.
         std::fs::write(&path, format!("{good}\n{}", &good[..40])).unwrap();
         let mut r = DeadLetterReader::open(&path).unwrap();
@@ -513,8 +524,14 @@ mod tests {
         assert_eq!(r.skipped_last, Some(2));
         // The same damage in the middle is an error naming the line.
         std::fs::write(&path, format!("{}\n{good}\n", &good[..40])).unwrap();
-        let err = DeadLetterReader::open(&path).unwrap().next_row().unwrap_err();
-        assert!(matches!(err, RestoreError::DeadLetterLine { line: 1, .. }), "{err}");
+        let err = DeadLetterReader::open(&path)
+            .unwrap()
+            .next_row()
+            .unwrap_err();
+        assert!(
+            matches!(err, RestoreError::DeadLetterLine { line: 1, .. }),
+            "{err}"
+        );
         assert_eq!(err.kind(), crate::ErrorKind::Usage);
         // A line of an older release (the key only).
         std::fs::write(
@@ -522,7 +539,10 @@ mod tests {
             "{\"primary_key\":[{\"name\":\"k\",\"value\":{\"integer\":1}}],\"code\":\"c\",\"message\":\"m\",\"file\":\"f\"}\n",
         )
         .unwrap();
-        let err = DeadLetterReader::open(&path).unwrap().next_row().unwrap_err();
+        let err = DeadLetterReader::open(&path)
+            .unwrap()
+            .next_row()
+            .unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         // Wrong types are errors, never panics.
         for (t, v) in [
@@ -540,7 +560,10 @@ mod tests {
             );
             assert_ne!(line, good);
             std::fs::write(&path, format!("{line}\n")).unwrap();
-            let err = DeadLetterReader::open(&path).unwrap().next_row().unwrap_err();
+            let err = DeadLetterReader::open(&path)
+                .unwrap()
+                .next_row()
+                .unwrap_err();
             assert!(err.to_string().contains("'bool'"), "{t} {v}: {err}");
         }
         assert_eq!(existing_lines(&dir.path().join("none")).unwrap(), None);

@@ -372,7 +372,11 @@ pub fn retry_output_path(input: &std::path::Path) -> PathBuf {
     let dir = input.parent().unwrap_or(std::path::Path::new(""));
     let mut n = 1;
     loop {
-        let suffix = if n == 1 { String::new() } else { format!("-{n}") };
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
         let candidate = dir.join(format!("{stem}.retry-{when}Z{suffix}.jsonl"));
         if !candidate.exists() {
             return candidate;

@@ -747,13 +747,7 @@ pub(crate) async fn replay(
                     if let Some(mut old) = batcher.take() {
                         old.flush().await?;
                     }
-                    batcher.insert(Batcher::new(
-                        idx,
-                        kind,
-                        regenerate,
-                        &w,
-                        progress.clone(),
-                    ))
+                    batcher.insert(Batcher::new(idx, kind, regenerate, &w, progress.clone()))
                 }
             };
             b.push(d.row, &d.file).await?;

@@ -230,7 +230,9 @@ impl ReadPlan {
             fetched = fetched.max(u64::try_from(rg.compressed_size()).unwrap_or(0));
         }
         let fit = (decoded_budget as u64 / row_bytes).max(1);
-        let batch_rows = usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, max_rows.max(1));
+        let batch_rows = usize::try_from(fit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_rows.max(1));
         ReadPlan {
             batch_rows,
             bytes: fetched.saturating_add(row_bytes.saturating_mul(batch_rows as u64)),
@@ -432,6 +434,77 @@ mod tests {
             .await
             .unwrap();
         (store, path)
+    }
+
+    /// A file of 40 rows of one 100 kB string each, in row groups of 20 rows.
+    fn wide_parquet() -> Vec<u8> {
+        use arrow_array::{RecordBatch, StringArray};
+        let col =
+            StringArray::from_iter_values((0..40).map(|i| format!("{i}{}", "x".repeat(100_000))));
+        let batch = RecordBatch::try_from_iter([("s", Arc::new(col) as _)]).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(20))
+            .build();
+        let mut out = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn batches_are_sized_by_bytes_not_rows() {
+        let bytes = wide_parquet();
+        let (store, path) = store_with(&bytes).await;
+        let open = || {
+            open_file(
+                store.clone(),
+                path.clone(),
+                "f",
+                bytes.len() as u64,
+                "",
+                &FilePin::FirstRead,
+            )
+        };
+        // 1 MB of decoded rows per batch: about 10 rows of 100 kB, never the 1024 asked for.
+        let (stream, plan) = open()
+            .await
+            .unwrap()
+            .batches_within(1 << 20, 1024)
+            .await
+            .unwrap();
+        assert!((5..=10).contains(&plan.batch_rows), "{plan:?}");
+        assert!(
+            plan.bytes >= 1_000_000 && plan.bytes < 6_000_000,
+            "{plan:?}"
+        );
+        let batches: Vec<_> = stream.try_collect().await.unwrap();
+        assert!(batches.iter().all(|b| b.num_rows() <= plan.batch_rows));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
+        // A budget smaller than one row still reads one row at a time, never zero.
+        let (_, plan) = open()
+            .await
+            .unwrap()
+            .batches_within(10, 1024)
+            .await
+            .unwrap();
+        assert_eq!(plan.batch_rows, 1);
+        // Small rows: the row cap applies.
+        let small = parquet_bytes(0);
+        let (store, path) = store_with(&small).await;
+        let src = open_file(
+            store,
+            path,
+            "f",
+            small.len() as u64,
+            "",
+            &FilePin::FirstRead,
+        )
+        .await
+        .unwrap();
+        let (_, plan) = src.batches_within(1 << 20, 16).await.unwrap();
+        assert_eq!(plan.batch_rows, 16);
     }
 
     #[tokio::test]

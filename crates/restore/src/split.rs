@@ -164,7 +164,10 @@ mod tests {
     /// Decodes every part and checks the limits; returns the cells in the order written.
     fn check_parts(row: &Row, parts: &[RowPart], first: pb::OperationType) -> Vec<Cell> {
         assert!(!parts.is_empty());
-        assert_eq!(parts[0].op, first, "the first part uses the restore's operation");
+        assert_eq!(
+            parts[0].op, first,
+            "the first part uses the restore's operation"
+        );
         let mut cells = Vec::new();
         for (i, p) in parts.iter().enumerate() {
             if i > 0 {
@@ -182,18 +185,14 @@ mod tests {
             assert_eq!(owned.primary_key, row.primary_key);
             for c in decoded.cells {
                 assert!(c.op.is_none(), "only puts");
-                cells.push(Cell::new(
-                    c.name,
-                    c.value.unwrap().to_owned(),
-                    c.timestamp,
-                ));
+                cells.push(Cell::new(c.name, c.value.unwrap().to_owned(), c.timestamp));
             }
         }
         cells
     }
 
     #[test]
-    fn a_five_megabyte_row_of_three_cells_goes_in_three_parts() {
+    fn a_five_megabyte_row_of_three_cells_goes_in_two_writes() {
         let big = |c: char| Value::String(c.to_string().repeat(1_700_000));
         let row = Row {
             primary_key: pk(),
@@ -207,9 +206,17 @@ mod tests {
         assert!(whole > MAX_WRITE_BYTES && needs_split(&row, whole));
         let parts = split_row(&row, pb::OperationType::Put).unwrap();
         // Two 1.7 MB cells fit in one 4 MB write, three do not.
-        assert_eq!(parts.len(), 2, "{:?}", parts.iter().map(|p| p.cells.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            parts.len(),
+            2,
+            "{:?}",
+            parts.iter().map(|p| p.cells.clone()).collect::<Vec<_>>()
+        );
         let cells = check_parts(&row, &parts, pb::OperationType::Put);
-        assert_eq!(cells, row.cells, "every cell once, in order, timestamps kept");
+        assert_eq!(
+            cells, row.cells,
+            "every cell once, in order, timestamps kept"
+        );
     }
 
     #[test]
@@ -253,7 +260,11 @@ mod tests {
             } else {
                 Value::String(format!("v{i}"))
             };
-            cells.push(Cell::new(format!("c{:04}", i / 3), value, Some(5000 - (i % 3))));
+            cells.push(Cell::new(
+                format!("c{:04}", i / 3),
+                value,
+                Some(5000 - (i % 3)),
+            ));
         }
         let row = Row {
             primary_key: pk(),

@@ -296,7 +296,6 @@ impl RowTransform {
         }
         Some(row)
     }
-
 }
 
 /// A row as one BatchWriteRow row of operation `op` carries it: PutRow, or UpdateRow putting

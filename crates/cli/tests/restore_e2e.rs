@@ -1193,6 +1193,18 @@ async fn a_resume_with_other_options_or_target_is_refused_before_writing() {
         o["files_skipped_by_checkpoint"].as_u64().unwrap() >= 1,
         "{o}"
     );
+    // Restarting without --resume would append to the first run's dead letters: refused, naming
+    // the file and the ways out, until the file is moved away.
+    let out = run(restore(&["--table", "t_copy", "--mode", "overwrite"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(dead.to_str().unwrap())
+            && stderr(&out).contains("--retry-dead-letter")
+            && stderr(&out).contains("--resume"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::rename(&dead, work.path().join("dead.old.jsonl")).unwrap();
     // Restarting without --resume writes every file again, exactly (into rows it holds now: the
     // mode is chosen explicitly).
     let out = run(restore(&["--table", "t_copy", "--mode", "overwrite"])).await;

@@ -780,6 +780,30 @@ async fn rows_over_4_mb_or_1024_cells_are_restored_whole() {
         sdk_compare(&env, "shapes", "shapes_copy").await["equal"],
         true
     );
+    // only-if-absent: the condition is on a split row's first write, which finds the row; nothing
+    // else of it is sent.
+    let mut c = cmd(
+        &env,
+        &[
+            "--json",
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "shapes_copy",
+            "--mode",
+            "only-if-absent",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (o["rows_present"].clone(), o["rows_written"].clone()),
+        (42.into(), 0.into()),
+        "{o}"
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,15 @@
 //! Readers and writers: snapshot files become rows, rows become BatchWriteRow requests.
 //!
 //! Reader tasks (`file_concurrency` at once) open each file as its [`FilePin`] says, turn record
-//! batches into rows, apply the row options and cut batches of at most 200 rows / 4 MB. Writer
-//! tasks (`concurrency`) send them under the adaptive rate, count what happened to every row and
-//! record rows that failed for good in the dead-letter file. A file is done when reading it
-//! ended and every batch of it was acknowledged; it is then entered in the checkpoint, durably,
-//! after the dead letters it caused.
+//! batches (sized in bytes, see [`crate::config::MemoryBudget`]) into rows, apply the row options
+//! and cut batches of at most 200 rows / 4 MB; a row one write cannot carry becomes a job of its
+//! own, written as a first PutRow (or UpdateRow) and UpdateRows ([`crate::split`]). Every job's
+//! bytes are claimed from the write budget before it is queued and returned when it is done.
+//! Writer tasks (`concurrency`) send them under the adaptive rate, count what happened to every
+//! row and record rows that failed for good, whole, in the dead-letter file. A file is done when
+//! reading it ended and every job of it was acknowledged; it is then entered in the checkpoint,
+//! durably, after the dead letters it caused. [`replay`] feeds a dead-letter file's rows to the
+//! same writers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -768,5 +772,39 @@ pub(crate) async fn replay(
     match writer_error.map_or(fed, Err) {
         Err(e) => Err(e),
         Ok(()) => synced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_byte_pool_bounds_claims_and_never_blocks_a_claim_larger_than_itself() {
+        let pool = BytePool::new(1 << 20);
+        let a = pool.claim(600 * 1024).await.unwrap();
+        // 600 KiB + 600 KiB > 1 MiB: the second waits until the first is returned.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), pool.claim(600 * 1024)).await;
+        assert!(waiting.is_err(), "a claim over the budget went through");
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_millis(500), pool.claim(600 * 1024))
+            .await
+            .expect("returned bytes are claimable again")
+            .unwrap();
+        drop(b);
+        // Larger than the whole pool (a 5 MB row at the smallest budget): takes the pool, alone.
+        let huge = tokio::time::timeout(Duration::from_millis(500), pool.claim(u64::MAX))
+            .await
+            .expect("never waits forever")
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), pool.claim(1))
+                .await
+                .is_err()
+        );
+        drop(huge);
+        // A zero-byte claim still counts one unit, never zero permits.
+        let _z = pool.claim(0).await.unwrap();
     }
 }

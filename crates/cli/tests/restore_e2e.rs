@@ -417,6 +417,14 @@ async fn a_killed_restore_resumes_to_an_exact_result() {
         o["files_skipped_by_checkpoint"].as_u64().unwrap() >= 1,
         "{o}"
     );
+    // A resumed run may append to its own dead-letter file, and says so.
+    assert!(
+        o["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("appended to the dead-letter file")),
+        "{o}"
+    );
     assert!(
         o["rows_written"].as_u64().unwrap() < 3000,
         "finished files were rewritten: {o}"

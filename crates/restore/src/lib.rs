@@ -9,9 +9,10 @@
 //! 200 rows and 4 MB under an adaptive rate ([`pipeline`], [`rate`]); a row one write cannot
 //! carry (over 4 MB or 1,024 cells) is written as a PutRow and UpdateRows ([`split`]). Memory
 //! is bounded in bytes by `--memory-mb` ([`config::MemoryBudget`]). [`plan_restore`] runs the
-//! same checks and reports what a restore would do, writing nothing (`--dry-run`). Rows that fail for good go
-//! whole to a dead-letter file ([`dead_letter`]), which [`retry_dead_letter`] sends again; a durable checkpoint of finished files makes a crashed restore
-//! resumable, and puts with the original timestamps make repeating a file harmless.
+//! same checks and reports what a restore would do, writing nothing (`--dry-run`). Rows that
+//! fail for good go whole to a dead-letter file ([`dead_letter`]), which [`retry_dead_letter`]
+//! sends again; a durable checkpoint of finished files makes a crashed restore resumable, and
+//! puts with the original timestamps make repeating a file harmless.
 //! [`compare`] compares a snapshot with a live table (`verify --against-table`).
 
 pub mod compare;

@@ -317,7 +317,7 @@ impl DeadLetter {
     }
 }
 
-/// How many lines an existing dead-letter file holds; `None` when it is absent or empty.
+/// How many lines an existing dead-letter file holds; `None` when it is absent, empty or blank.
 pub fn existing_lines(path: &Path) -> Result<Option<u64>, RestoreError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -336,7 +336,8 @@ pub fn existing_lines(path: &Path) -> Result<Option<u64>, RestoreError> {
             n += 1;
         }
     }
-    Ok(Some(n.max(1)))
+    // Only blank lines: nothing to replay or to lose.
+    Ok((n > 0).then_some(n))
 }
 
 /// One replayable row of a dead-letter file.
@@ -567,5 +568,7 @@ mod tests {
             assert!(err.to_string().contains("'bool'"), "{t} {v}: {err}");
         }
         assert_eq!(existing_lines(&dir.path().join("none")).unwrap(), None);
+        std::fs::write(&path, "\n \n").unwrap();
+        assert_eq!(existing_lines(&path).unwrap(), None, "blank lines only");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use ots_restore::{
     AutoIncrementMode, FileCounts, RestoreConfig, RestoreError, RestorePlan, RestoreProgress,
-    TimestampMode, WriteMode, plan_restore, run_restore,
+    TimestampMode, WriteMode, plan_restore, retry_dead_letter, retry_output_path, run_restore,
 };
 use ots_schema::layout::PkColumnSchema;
 use ots_wire::types::{PkColumn, PkType, PkValue};
@@ -50,16 +50,20 @@ pub enum ModeArg {
       --columns name,age --partition dt=2026-11-24
   # after a crash
   otsarchive restore --from ... --table t --resume
+  # send the rows of a dead-letter file again (no snapshot needed: each line holds the whole row)
+  otsarchive restore --retry-dead-letter otsarchive-restore-ID-t.dead-letter.jsonl --table t
 
 Refused before anything is written (exit 2): a table that holds rows without --mode; a target
 whose max_versions would hide versions of the snapshot (--allow-version-loss accepts it) or whose
 TTL would expire cells at once (--allow-expiry accepts it); a --partition, key range or --columns
 that selects nothing.
-Rows that fail for good are written to the dead-letter file (JSON lines) and the exit code is 1.")]
+Rows that fail for good are written whole to the dead-letter file (JSON lines) and the exit code
+is 1; a new (not resumed) restore refuses to start while that file holds rows of an earlier run.
+Rows over 4 MB or 1,024 cells are written as a PutRow followed by UpdateRows.")]
 pub struct RestoreArgs {
-    /// Snapshot URL: DEST/SNAPSHOT_ID
-    #[arg(long)]
-    pub from: String,
+    /// Snapshot URL: DEST/SNAPSHOT_ID (not needed with --retry-dead-letter).
+    #[arg(long, required_unless_present = "retry_dead_letter")]
+    pub from: Option<String>,
     /// Target table.
     #[arg(long)]
     pub table: String,
@@ -110,9 +114,23 @@ pub struct RestoreArgs {
     /// Cap on rows written per second (throttling lowers the rate further, adaptively).
     #[arg(long)]
     pub rows_per_sec: Option<f64>,
-    /// Where rows that fail for good are written (JSON lines).
+    /// Where rows that fail for good are written (JSON lines, each the whole row). A new restore
+    /// refuses a file that holds rows already; a --resume appends to it.
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
+    /// Send the rows of this dead-letter file again into --table (which must exist), each with
+    /// the operation and mode it was written with (--mode overrides the mode); no snapshot is
+    /// read. Rows that fail again go to a new file (--dead-letter, or FILE's name with
+    /// `.retry-<time>`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "create_table", "dry_run", "resume", "checkpoint", "start_key", "end_key", "columns",
+        "partition", "skip_verify", "allow_version_loss", "allow_expiry",
+    ])]
+    pub retry_dead_letter: Option<PathBuf>,
+    /// Memory the restore's data may hold, in MiB (32 to 1048576): half for files being read
+    /// (row groups and decoded batches), half for write requests queued and in flight.
+    #[arg(long, default_value_t = ots_restore::DEFAULT_MEMORY_MB)]
+    pub memory_mb: usize,
     /// Checkpoint of finished files (for --resume).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -189,8 +207,23 @@ impl From<RestoreError> for CliError {
     }
 }
 
+fn write_mode(m: Option<ModeArg>) -> Option<WriteMode> {
+    m.map(|m| match m {
+        ModeArg::Overwrite => WriteMode::Overwrite,
+        ModeArg::OnlyIfAbsent => WriteMode::OnlyIfAbsent,
+    })
+}
+
 pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
-    let snap = open_snapshot(&a.from, &a.dest, g).await?;
+    if let Some(input) = a.retry_dead_letter.clone() {
+        return run_retry(g, a, &input).await;
+    }
+    let Some(from) = a.from.as_deref() else {
+        return Err(CliError::Usage(
+            "--from DEST/SNAPSHOT_ID is required (or --retry-dead-letter FILE)".into(),
+        ));
+    };
+    let snap = open_snapshot(from, &a.dest, g).await?;
     let id = snap.id().to_string();
     let manifest = snap.read_manifest().await?;
     let client = client(g)?;
@@ -204,10 +237,7 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
         TimestampsArg::Original => TimestampMode::Original,
         TimestampsArg::Now => TimestampMode::Now,
     };
-    cfg.mode = a.mode.map(|m| match m {
-        ModeArg::Overwrite => WriteMode::Overwrite,
-        ModeArg::OnlyIfAbsent => WriteMode::OnlyIfAbsent,
-    });
+    cfg.mode = write_mode(a.mode);
     cfg.allow_version_loss = a.allow_version_loss;
     cfg.allow_expiry = a.allow_expiry;
     let pk = &manifest.source.table.primary_key;
@@ -255,6 +285,7 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     }
     cfg.resume = a.resume;
     cfg.skip_verify = a.skip_verify;
+    cfg.memory_mb = a.memory_mb;
 
     if a.dry_run {
         let plan = plan_restore(&client, &snap, &cfg).await?;
@@ -319,6 +350,68 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     }
     // A finished restore needs no checkpoint.
     let _ = std::fs::remove_file(&cfg.checkpoint);
+    Ok(())
+}
+
+/// `--retry-dead-letter FILE`: the rows of a dead-letter file, sent again.
+async fn run_retry(
+    g: &GlobalArgs,
+    a: RestoreArgs,
+    input: &std::path::Path,
+) -> Result<(), CliError> {
+    let client = client(g)?;
+    let mut cfg = RestoreConfig::new(&a.table, "retry");
+    cfg.concurrency = a.concurrency;
+    cfg.file_concurrency = a.file_concurrency;
+    cfg.rows_per_sec = a.rows_per_sec;
+    cfg.memory_mb = a.memory_mb;
+    cfg.dead_letter = a
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| retry_output_path(input));
+    if !g.quiet && !g.json && a.from.is_some() {
+        eprintln!(
+            "note: --from is not read with --retry-dead-letter: each line of {} holds the whole row",
+            input.display()
+        );
+    }
+    let progress = Arc::new(RestoreProgress::default());
+    let reporter = Reporter::start(
+        "retry",
+        !g.quiet && !g.json,
+        Arc::new(RestoreSource::new(progress.clone())),
+    );
+    let started = Instant::now();
+    let result = retry_dead_letter(&client, &cfg, input, write_mode(a.mode), progress).await;
+    reporter.finish().await;
+    let outcome = result?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if g.json {
+        let mut v = serde_json::to_value(&outcome).unwrap_or_default();
+        v["elapsed_secs"] = serde_json::json!(elapsed);
+        println!("{v}");
+    } else if !g.quiet {
+        for w in &outcome.warnings {
+            eprintln!("note: {w}");
+        }
+        eprintln!(
+            "retry: {} of {} from {} written into '{}' in {:.1}s; {} already present, {} failed",
+            thousands(outcome.rows_written),
+            count(outcome.rows, "row"),
+            input.display(),
+            outcome.table,
+            elapsed,
+            thousands(outcome.rows_present),
+            thousands(outcome.rows_failed),
+        );
+    }
+    if outcome.rows_failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{} could not be restored again; listed in {}",
+            plural(outcome.rows_failed, "row", "rows"),
+            cfg.dead_letter.display()
+        )));
+    }
     Ok(())
 }
 

@@ -639,59 +639,321 @@ async fn partial_restores_by_key_range_columns_and_mode() {
     }
 }
 
-#[tokio::test]
-async fn a_row_too_large_for_one_request_goes_to_the_dead_letter_file() {
-    let env = env_with_table("t", 50, PageLimits::default()).await;
-    // Grow one row past 4 MB with three updates of ~1.9 MB each (each request stays under 4 MB).
-    let pk = env.expected_rows()[3].primary_key.clone();
-    for col in ["big_a", "big_b", "big_c"] {
-        put_cell(
-            &env,
-            "t",
-            &pk,
-            col,
-            Value::String("x".repeat(1_900_000)),
-            Some(env.spec.base_ts_ms),
-        )
-        .await;
+/// Puts cell versions into a row with one UpdateRow (the row's other cells stay).
+async fn update_cells(env: &Env, table: &str, pk: &[PkColumn], cells: &[Cell]) {
+    let puts: Vec<ots_wire::types::ColumnUpdate> = cells
+        .iter()
+        .map(|c| ots_wire::types::ColumnUpdate::Put {
+            name: c.name.clone(),
+            value: c.value.clone(),
+            timestamp: c.timestamp,
+        })
+        .collect();
+    let req = pb::UpdateRowRequest {
+        table_name: table.into(),
+        row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(pk, &puts)),
+        condition: pb::Condition {
+            row_existence: pb::RowExistenceExpectation::Ignore as i32,
+            column_condition: None,
+        },
+        ..Default::default()
+    };
+    env.client
+        .update_row(&req, Idempotency::Idempotent)
+        .await
+        .unwrap();
+}
+
+/// Table `shapes` (max 10 versions): 40 ordinary rows of the standard data, a 5 MB row of three
+/// ~1.7 MB cells (`zz-big`) and a row of 1,500 cells, 300 columns × 5 versions (`zz-wide`), both
+/// grown with several UpdateRows of at most 1,024 cells and 4 MB each, as the service allows.
+async fn create_shapes_table(env: &Env) {
+    let mut req = ots_datagen::create_table_request("shapes");
+    if let Some(o) = req.table_options.as_mut() {
+        o.max_versions = Some(10);
     }
+    env.client.create_table(&req).await.unwrap();
+    let rows: Vec<Row> = (0..40).map(|i| ots_datagen::row(&env.spec, i)).collect();
+    let out = env
+        .client
+        .batch_write_row_retrying(
+            &ots_datagen::put_batch_request("shapes", &rows),
+            Idempotency::Idempotent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.failures().count(), 0);
+    let base = env.spec.base_ts_ms;
+    let key = |user: &str, seq: i64| {
+        vec![
+            PkColumn::new("user_id", PkValue::String(user.into())),
+            PkColumn::new("seq", PkValue::Integer(seq)),
+        ]
+    };
+    let big = key("zz-big", 1);
+    for (i, col) in ["big_a", "big_b", "big_c"].iter().enumerate() {
+        let value = Value::String(char::from(b'a' + i as u8).to_string().repeat(1_700_000));
+        update_cells(env, "shapes", &big, &[Cell::new(*col, value, Some(base))]).await;
+    }
+    let wide = key("zz-wide", 2);
+    for v in 0..5i64 {
+        let cells: Vec<Cell> = (0..300)
+            .map(|c| {
+                let value = match c % 4 {
+                    0 => Value::Integer(c * 100 + v),
+                    1 => Value::Double(c as f64 / 7.0 + v as f64),
+                    2 => Value::Binary(vec![c as u8, v as u8, 0xff]),
+                    _ => Value::String(format!("w{c}-{v}")),
+                };
+                Cell::new(format!("w{c:03}"), value, Some(base - v * 1000))
+            })
+            .collect();
+        update_cells(env, "shapes", &wide, &cells).await;
+    }
+}
+
+#[tokio::test]
+async fn rows_over_4_mb_or_1024_cells_are_restored_whole() {
+    let env = env_with_table("t", 10, PageLimits::default()).await;
+    create_shapes_table(&env).await;
     let dest = tempfile::tempdir().unwrap();
-    let snap = backup(&env, "t", dest.path()).await;
+    let snap = backup(&env, "shapes", dest.path()).await;
     let work = tempfile::tempdir().unwrap();
     let dead = work.path().join("dead.jsonl");
     let mut c = cmd(
         &env,
         &[
+            "--json",
             "restore",
             "--from",
             &snap,
             "--table",
-            "t_copy",
+            "shapes_copy",
             "--create-table",
             "--dead-letter",
             dead.to_str().unwrap(),
+            // The smallest budget: a split row's writes are claimed whole from it.
+            "--memory-mb",
+            "32",
         ],
     );
     c.current_dir(work.path());
     let out = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(o["rows_written"], 42, "{o}");
+    assert_eq!(o["rows_failed"], 0, "{o}");
+    assert!(!dead.exists(), "no dead letters");
+    // The big row took a PutRow and an UpdateRow, the wide one a PutRow of 1,024 cells and an
+    // UpdateRow of 476: more BatchWriteRow requests than one per batch.
+    let v = run(cmd(
+        &env,
+        &["verify", &snap, "--against-table", "shapes_copy"],
+    ))
+    .await;
+    assert!(v.status.success(), "{} {}", stdout(&v), stderr(&v));
+    assert!(
+        stdout(&v).contains("table 'shapes_copy' (every cell): OK"),
+        "{}",
+        stdout(&v)
+    );
+    let r = sdk_compare(&env, "shapes", "shapes_copy").await;
+    assert_eq!(r["equal"], true, "{r}");
+    assert_eq!(r["rows_a"], 42, "{r}");
+    assert!(r["cells_a"].as_u64().unwrap() > 1500 + 3, "{r}");
+    // Repeating the restore converges to the same rows (the first write replaces the row).
+    let mut c = cmd(
+        &env,
+        &[
+            "-q",
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "shapes_copy",
+            "--mode",
+            "overwrite",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sdk_compare(&env, "shapes", "shapes_copy").await["equal"],
+        true
+    );
+    // only-if-absent: the condition is on a split row's first write, which finds the row; nothing
+    // else of it is sent.
+    let mut c = cmd(
+        &env,
+        &[
+            "--json",
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "shapes_copy",
+            "--mode",
+            "only-if-absent",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        (o["rows_present"].clone(), o["rows_written"].clone()),
+        (42.into(), 0.into()),
+        "{o}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_lettered_row_is_replayed_whole_with_retry_dead_letter() {
+    let env = env_with_table("t", 10, PageLimits::default()).await;
+    create_shapes_table(&env).await;
+    let dest = tempfile::tempdir().unwrap();
+    let snap = backup(&env, "shapes", dest.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let dead = work.path().join("dead.jsonl");
+    env.client
+        .create_table(&{
+            let mut req = ots_datagen::create_table_request("shapes_copy");
+            if let Some(o) = req.table_options.as_mut() {
+                o.max_versions = Some(10);
+            }
+            req
+        })
+        .await
+        .unwrap();
+    // Every write of the 5 MB row fails for good (non-retryable), the others succeed.
+    env.emu
+        .set_faults(FaultConfig {
+            fail_rows_with_key: Some("zz-big".into()),
+            ..FaultConfig::default()
+        })
+        .unwrap();
+    let restore = |extra: &[&str]| {
+        let mut c = cmd(
+            &env,
+            &[
+                "restore",
+                "--from",
+                &snap,
+                "--table",
+                "shapes_copy",
+                "--dead-letter",
+                dead.to_str().unwrap(),
+            ],
+        );
+        c.args(extra).current_dir(work.path());
+        c
+    };
+    let out = run(restore(&[])).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("1 row could not be restored"),
         "{}",
         stderr(&out)
     );
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&dead).unwrap().trim()).unwrap();
-    assert_eq!(line["code"], "OTSClientRowTooLarge");
-    // Every other row was restored.
-    let out = run(cmd(
+    // The line holds the whole row: key and every cell with type, value and timestamp.
+    let text = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(text.lines().count(), 1, "{}", &text[..text.len().min(300)]);
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["format"], 1);
+    assert_eq!(line["code"], "OTSParameterInvalid");
+    assert_eq!(line["operation"], "put");
+    assert_eq!(line["primary_key"][0]["value"], "zz-big");
+    assert_eq!(line["primary_key"][1]["type"], "INTEGER");
+    let cells = line["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    for (c, name) in cells.iter().zip(["big_a", "big_b", "big_c"]) {
+        assert_eq!(c["name"], name);
+        assert_eq!(c["type"], "STRING");
+        assert_eq!(c["value"].as_str().unwrap().len(), 1_700_000);
+        assert_eq!(c["ts"], env.spec.base_ts_ms);
+    }
+    assert!(line["file"].as_str().unwrap().ends_with(".parquet"));
+    let (code, cmp) = compare(&env, &snap, "shapes_copy", &[]).await;
+    assert_eq!((code, counts(&cmp)), (3, (0, 1, 0)), "{cmp}");
+
+    // A fresh restore does not append to that file unnoticed: exit 2, naming it and the way out.
+    let out = run(restore(&["--mode", "overwrite"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(dead.to_str().unwrap()) && err.contains("--retry-dead-letter"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&dead).unwrap(), text);
+
+    // Replayed while the fault is still there: fails again, into a new file, never the input.
+    let replay = |extra: &[&str]| {
+        let mut c = cmd(
+            &env,
+            &[
+                "--json",
+                "restore",
+                "--retry-dead-letter",
+                dead.to_str().unwrap(),
+                "--table",
+                "shapes_copy",
+            ],
+        );
+        c.args(extra).current_dir(work.path());
+        c
+    };
+    let out = run(replay(&[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap_or_default();
+    let again = std::path::PathBuf::from(o["dead_letter"].as_str().unwrap_or_default());
+    assert_eq!(
+        (o["rows"].clone(), o["rows_failed"].clone()),
+        (1.into(), 1.into()),
+        "{o}"
+    );
+    assert_ne!(again, dead);
+    assert!(
+        again
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("dead.retry-"),
+        "{again:?}"
+    );
+    let retried: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&again).unwrap().trim()).unwrap();
+    assert_eq!(retried["cells"], line["cells"]);
+    assert_eq!(std::fs::read_to_string(&dead).unwrap(), text);
+
+    // Without the fault, the replay writes the row (as a PutRow and an UpdateRow): identical.
+    env.emu.set_faults(FaultConfig::default()).unwrap();
+    let out = run(replay(&[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(o["rows_written"], 1, "{o}");
+    assert_eq!(o["rows_failed"], 0, "{o}");
+    assert!(o["dead_letter"].is_null(), "{o}");
+    let r = sdk_compare(&env, "shapes", "shapes_copy").await;
+    assert_eq!(r["equal"], true, "{r}");
+    let (code, cmp) = compare(&env, &snap, "shapes_copy", &[]).await;
+    assert_eq!((code, counts(&cmp)), (0, (0, 0, 0)), "{cmp}");
+
+    // A replay into a table that does not exist is refused before anything is written.
+    let mut c = cmd(
         &env,
-        &["--json", "verify", &snap, "--against-table", "t_copy"],
-    ))
-    .await;
-    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(v["comparison"]["rows_matching"], 49);
-    assert_eq!(v["comparison"]["missing_in_table"], 1);
+        &[
+            "restore",
+            "--retry-dead-letter",
+            dead.to_str().unwrap(),
+            "--table",
+            "nope",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
 }
 
 fn now_ms() -> i64 {
@@ -957,6 +1219,26 @@ async fn a_resume_with_other_options_or_target_is_refused_before_writing() {
         o["files_skipped_by_checkpoint"].as_u64().unwrap() >= 1,
         "{o}"
     );
+    // A resumed run may append to its own dead-letter file, and says so.
+    assert!(
+        o["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("appended to the dead-letter file")),
+        "{o}"
+    );
+    // Restarting without --resume would append to the first run's dead letters: refused, naming
+    // the file and the ways out, until the file is moved away.
+    let out = run(restore(&["--table", "t_copy", "--mode", "overwrite"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(dead.to_str().unwrap())
+            && stderr(&out).contains("--retry-dead-letter")
+            && stderr(&out).contains("--resume"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::rename(&dead, work.path().join("dead.old.jsonl")).unwrap();
     // Restarting without --resume writes every file again, exactly (into rows it holds now: the
     // mode is chosen explicitly).
     let out = run(restore(&["--table", "t_copy", "--mode", "overwrite"])).await;

@@ -141,7 +141,9 @@ pub(crate) fn action_kind(action: &str) -> crate::faults::CuKind {
 }
 
 /// Row-level fault decisions for a BatchWriteRow with `n` rows.
-pub(crate) type RowFaults<'a> = &'a dyn Fn(usize) -> Vec<Option<ApiError>>;
+/// Decides the injected failure of each BatchWriteRow row about to be attempted, given their
+/// primary keys.
+pub(crate) type RowFaults<'a> = &'a dyn Fn(&[&[ots_wire::types::PkValue]]) -> Vec<Option<ApiError>>;
 
 impl Engine {
     pub fn new(limits: PageLimits) -> Self {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use ots_wire::types::PkValue;
+
 use crate::error::ApiError;
 
 /// What to inject. Rates are probabilities in [0, 1]; 0 disables a fault.
@@ -34,6 +36,10 @@ pub struct FaultConfig {
     pub write_cu_per_sec: Option<u32>,
     /// Seed for the fault RNG; `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Fail every BatchWriteRow row whose primary key holds this STRING value, in any table,
+    /// with a non-retryable error (OTSParameterInvalid, HTTP 200, row not written): one row that
+    /// fails for good while the others succeed.
+    pub fail_rows_with_key: Option<String>,
 }
 
 impl FaultConfig {
@@ -45,6 +51,7 @@ impl FaultConfig {
             || !self.latency.is_zero()
             || self.read_cu_per_sec.is_some()
             || self.write_cu_per_sec.is_some()
+            || self.fail_rows_with_key.is_some()
     }
 
     /// Rejects rates outside [0, 1] (and NaN).
@@ -275,16 +282,28 @@ impl FaultState {
         }
     }
 
-    /// For each of `n` BatchWriteRow rows, whether it fails with an injected row error.
-    pub fn roll_rows(&self, n: usize, counters: &Counters) -> Vec<Option<ApiError>> {
+    /// For each BatchWriteRow row (by its primary key), whether it fails with an injected row
+    /// error.
+    pub fn roll_rows(&self, keys: &[&[PkValue]], counters: &Counters) -> Vec<Option<ApiError>> {
         let mut g = self.lock();
         let rate = g.config.row_error_rate;
-        if rate <= 0.0 {
-            return vec![None; n];
+        let poisoned = g.config.fail_rows_with_key.clone();
+        if rate <= 0.0 && poisoned.is_none() {
+            return vec![None; keys.len()];
         }
-        (0..n)
-            .map(|_| {
-                if g.rng.random::<f64>() < rate {
+        keys.iter()
+            .map(|key| {
+                if let Some(p) = &poisoned
+                    && key
+                        .iter()
+                        .any(|v| matches!(v, PkValue::String(s) if s == p))
+                {
+                    bump(&counters.row_errors);
+                    return Some(ApiError::param(format!(
+                        "Injected permanent failure for rows whose key holds '{p}'."
+                    )));
+                }
+                if rate > 0.0 && g.rng.random::<f64>() < rate {
                     bump(&counters.row_errors);
                     Some(if g.rng.random_bool(0.5) {
                         ApiError::server_busy()

@@ -50,6 +50,10 @@ struct Args {
     /// Seed for fault injection, for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Fail every BatchWriteRow row whose primary key holds this STRING value, for good
+    /// (OTSParameterInvalid).
+    #[arg(long)]
+    fail_rows_with_key: Option<String>,
     /// Rows per GetRange page at most (the service uses 5000).
     #[arg(long, default_value_t = 5000)]
     page_max_rows: usize,
@@ -96,6 +100,7 @@ async fn main() -> ExitCode {
         read_cu_per_sec: args.read_cu_per_sec,
         write_cu_per_sec: args.write_cu_per_sec,
         seed: args.seed,
+        fail_rows_with_key: args.fail_rows_with_key,
     };
     let started = Emulator::builder()
         .listen(args.listen)

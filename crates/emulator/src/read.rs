@@ -642,7 +642,7 @@ mod bench {
             },
             ..Default::default()
         };
-        let none = |_: usize| Vec::new();
+        let none = |_: &[&[ots_wire::types::PkValue]]| Vec::new();
         e.dispatch("CreateTable", &create.encode_to_vec(), &none)
             .unwrap();
         let t = e.table("big").unwrap();

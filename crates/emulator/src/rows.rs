@@ -648,11 +648,12 @@ impl Engine {
         }
 
         // Injected failures are drawn only for rows that would otherwise be attempted.
-        let valid = prepared
+        let valid: Vec<&[PkValue]> = prepared
             .iter()
-            .map(|(_, ops)| ops.iter().filter(|o| o.is_ok()).count())
-            .sum();
-        let mut faults = row_faults(valid).into_iter();
+            .flat_map(|(_, ops)| ops.iter().filter_map(|o| o.as_ref().ok()))
+            .map(|op| op.pk.as_slice())
+            .collect();
+        let mut faults = row_faults(&valid).into_iter();
         let now = now_ms();
         let mut read_total = 0u64;
         let mut write_total = 0u64;

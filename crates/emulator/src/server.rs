@@ -239,7 +239,8 @@ async fn handle(
             return Ok(error_response(&shared, &e, Some(&verified), &action));
         }
     }
-    let row_faults = |n: usize| shared.faults.roll_rows(n, &shared.counters);
+    let row_faults =
+        |keys: &[&[ots_wire::types::PkValue]]| shared.faults.roll_rows(keys, &shared.counters);
     match shared.engine.dispatch(&action, &body, &row_faults) {
         Ok(reply) => {
             shared.faults.charge(reply.read_cu, reply.write_cu);

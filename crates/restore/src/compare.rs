@@ -11,7 +11,9 @@
 //! and the files of one partition of a split follow each other in key order, so each partition
 //! is read as one chain of files, one record batch at a time, and the chains are merged by
 //! primary key (a k-way merge over the partitions of the split). Memory is about one row group
-//! per partition of the split, plus one GetRange page.
+//! (as fetched) per partition of the split, decoded batches within
+//! [`CompareOptions::memory_bytes`] (sized by bytes per row, not by a row count), plus one
+//! GetRange page.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -136,8 +138,14 @@ pub struct CompareOptions {
     /// Compare only cells inside the snapshot's time range (versions written later are not
     /// looked at); by default every cell of the table is.
     pub as_of_snapshot: bool,
-    /// Rows per record batch read from a snapshot file.
+    /// Most rows per record batch read from a snapshot file (fewer when rows are large, see
+    /// `memory_bytes`).
     pub batch_rows: usize,
+    /// The bytes the snapshot side of the merge may hold in decoded rows: half of it is shared
+    /// by the chains (partitions) of a split, each decoding batches of at most its share (by
+    /// its row groups' uncompressed bytes per row, at least one row). The table side holds one
+    /// GetRange page (≤ 4 MB, the service's page limit).
+    pub memory_bytes: usize,
     /// Counts the snapshot's rows compared so far, for a progress display.
     pub rows_compared: Option<Arc<AtomicU64>>,
 }
@@ -148,6 +156,7 @@ impl Default for CompareOptions {
             max_differences: 10,
             as_of_snapshot: false,
             batch_rows: 1024,
+            memory_bytes: 256 * 1024 * 1024,
             rows_compared: None,
         }
     }
@@ -229,6 +238,10 @@ struct Files<'a> {
     snapshot: &'a Snapshot,
     schema: &'a SnapshotSchema,
     batch_rows: usize,
+    /// The merge's decoded-row budget; each chain gets `decoded_budget / chains`.
+    decoded_budget: usize,
+    /// Set by [`Merge::new`]: one chain's share.
+    per_chain: usize,
 }
 
 impl Chain {
@@ -273,8 +286,8 @@ impl Chain {
                     &FilePin::FirstRead,
                 )
                 .await?;
-                let stream = source
-                    .batches(f.batch_rows)
+                let (stream, _plan) = source
+                    .batches_within(f.per_chain, f.batch_rows)
                     .await
                     .map_err(|e| RestoreError::parquet(&file.path, e))?;
                 self.current = Some((file.path, stream));
@@ -368,6 +381,8 @@ impl<'a> Merge<'a> {
                 last: None,
             });
         }
+        let mut files = files;
+        files.per_chain = (files.decoded_budget / chains.len().max(1)).max(1);
         let mut merge = Merge {
             files,
             chains,
@@ -458,6 +473,8 @@ pub async fn compare_with_options(
             snapshot,
             schema: &manifest.schema,
             batch_rows: options.batch_rows,
+            decoded_budget: options.memory_bytes / 2,
+            per_chain: 0,
         };
         let split_files: Vec<&FileEntry> = manifest
             .files
@@ -632,6 +649,8 @@ mod tests {
             snapshot: store,
             schema: &schema,
             batch_rows: 1,
+            decoded_budget: 1 << 20,
+            per_chain: 0,
         };
         let mut m = Merge::new(f, files.iter().collect()).await?;
         let mut keys = Vec::new();

@@ -66,6 +66,30 @@ pub const FILE_CONCURRENCY_RANGE: (usize, usize) = (1, 256);
 /// Rows per second: the limiter's granularity is one row per second, and a billion rows per
 /// second is beyond any table.
 pub const ROWS_PER_SEC_RANGE: (f64, f64) = (1.0, 1e9);
+/// `--memory-mb`: the least is what one largest request (4 MB, held encoded and decoded) and one
+/// file being read need; the most is 1 TiB.
+pub const MEMORY_MB_RANGE: (usize, usize) = (32, 1 << 20);
+/// `--memory-mb` when not given.
+pub const DEFAULT_MEMORY_MB: usize = 256;
+
+/// How `--memory-mb` is shared out (see [`RestoreConfig::memory_budget`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Reading: the row groups fetched and the decoded record batches of every file being read
+    /// (each of the `file_concurrency` readers gets an equal share), and re-hashed file copies
+    /// held in memory.
+    pub read_bytes: usize,
+    /// Writing: requests cut and queued for the writers and requests in flight, each counted
+    /// as its encoded bytes plus its decoded rows.
+    pub write_bytes: usize,
+}
+
+impl MemoryBudget {
+    /// One reader's share of [`Self::read_bytes`].
+    pub fn per_reader(&self, file_concurrency: usize) -> usize {
+        self.read_bytes / file_concurrency.max(1)
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct RestoreConfig {
@@ -98,6 +122,9 @@ pub struct RestoreConfig {
     pub resume: bool,
     /// Skip the integrity check of the snapshot before writing.
     pub skip_verify: bool,
+    /// The memory the restore's data may hold, in MiB (`--memory-mb`), shared out by
+    /// [`Self::memory_budget`].
+    pub memory_mb: usize,
 }
 
 impl RestoreConfig {
@@ -125,12 +152,22 @@ impl RestoreConfig {
             rows_per_sec: None,
             resume: false,
             skip_verify: false,
+            memory_mb: DEFAULT_MEMORY_MB,
         }
     }
 
     /// The mode rows are written with: the one chosen, else overwrite (see [`Self::mode`]).
     pub fn write_mode(&self) -> WriteMode {
         self.mode.unwrap_or(WriteMode::Overwrite)
+    }
+
+    /// `--memory-mb` shared out: half for reading, half for writing.
+    pub fn memory_budget(&self) -> MemoryBudget {
+        let total = self.memory_mb.saturating_mul(1024 * 1024);
+        MemoryBudget {
+            read_bytes: total / 2,
+            write_bytes: total - total / 2,
+        }
     }
 
     /// Checks every option on its own (nothing is read): counts in range, rates positive and
@@ -163,6 +200,14 @@ impl RestoreConfig {
                     "--rows-per-sec {r}: must be a number from {lo} to {hi:e} (omit it for no cap)"
                 ));
             }
+        }
+        let (lo, hi) = MEMORY_MB_RANGE;
+        if !(lo..=hi).contains(&self.memory_mb) {
+            return usage(format!(
+                "--memory-mb {}: must be between {lo} and {hi} (MiB the restore's data may hold; \
+                 one 4 MB request and one file being read need at least {lo})",
+                self.memory_mb
+            ));
         }
         if self.auto_increment == AutoIncrementMode::Regenerate && self.resume {
             return usage(
@@ -259,6 +304,17 @@ mod tests {
             c.file_concurrency = bad;
             assert!(message(&c).contains("--file-concurrency"), "{bad}");
         }
+        for bad in [0, 31, (1 << 20) + 1, usize::MAX] {
+            let mut c = cfg();
+            c.memory_mb = bad;
+            assert!(message(&c).contains("--memory-mb"), "{bad}");
+        }
+        let mut c = cfg();
+        c.memory_mb = 32;
+        c.validate().unwrap();
+        let b = c.memory_budget();
+        assert_eq!(b.read_bytes + b.write_bytes, 32 << 20);
+        assert_eq!(b.per_reader(2), 8 << 20);
     }
 
     #[test]

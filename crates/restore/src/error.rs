@@ -127,6 +127,38 @@ pub enum RestoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// Encoding a JSON document or line (cannot normally fail).
+    #[error("encoding {what} for {}: {source}", path.display())]
+    EncodeJson {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A fresh restore would append to the dead-letter file of an earlier run.
+    #[error(
+        "the dead-letter file {} already holds {lines} row(s) of an earlier restore, and a new \
+         restore does not append to it. Replay those rows with `otsarchive restore \
+         --retry-dead-letter {} --table {table}`, then move or delete the file (or choose another \
+         one with --dead-letter); to continue the interrupted restore instead, add --resume",
+        path.display(),
+        path.display()
+    )]
+    DeadLetterExists {
+        path: PathBuf,
+        lines: u64,
+        table: String,
+    },
+    /// A line of a dead-letter file given to `--retry-dead-letter` that cannot be replayed.
+    #[error(
+        "{}, line {line}: {detail}. Nothing was written; fix or remove that line and run again",
+        path.display()
+    )]
+    DeadLetterLine {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
     /// A reader or writer task panicked or could not be joined.
     #[error("a restore task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -154,6 +186,8 @@ impl RestoreError {
             | ResumeMismatch { .. }
             | OldCheckpoint { .. }
             | DamagedCheckpoint { .. }
+            | DeadLetterExists { .. }
+            | DeadLetterLine { .. }
             | TableNotFound { .. } => ErrorKind::Usage,
             SnapshotInvalid { .. } | SnapshotChanged { .. } | Order { .. } => ErrorKind::Mismatch,
             Ots(e) if is_auth(e) => ErrorKind::Usage,

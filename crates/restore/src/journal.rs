@@ -1,5 +1,5 @@
-//! The restore's local journal: the checkpoint of finished files (what `--resume` skips) and the
-//! dead-letter file of rows that failed for good.
+//! The restore's local journal: the checkpoint of finished files (what `--resume` skips); the
+//! dead-letter file of rows that failed for good is [`crate::dead_letter`].
 //!
 //! The checkpoint records what it is a checkpoint *of*: the snapshot, the target table's identity
 //! (endpoint, instance, table) and every row option. A resume with another target or other
@@ -13,12 +13,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ots_scan::{KeyPart, KeyValue};
-use ots_wire::types::{PkColumn, Row};
+use ots_wire::types::PkColumn;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RestoreConfig;
@@ -263,7 +263,7 @@ impl Checkpoint {
 }
 
 /// The folder holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -272,7 +272,7 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Makes the folder's entries (a created or renamed file) durable. Only Unix can open and sync a
 /// folder; elsewhere the rename itself is what the file system offers.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)?.sync_all()
@@ -298,72 +298,6 @@ fn write_durably(path: &Path, body: &[u8]) -> Result<(), RestoreError> {
     std::fs::rename(&tmp, path).map_err(|e| RestoreError::io("replacing checkpoint", path, e))?;
     let dir = parent_dir(path);
     sync_dir(dir).map_err(|e| RestoreError::io("syncing the folder of checkpoint", dir, e))
-}
-
-/// Rows that failed for good, as JSON lines, appended (a resume adds to the same file).
-pub(crate) struct DeadLetter {
-    path: PathBuf,
-    file: Option<File>,
-    /// Lines written since the last sync.
-    unsynced: bool,
-}
-
-impl DeadLetter {
-    pub fn new(path: PathBuf) -> Self {
-        DeadLetter {
-            path,
-            file: None,
-            unsynced: false,
-        }
-    }
-
-    pub fn record(
-        &mut self,
-        row: &Row,
-        code: &str,
-        message: &str,
-        source_file: &str,
-    ) -> Result<(), RestoreError> {
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => {
-                let existed = self.path.exists();
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .map_err(|e| RestoreError::io("opening the dead-letter file", &self.path, e))?;
-                if !existed {
-                    let dir = parent_dir(&self.path);
-                    sync_dir(dir).map_err(|e| {
-                        RestoreError::io("syncing the folder of the dead-letter file", dir, e)
-                    })?;
-                }
-                self.file.insert(f)
-            }
-        };
-        let line = serde_json::json!({
-            "primary_key": row.primary_key.iter().map(KeyPart::from_column).collect::<Vec<_>>(),
-            "code": code,
-            "message": message,
-            "file": source_file,
-        });
-        // One write per line, so a crash cuts at most the last line.
-        file.write_all(format!("{line}\n").as_bytes())
-            .map_err(|e| RestoreError::io("writing the dead-letter file", &self.path, e))?;
-        self.unsynced = true;
-        Ok(())
-    }
-
-    /// Makes every line recorded so far durable.
-    pub fn sync(&mut self) -> Result<(), RestoreError> {
-        if let (Some(f), true) = (&self.file, self.unsynced) {
-            f.sync_data()
-                .map_err(|e| RestoreError::io("syncing the dead-letter file", &self.path, e))?;
-            self.unsynced = false;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -469,25 +403,5 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.kind(), crate::ErrorKind::Usage);
-    }
-
-    #[test]
-    fn dead_letters_are_appended_and_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dead.jsonl");
-        let row = Row {
-            primary_key: vec![PkColumn::new("k", PkValue::Integer(1))],
-            cells: vec![],
-        };
-        let mut d = DeadLetter::new(path.clone());
-        d.sync().unwrap();
-        assert!(!path.exists(), "no file until a row fails");
-        d.record(&row, "OTSX", "m", "f").unwrap();
-        d.sync().unwrap();
-        let mut d = DeadLetter::new(path.clone());
-        d.record(&row, "OTSY", "m", "f").unwrap();
-        d.sync().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2, "{text}");
     }
 }

@@ -6,14 +6,18 @@
 //! timestamps, TTL, `max_versions`, rows already there), verifies the snapshot and pins every
 //! file to the bytes verified ([`integrity`], [`reader`]), creates the target if asked, then
 //! reads files in parallel, applies the row options and writes batches of at most
-//! 200 rows and 4 MB under an adaptive rate ([`pipeline`], [`rate`]). [`plan_restore`] runs the
-//! same checks and reports what a restore would do, writing nothing (`--dry-run`). Rows that fail for good go
-//! to a dead-letter file; a durable checkpoint of finished files makes a crashed restore
-//! resumable, and puts with the original timestamps make repeating a file harmless.
+//! 200 rows and 4 MB under an adaptive rate ([`pipeline`], [`rate`]); a row one write cannot
+//! carry (over 4 MB or 1,024 cells) is written as a PutRow and UpdateRows ([`split`]). Memory
+//! is bounded in bytes by `--memory-mb` ([`config::MemoryBudget`]). [`plan_restore`] runs the
+//! same checks and reports what a restore would do, writing nothing (`--dry-run`). Rows that
+//! fail for good go whole to a dead-letter file ([`dead_letter`]), which [`retry_dead_letter`]
+//! sends again; a durable checkpoint of finished files makes a crashed restore resumable, and
+//! puts with the original timestamps make repeating a file harmless.
 //! [`compare`] compares a snapshot with a live table (`verify --against-table`).
 
 pub mod compare;
 pub mod config;
+pub mod dead_letter;
 mod error;
 pub mod integrity;
 pub mod journal;
@@ -21,6 +25,7 @@ mod pipeline;
 pub mod preflight;
 pub mod rate;
 pub mod reader;
+pub mod split;
 mod transform;
 
 use std::path::PathBuf;
@@ -31,7 +36,9 @@ use ots_manifest::{FileEntry, Manifest, Snapshot};
 use ots_wire::OtsClient;
 use serde::Serialize;
 
-pub use config::{AutoIncrementMode, RestoreConfig, TimestampMode, WriteMode};
+pub use config::{
+    AutoIncrementMode, DEFAULT_MEMORY_MB, MemoryBudget, RestoreConfig, TimestampMode, WriteMode,
+};
 pub use error::{ErrorKind, RestoreError};
 pub use integrity::{FilePins, verify_and_pin};
 pub use journal::{OptionDifference, RowOptions, TargetIdentity};
@@ -45,7 +52,7 @@ use crate::transform::{RowTransform, select_files};
 
 /// BatchWriteRow limits (fact sheet §5.7).
 pub const MAX_BATCH_ROWS: usize = 200;
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BATCH_BYTES: usize = split::MAX_WRITE_BYTES;
 
 /// Live counters.
 #[derive(Debug, Default)]
@@ -160,7 +167,22 @@ async fn prepare(
     } else {
         fresh
     };
-    let target = preflight::check_target(client, &manifest, cfg, resuming).await?;
+    let mut target = preflight::check_target(client, &manifest, cfg, resuming).await?;
+    // A fresh run never appends to an earlier run's dead letters unnoticed.
+    match dead_letter::existing_lines(&cfg.dead_letter)? {
+        Some(lines) if !resuming => {
+            return Err(RestoreError::DeadLetterExists {
+                path: cfg.dead_letter.clone(),
+                lines,
+                table: cfg.table.clone(),
+            });
+        }
+        Some(lines) => target.warnings.push(format!(
+            "rows that fail are appended to the dead-letter file {} of the resumed restore (it holds {lines} already)",
+            cfg.dead_letter.display()
+        )),
+        None => {}
+    }
     let pins = if cfg.skip_verify {
         FilePins::unverified()
     } else {
@@ -312,5 +334,165 @@ pub async fn run_restore(
         auto_increment_note: target.auto_increment_note,
         dead_letter: (failed > 0).then(|| cfg.dead_letter.clone()),
         warnings: target.warnings,
+    })
+}
+
+/// What [`retry_dead_letter`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RetryOutcome {
+    /// The dead-letter file replayed.
+    pub input: PathBuf,
+    pub table: String,
+    /// Rows the file holds (replayable lines).
+    pub rows: u64,
+    pub rows_written: u64,
+    /// Rows of `only-if-absent` lines the table already has.
+    pub rows_present: u64,
+    pub rows_failed: u64,
+    pub row_retries: u64,
+    pub throttle_events: u64,
+    /// Where the rows that failed again are, when any did.
+    pub dead_letter: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// A new dead-letter file name for the rows of `input` that fail again:
+/// `<input without .jsonl>.retry-<UTC time>.jsonl` beside it, made unique with a counter.
+pub fn retry_output_path(input: &std::path::Path) -> PathBuf {
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dead-letter.jsonl".into());
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name).to_string();
+    let when = ots_format::time::rfc3339(std::time::SystemTime::now())
+        .replace(['-', ':'], "")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let dir = input.parent().unwrap_or(std::path::Path::new(""));
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let candidate = dir.join(format!("{stem}.retry-{when}Z{suffix}.jsonl"));
+        if !candidate.exists() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// Sends the rows of dead-letter file `input` again into `cfg.table` (which must exist), with
+/// each line's operation and mode (`mode` overrides the mode), and the options of `cfg` for
+/// concurrency, rate and memory. Rows that fail again are written to `cfg.dead_letter`, which
+/// must be another file and must not hold lines already. Every line is checked before the first
+/// write: a line that cannot be replayed is [`RestoreError::DeadLetterLine`] and nothing is
+/// written.
+pub async fn retry_dead_letter(
+    client: &OtsClient,
+    cfg: &RestoreConfig,
+    input: &std::path::Path,
+    mode: Option<WriteMode>,
+    progress: Arc<RestoreProgress>,
+) -> Result<RetryOutcome, RestoreError> {
+    cfg.validate()?;
+    if !input.is_file() {
+        return Err(RestoreError::Usage(format!(
+            "--retry-dead-letter {}: no such file",
+            input.display()
+        )));
+    }
+    let same = match (input.canonicalize(), cfg.dead_letter.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => input == cfg.dead_letter,
+    };
+    if same {
+        return Err(RestoreError::Usage(format!(
+            "--dead-letter {} is the file being replayed; rows that fail again go to a new file \
+             (omit --dead-letter for one named after it)",
+            cfg.dead_letter.display()
+        )));
+    }
+    if let Some(lines) = dead_letter::existing_lines(&cfg.dead_letter)? {
+        return Err(RestoreError::DeadLetterExists {
+            path: cfg.dead_letter.clone(),
+            lines,
+            table: cfg.table.clone(),
+        });
+    }
+    // Every line is checked before anything is written.
+    let mut warnings = Vec::new();
+    let mut reader = dead_letter::DeadLetterReader::open(input)?;
+    let mut sources: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut other_tables = std::collections::BTreeSet::new();
+    let mut rows = 0u64;
+    let mut auto_increment = false;
+    while let Some(d) = reader.next_row()? {
+        rows += 1;
+        if seen.insert(d.file.clone()) {
+            sources.push(d.file.clone());
+        }
+        if !d.table.is_empty() && d.table != cfg.table {
+            other_tables.insert(d.table.clone());
+        }
+        auto_increment |= d
+            .row
+            .primary_key
+            .iter()
+            .any(|c| c.value == ots_wire::types::PkValue::AutoIncrement);
+    }
+    if let Some(line) = reader.skipped_last {
+        warnings.push(format!(
+            "line {line} of {} is incomplete (cut while it was written) and was skipped",
+            input.display()
+        ));
+    }
+    if !other_tables.is_empty() {
+        warnings.push(format!(
+            "the rows were dead-lettered while restoring into {}; they are written into '{}' as asked",
+            other_tables
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cfg.table
+        ));
+    }
+    // The target must exist: a replay never creates a table.
+    if let Err(e) = client.describe_table(&cfg.table).await {
+        return Err(if e.is_not_found() {
+            RestoreError::TableNotFound {
+                table: cfg.table.clone(),
+                error: e,
+            }
+        } else {
+            RestoreError::Ots(e)
+        });
+    }
+    let mut run_cfg = cfg.clone();
+    if auto_increment {
+        // Keys the service assigns: writes are not idempotent and are never repeated blindly.
+        run_cfg.auto_increment = AutoIncrementMode::Regenerate;
+    }
+    progress.files_total.store(1, Ordering::Relaxed);
+    pipeline::replay(client, &run_cfg, input, sources, mode, progress.clone()).await?;
+    progress.files_done.store(1, Ordering::Relaxed);
+    let failed = progress.rows_failed.load(Ordering::Relaxed);
+    Ok(RetryOutcome {
+        input: input.to_path_buf(),
+        table: cfg.table.clone(),
+        rows,
+        rows_written: progress.rows_written.load(Ordering::Relaxed),
+        rows_present: progress.rows_present.load(Ordering::Relaxed),
+        rows_failed: failed,
+        row_retries: progress.row_retries.load(Ordering::Relaxed),
+        throttle_events: progress.throttle_events.load(Ordering::Relaxed),
+        dead_letter: (failed > 0).then(|| cfg.dead_letter.clone()),
+        warnings,
     })
 }

@@ -1,11 +1,15 @@
 //! Readers and writers: snapshot files become rows, rows become BatchWriteRow requests.
 //!
 //! Reader tasks (`file_concurrency` at once) open each file as its [`FilePin`] says, turn record
-//! batches into rows, apply the row options and cut batches of at most 200 rows / 4 MB. Writer
-//! tasks (`concurrency`) send them under the adaptive rate, count what happened to every row and
-//! record rows that failed for good in the dead-letter file. A file is done when reading it
-//! ended and every batch of it was acknowledged; it is then entered in the checkpoint, durably,
-//! after the dead letters it caused.
+//! batches (sized in bytes, see [`crate::config::MemoryBudget`]) into rows, apply the row options
+//! and cut batches of at most 200 rows / 4 MB; a row one write cannot carry becomes a job of its
+//! own, written as a first PutRow (or UpdateRow) and UpdateRows ([`crate::split`]). Every job's
+//! bytes are claimed from the write budget before it is queued and returned when it is done.
+//! Writer tasks (`concurrency`) send them under the adaptive rate, count what happened to every
+//! row and record rows that failed for good, whole, in the dead-letter file. A file is done when
+//! reading it ended and every job of it was acknowledged; it is then entered in the checkpoint,
+//! durably, after the dead letters it caused. [`replay`] feeds a dead-letter file's rows to the
+//! same writers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,21 +21,22 @@ use ots_manifest::{FileEntry, Snapshot};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::types::Row;
 use ots_wire::{Idempotency, OtsClient, pb};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{AutoIncrementMode, RestoreConfig, WriteMode};
+use crate::dead_letter::{DeadLetter, DeadLetterReader, WriteKind};
 use crate::error::RestoreError;
 use crate::integrity::FilePins;
-use crate::journal::{Checkpoint, DeadLetter};
+use crate::journal::Checkpoint;
 use crate::rate::AdaptiveRate;
-use crate::reader::{FilePin, open_file};
-use crate::transform::RowTransform;
+use crate::reader::{FilePin, open_file_within};
+use crate::split::{ROW_OVERHEAD, RowPart, SplitError, needs_split, split_row};
+use crate::transform::{RowTransform, encode_row};
 use crate::{MAX_BATCH_BYTES, MAX_BATCH_ROWS, RestoreProgress};
 
-/// Allowance per row for the request's framing around the encoded row.
-const ROW_OVERHEAD: usize = 64;
-/// Rows per record batch decoded from a file.
+/// Most rows per record batch decoded from a file (fewer when rows are large: the batch is
+/// sized to the reader's share of the memory budget).
 const READ_BATCH_ROWS: usize = 1024;
 
 /// Where one file being restored stands.
@@ -81,9 +86,50 @@ impl FileStates {
     }
 }
 
+/// Memory counted in bytes: a semaphore of KiB permits. A claim larger than the whole pool
+/// takes the whole pool (it then proceeds alone), so nothing waits forever.
+#[derive(Clone, Debug)]
+pub(crate) struct BytePool {
+    sem: Arc<Semaphore>,
+    kib: u32,
+}
+
+impl BytePool {
+    pub fn new(bytes: usize) -> Self {
+        let kib = u32::try_from(bytes / 1024).unwrap_or(u32::MAX).max(1);
+        BytePool {
+            sem: Arc::new(Semaphore::new(kib as usize)),
+            kib,
+        }
+    }
+
+    /// Waits until `bytes` are free and holds them until the permit is dropped.
+    pub async fn claim(&self, bytes: u64) -> Result<OwnedSemaphorePermit, RestoreError> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.kib);
+        self.sem
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| RestoreError::WritersStopped)
+    }
+}
+
+/// What one writer job writes.
+enum Work {
+    /// Rows that each fit in one write, as one BatchWriteRow.
+    Batch(Vec<(Row, Bytes)>),
+    /// One row that needs several writes ([`crate::split`]), sent one after the other.
+    Split { row: Row, parts: Vec<RowPart> },
+}
+
 struct WriteJob {
     file: usize,
-    rows: Vec<(Row, Bytes)>,
+    kind: WriteKind,
+    work: Work,
+    /// The bytes this job holds, returned to the write pool when the job is done.
+    _memory: OwnedSemaphorePermit,
 }
 
 /// Everything a run of the pipeline needs.
@@ -99,56 +145,111 @@ pub(crate) struct Pipeline<'a> {
     pub progress: Arc<RestoreProgress>,
 }
 
-impl Pipeline<'_> {
-    /// Restores every file, entering each in `checkpoint` as it finishes.
-    pub async fn run(self, checkpoint: &mut Checkpoint) -> Result<(), RestoreError> {
-        let cfg = self.cfg;
+/// The writer tasks and what they share.
+struct Writers {
+    tasks: JoinSet<Result<(), RestoreError>>,
+    tx: mpsc::Sender<WriteJob>,
+    done_rx: mpsc::UnboundedReceiver<usize>,
+    states: Arc<FileStates>,
+    dead: Arc<tokio::sync::Mutex<DeadLetter>>,
+    pool: BytePool,
+}
+
+impl Writers {
+    /// `paths`: the source of each file index, as dead letters name it.
+    fn spawn(
+        client: &OtsClient,
+        cfg: &RestoreConfig,
+        progress: &Arc<RestoreProgress>,
+        paths: Arc<Vec<String>>,
+    ) -> Self {
         let rate = Arc::new(AdaptiveRate::new(cfg.rows_per_sec));
         let (tx, rx) = mpsc::channel::<WriteJob>(cfg.concurrency * 2);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let states = Arc::new(FileStates::default());
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<usize>();
         let dead = Arc::new(tokio::sync::Mutex::new(DeadLetter::new(
             cfg.dead_letter.clone(),
+            &cfg.table,
         )));
-        let paths: Arc<Vec<String>> = Arc::new(self.files.iter().map(|f| f.path.clone()).collect());
-
-        let mut writers = JoinSet::new();
+        let mut tasks = JoinSet::new();
         for _ in 0..cfg.concurrency {
             let w = Writer {
                 rx: rx.clone(),
-                client: self.client.clone(),
+                client: client.clone(),
                 table: cfg.table.clone(),
-                mode: cfg.write_mode(),
-                op: self.transform.operation(),
                 regenerate: cfg.auto_increment == AutoIncrementMode::Regenerate,
                 rate: rate.clone(),
-                progress: self.progress.clone(),
+                progress: progress.clone(),
                 states: states.clone(),
                 done_tx: done_tx.clone(),
                 dead: dead.clone(),
                 paths: paths.clone(),
             };
-            writers.spawn(w.run());
+            tasks.spawn(w.run());
         }
-        drop(done_tx);
+        Writers {
+            tasks,
+            tx,
+            done_rx,
+            states,
+            dead,
+            pool: BytePool::new(cfg.memory_budget().write_bytes),
+        }
+    }
+
+    /// Waits for every writer; a writer's error first.
+    async fn join(&mut self) -> Option<RestoreError> {
+        let mut writer_error: Option<RestoreError> = None;
+        while let Some(r) = self.tasks.join_next().await {
+            match r {
+                Ok(Err(e)) => {
+                    writer_error.get_or_insert(e);
+                }
+                Err(e) if !e.is_cancelled() => {
+                    writer_error.get_or_insert(RestoreError::Task(e));
+                }
+                _ => {}
+            }
+        }
+        writer_error
+    }
+}
+
+impl Pipeline<'_> {
+    /// Restores every file, entering each in `checkpoint` as it finishes.
+    pub async fn run(self, checkpoint: &mut Checkpoint) -> Result<(), RestoreError> {
+        let cfg = self.cfg;
+        let paths: Arc<Vec<String>> = Arc::new(self.files.iter().map(|f| f.path.clone()).collect());
+        let mut w = Writers::spawn(self.client, cfg, &self.progress, paths);
+        let kind = WriteKind {
+            op: self.transform.operation(),
+            mode: cfg.write_mode(),
+        };
+        let budget = cfg.memory_budget();
+        let per_reader = budget.per_reader(cfg.file_concurrency);
+        let read_pool = BytePool::new(budget.read_bytes);
 
         let mut readers = JoinSet::new();
         let sem = Arc::new(tokio::sync::Semaphore::new(cfg.file_concurrency));
         for (idx, f) in self.files.iter().cloned().enumerate() {
             let (store, path) = self.snapshot.object(&f.path);
             let r = Reader {
-                idx,
                 pin: self.pins.pin(&path),
                 path,
                 file: f,
                 store,
                 schema: self.schema.clone(),
                 transform: self.transform.clone(),
-                progress: self.progress.clone(),
-                states: states.clone(),
-                tx: tx.clone(),
-                dead: dead.clone(),
+                per_reader,
+                read_pool: read_pool.clone(),
+                batcher: Batcher::new(
+                    idx,
+                    kind,
+                    cfg.auto_increment == AutoIncrementMode::Regenerate,
+                    &w,
+                    self.progress.clone(),
+                ),
             };
             let sem = sem.clone();
             readers.spawn(async move {
@@ -156,7 +257,9 @@ impl Pipeline<'_> {
                 r.run().await
             });
         }
-        drop(tx);
+        // The writers stop once every reader has dropped its sender.
+        let (closed_tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut w.tx, closed_tx));
 
         // Collect: reader results, finished files (checkpointed as they complete), writer results.
         // Both until the end: the writers close the done channel once the last reader has
@@ -171,13 +274,13 @@ impl Pipeline<'_> {
                     readers_left -= 1;
                     match r {
                         Some(Ok(Ok(Some(idx)))) => {
-                            self.mark_done(idx, checkpoint, &dead).await?;
+                            self.mark_done(idx, checkpoint, &w.dead).await?;
                         }
                         Some(Ok(Ok(None))) | None => {}
                         Some(Ok(Err(e))) => {
                             first_error.get_or_insert(e);
                             readers.abort_all();
-                            writers.abort_all();
+                            w.tasks.abort_all();
                         }
                         Some(Err(e)) if !e.is_cancelled() => {
                             first_error.get_or_insert(RestoreError::Task(e));
@@ -185,29 +288,18 @@ impl Pipeline<'_> {
                         Some(Err(_)) => {}
                     }
                 }
-                d = done_rx.recv(), if done_open => {
+                d = w.done_rx.recv(), if done_open => {
                     match d {
-                        Some(idx) => self.mark_done(idx, checkpoint, &dead).await?,
+                        Some(idx) => self.mark_done(idx, checkpoint, &w.dead).await?,
                         None => done_open = false,
                     }
                 }
             }
         }
         // A writer's error is the cause; a reader's "writers stopped" is only its consequence.
-        let mut writer_error: Option<RestoreError> = None;
-        while let Some(r) = writers.join_next().await {
-            match r {
-                Ok(Err(e)) => {
-                    writer_error.get_or_insert(e);
-                }
-                Err(e) if !e.is_cancelled() => {
-                    writer_error.get_or_insert(RestoreError::Task(e));
-                }
-                _ => {}
-            }
-        }
+        let writer_error = w.join().await;
         // Whatever happened, the dead letters written so far are kept.
-        let synced = dead.lock().await.sync();
+        let synced = w.dead.lock().await.sync();
         match writer_error.or(first_error) {
             Some(e) => Err(e),
             None => synced,
@@ -235,40 +327,170 @@ impl Pipeline<'_> {
     }
 }
 
+/// Cuts the rows of one source into writer jobs: batches of at most 200 rows / 4 MB, and rows
+/// one write cannot carry as split jobs of their own. Each job's bytes are claimed from the
+/// write pool before it is queued.
+struct Batcher {
+    idx: usize,
+    kind: WriteKind,
+    regenerate: bool,
+    batch: Vec<(Row, Bytes)>,
+    bytes: usize,
+    tx: mpsc::Sender<WriteJob>,
+    states: Arc<FileStates>,
+    dead: Arc<tokio::sync::Mutex<DeadLetter>>,
+    pool: BytePool,
+    progress: Arc<RestoreProgress>,
+}
+
+impl Batcher {
+    fn new(
+        idx: usize,
+        kind: WriteKind,
+        regenerate: bool,
+        w: &Writers,
+        progress: Arc<RestoreProgress>,
+    ) -> Self {
+        Batcher {
+            idx,
+            kind,
+            regenerate,
+            batch: Vec::new(),
+            bytes: 0,
+            tx: w.tx.clone(),
+            states: w.states.clone(),
+            dead: w.dead.clone(),
+            pool: w.pool.clone(),
+            progress,
+        }
+    }
+
+    /// Adds a row to write; `source` names where it came from in a dead letter.
+    async fn push(&mut self, row: Row, source: &str) -> Result<(), RestoreError> {
+        let encoded = Bytes::from(encode_row(&row, self.kind.op));
+        if !needs_split(&row, encoded.len()) {
+            if !self.batch.is_empty()
+                && (self.batch.len() >= MAX_BATCH_ROWS
+                    || self.bytes + encoded.len() + ROW_OVERHEAD > MAX_BATCH_BYTES)
+            {
+                self.flush().await?;
+            }
+            self.bytes += encoded.len() + ROW_OVERHEAD;
+            self.batch.push((row, encoded));
+            return Ok(());
+        }
+        drop(encoded);
+        if self.regenerate {
+            return self
+                .dead_letter(
+                    &row,
+                    "OTSClientRowTooLarge",
+                    &format!(
+                        "the row ({} cells) needs more than one write, and with --auto-increment \
+                         regenerate the later writes cannot name the key the service assigns to \
+                         the first; restore it with --auto-increment keep",
+                        row.cells.len()
+                    ),
+                    source,
+                )
+                .await;
+        }
+        match split_row(&row, self.kind.op) {
+            Ok(parts) => {
+                self.flush().await?;
+                let bytes: u64 = parts
+                    .iter()
+                    .map(|p| 2 * p.encoded.len() as u64 + ROW_OVERHEAD as u64)
+                    .sum();
+                self.send(Work::Split { row, parts }, bytes).await
+            }
+            Err(e) => {
+                let code = match e {
+                    SplitError::CellTooLarge { .. } => "OTSClientCellTooLarge",
+                };
+                self.dead_letter(&row, code, &e.to_string(), source).await
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &mut self,
+        row: &Row,
+        code: &str,
+        message: &str,
+        source: &str,
+    ) -> Result<(), RestoreError> {
+        self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
+        self.dead
+            .lock()
+            .await
+            .record(row, self.kind, code, message, source)
+    }
+
+    /// Sends the batch being cut, if any.
+    async fn flush(&mut self) -> Result<(), RestoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.batch);
+        // The encoded rows and, about as large, the decoded ones.
+        let bytes = 2 * self.bytes as u64;
+        self.bytes = 0;
+        self.send(Work::Batch(rows), bytes).await
+    }
+
+    async fn send(&mut self, work: Work, bytes: u64) -> Result<(), RestoreError> {
+        let memory = self.pool.claim(bytes).await?;
+        self.states.sent(self.idx)?;
+        self.tx
+            .send(WriteJob {
+                file: self.idx,
+                kind: self.kind,
+                work,
+                _memory: memory,
+            })
+            .await
+            .map_err(|_| RestoreError::WritersStopped)
+    }
+}
+
 /// Reads one file into batches of rows for the writers.
 struct Reader {
-    idx: usize,
     file: FileEntry,
     path: object_store::path::Path,
     pin: FilePin,
     store: Arc<dyn object_store::ObjectStore>,
     schema: Arc<SnapshotSchema>,
     transform: Arc<RowTransform>,
-    progress: Arc<RestoreProgress>,
-    states: Arc<FileStates>,
-    tx: mpsc::Sender<WriteJob>,
-    dead: Arc<tokio::sync::Mutex<DeadLetter>>,
+    /// This reader's share of the read budget (bytes).
+    per_reader: usize,
+    /// Row groups fetched and batches decoded by every reader, counted in bytes.
+    read_pool: BytePool,
+    batcher: Batcher,
 }
 
 impl Reader {
     /// Returns the file's index when it is already finished (every batch acknowledged).
-    async fn run(self) -> Result<Option<usize>, RestoreError> {
-        let name = self.file.path.as_str();
-        let source = open_file(
+    async fn run(mut self) -> Result<Option<usize>, RestoreError> {
+        let name = self.file.path.clone();
+        let name = name.as_str();
+        let source = open_file_within(
             self.store.clone(),
             self.path.clone(),
             name,
             self.file.bytes,
             &self.file.sha256,
             &self.pin,
+            self.per_reader as u64,
         )
         .await?;
-        let mut stream = source
-            .batches(READ_BATCH_ROWS)
+        // Half of the share for one decoded batch, the rest for the row group as fetched.
+        let (mut stream, plan) = source
+            .batches_within(self.per_reader / 2, READ_BATCH_ROWS)
             .await
             .map_err(|e| RestoreError::parquet(name, e))?;
-        let mut batch: Vec<(Row, Bytes)> = Vec::new();
-        let mut bytes = 0usize;
+        let _reading = self.read_pool.claim(plan.bytes).await?;
+        let progress = self.batcher.progress.clone();
         while let Some(rb) = stream
             .try_next()
             .await
@@ -283,63 +505,60 @@ impl Reader {
                     path: name.to_string(),
                     source,
                 })?;
-                self.progress.rows_read.fetch_add(1, Ordering::Relaxed);
+                progress.rows_read.fetch_add(1, Ordering::Relaxed);
                 let Some(row) = self.transform.apply(row) else {
-                    self.progress.rows_filtered.fetch_add(1, Ordering::Relaxed);
+                    progress.rows_filtered.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let encoded = Bytes::from(self.transform.encode(&row));
-                // No request can carry a row this large: it fails for good, visibly.
-                if encoded.len() + ROW_OVERHEAD > MAX_BATCH_BYTES {
-                    self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
-                    self.dead.lock().await.record(
-                        &row,
-                        "OTSClientRowTooLarge",
-                        &format!(
-                            "the row encodes to {} bytes; one write request carries at most {MAX_BATCH_BYTES}",
-                            encoded.len()
-                        ),
-                        name,
-                    )?;
-                    continue;
-                }
-                if !batch.is_empty()
-                    && (batch.len() >= MAX_BATCH_ROWS
-                        || bytes + encoded.len() + ROW_OVERHEAD > MAX_BATCH_BYTES)
-                {
-                    self.send(std::mem::take(&mut batch)).await?;
-                    bytes = 0;
-                }
-                bytes += encoded.len() + ROW_OVERHEAD;
-                batch.push((row, encoded));
+                self.batcher.push(row, name).await?;
             }
         }
-        if !batch.is_empty() {
-            self.send(batch).await?;
-        }
+        self.batcher.flush().await?;
         // Reading is over: the file is done once its sent batches are acknowledged.
-        Ok(self.states.read_all(self.idx)?.then_some(self.idx))
-    }
-
-    async fn send(&self, rows: Vec<(Row, Bytes)>) -> Result<(), RestoreError> {
-        self.states.sent(self.idx)?;
-        self.tx
-            .send(WriteJob {
-                file: self.idx,
-                rows,
-            })
-            .await
-            .map_err(|_| RestoreError::WritersStopped)
+        let idx = self.batcher.idx;
+        Ok(self.batcher.states.read_all(idx)?.then_some(idx))
     }
 }
 
-/// Sends batches with BatchWriteRow and accounts for every row.
+fn condition(mode: WriteMode) -> pb::RowExistenceExpectation {
+    match mode {
+        WriteMode::Overwrite => pb::RowExistenceExpectation::Ignore,
+        WriteMode::OnlyIfAbsent => pb::RowExistenceExpectation::ExpectNotExist,
+    }
+}
+
+fn row_request(
+    op: pb::OperationType,
+    encoded: Bytes,
+    existence: pb::RowExistenceExpectation,
+) -> pb::RowInBatchWriteRowRequest {
+    pb::RowInBatchWriteRowRequest {
+        r#type: op as i32,
+        row_change: encoded,
+        condition: pb::Condition {
+            row_existence: existence as i32,
+            column_condition: None,
+        },
+        return_content: None,
+    }
+}
+
+fn error_of(r: Option<&pb::RowInBatchWriteRowResponse>) -> (String, String) {
+    match r.and_then(|r| r.error.as_ref()) {
+        Some(e) => (e.code.clone(), e.message.clone().unwrap_or_default()),
+        None if r.is_none() => (
+            "OTSClientNoResult".into(),
+            "the response holds no result for this row".into(),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// Sends jobs with BatchWriteRow and accounts for every row.
 struct Writer {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<WriteJob>>>,
     client: OtsClient,
     table: String,
-    mode: WriteMode,
-    op: pb::OperationType,
     regenerate: bool,
     rate: Arc<AdaptiveRate>,
     progress: Arc<RestoreProgress>,
@@ -351,76 +570,241 @@ struct Writer {
 
 impl Writer {
     async fn run(self) -> Result<(), RestoreError> {
-        let condition = match self.mode {
-            WriteMode::Overwrite => pb::RowExistenceExpectation::Ignore,
-            WriteMode::OnlyIfAbsent => pb::RowExistenceExpectation::ExpectNotExist,
-        };
+        loop {
+            let job = { self.rx.lock().await.recv().await };
+            let Some(job) = job else {
+                return Ok(());
+            };
+            let path = self.paths.get(job.file).map_or("", String::as_str);
+            match &job.work {
+                Work::Batch(rows) => self.write_batch(rows, job.kind, path).await?,
+                Work::Split { row, parts } => self.write_split(row, parts, job.kind, path).await?,
+            }
+            if self.states.acked(job.file)? {
+                let _ = self.done_tx.send(job.file);
+            }
+        }
+    }
+
+    /// One BatchWriteRow (with its row retries) under the rate; the results in request order.
+    async fn send(
+        &self,
+        rows: Vec<pb::RowInBatchWriteRowRequest>,
+    ) -> Result<Vec<pb::RowInBatchWriteRowResponse>, RestoreError> {
         // Puts with explicit timestamps are idempotent; regenerated keys are not.
         let idem = if self.regenerate {
             Idempotency::NotIdempotent
         } else {
             Idempotency::Idempotent
         };
-        loop {
-            let job = { self.rx.lock().await.recv().await };
-            let Some(job) = job else {
-                return Ok(());
-            };
-            self.rate.acquire(job.rows.len() as f64).await;
-            let req = pb::BatchWriteRowRequest {
-                tables: vec![pb::TableInBatchWriteRowRequest {
-                    table_name: self.table.clone(),
-                    rows: job
-                        .rows
-                        .iter()
-                        .map(|(_, encoded)| pb::RowInBatchWriteRowRequest {
-                            r#type: self.op as i32,
-                            row_change: encoded.clone(),
-                            condition: pb::Condition {
-                                row_existence: condition as i32,
-                                column_condition: None,
-                            },
-                            return_content: None,
-                        })
-                        .collect(),
-                }],
-                ..Default::default()
-            };
-            let throttled_before = self.client.stats().throttled;
-            let outcome = self.client.batch_write_row_retrying(&req, idem).await?;
-            if self.client.stats().throttled > throttled_before {
-                self.progress
-                    .throttle_events
-                    .fetch_add(1, Ordering::Relaxed);
-                self.rate.throttled().await;
-            }
+        self.rate.acquire(rows.len() as f64).await;
+        let req = pb::BatchWriteRowRequest {
+            tables: vec![pb::TableInBatchWriteRowRequest {
+                table_name: self.table.clone(),
+                rows,
+            }],
+            ..Default::default()
+        };
+        let throttled_before = self.client.stats().throttled;
+        let outcome = self.client.batch_write_row_retrying(&req, idem).await?;
+        if self.client.stats().throttled > throttled_before {
             self.progress
-                .row_retries
-                .fetch_add(outcome.row_retries, Ordering::Relaxed);
-            let results = outcome.rows.first().cloned().unwrap_or_default();
-            let mut ok = 0u64;
-            for ((row, _), r) in job.rows.iter().zip(&results) {
-                if r.is_ok {
-                    ok += 1;
-                    continue;
-                }
-                let (code, message) = r
-                    .error
-                    .as_ref()
-                    .map(|e| (e.code.as_str(), e.message.as_deref().unwrap_or("")))
-                    .unwrap_or(("", ""));
-                if self.mode == WriteMode::OnlyIfAbsent && code == "OTSConditionCheckFail" {
-                    self.progress.rows_present.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
-                let path = self.paths.get(job.file).map_or("", String::as_str);
-                self.dead.lock().await.record(row, code, message, path)?;
-            }
-            self.progress.rows_written.fetch_add(ok, Ordering::Relaxed);
-            if self.states.acked(job.file)? {
-                let _ = self.done_tx.send(job.file);
-            }
+                .throttle_events
+                .fetch_add(1, Ordering::Relaxed);
+            self.rate.throttled().await;
         }
+        self.progress
+            .row_retries
+            .fetch_add(outcome.row_retries, Ordering::Relaxed);
+        Ok(outcome.rows.into_iter().next().unwrap_or_default())
+    }
+
+    async fn write_batch(
+        &self,
+        rows: &[(Row, Bytes)],
+        kind: WriteKind,
+        path: &str,
+    ) -> Result<(), RestoreError> {
+        let existence = condition(kind.mode);
+        let results = self
+            .send(
+                rows.iter()
+                    .map(|(_, encoded)| row_request(kind.op, encoded.clone(), existence))
+                    .collect(),
+            )
+            .await?;
+        let mut ok = 0u64;
+        for (i, (row, _)) in rows.iter().enumerate() {
+            let r = results.get(i);
+            if r.is_some_and(|r| r.is_ok) {
+                ok += 1;
+                continue;
+            }
+            let (code, message) = error_of(r);
+            if kind.mode == WriteMode::OnlyIfAbsent && code == "OTSConditionCheckFail" {
+                self.progress.rows_present.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
+            self.dead
+                .lock()
+                .await
+                .record(row, kind, &code, &message, path)?;
+        }
+        self.progress.rows_written.fetch_add(ok, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The parts of one row, in order: the first with the mode's condition, the rest with
+    /// IGNORE (they add versions to the row the first part wrote). A part that fails for good
+    /// stops the row, which goes to the dead-letter file whole.
+    async fn write_split(
+        &self,
+        row: &Row,
+        parts: &[RowPart],
+        kind: WriteKind,
+        path: &str,
+    ) -> Result<(), RestoreError> {
+        let n = parts.len();
+        for (i, part) in parts.iter().enumerate() {
+            let existence = if i == 0 {
+                condition(kind.mode)
+            } else {
+                pb::RowExistenceExpectation::Ignore
+            };
+            let results = self
+                .send(vec![row_request(part.op, part.encoded.clone(), existence)])
+                .await?;
+            let r = results.first();
+            if r.is_some_and(|r| r.is_ok) {
+                continue;
+            }
+            let (code, message) = error_of(r);
+            if i == 0 && kind.mode == WriteMode::OnlyIfAbsent && code == "OTSConditionCheckFail" {
+                self.progress.rows_present.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
+            // After the first part the row is the restore's own: a replay overwrites it.
+            let replay = if i == 0 {
+                kind
+            } else {
+                WriteKind {
+                    op: kind.op,
+                    mode: WriteMode::Overwrite,
+                }
+            };
+            let op = if part.op == pb::OperationType::Put {
+                "PutRow"
+            } else {
+                "UpdateRow"
+            };
+            let message = format!(
+                "write {} of {n} ({op} of cells {}..{} of {}): {message}",
+                i + 1,
+                part.cells.start,
+                part.cells.end,
+                row.cells.len()
+            );
+            self.dead
+                .lock()
+                .await
+                .record(row, replay, &code, &message, path)?;
+            return Ok(());
+        }
+        self.progress.rows_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Sends the rows of dead-letter file `input` again, through the same batching, splitting, rate
+/// and retries as a restore; rows that fail again go to `cfg.dead_letter`. `sources` lists the
+/// `file` values of the lines (checked by a first pass); `mode` overrides each line's mode.
+pub(crate) async fn replay(
+    client: &OtsClient,
+    cfg: &RestoreConfig,
+    input: &std::path::Path,
+    sources: Vec<String>,
+    mode: Option<WriteMode>,
+    progress: Arc<RestoreProgress>,
+) -> Result<(), RestoreError> {
+    let index: HashMap<String, usize> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i))
+        .collect();
+    let mut w = Writers::spawn(client, cfg, &progress, Arc::new(sources));
+    let regenerate = cfg.auto_increment == AutoIncrementMode::Regenerate;
+    let fed: Result<(), RestoreError> = async {
+        let mut reader = DeadLetterReader::open(input)?;
+        let mut batcher: Option<Batcher> = None;
+        while let Some(d) = reader.next_row()? {
+            progress.rows_read.fetch_add(1, Ordering::Relaxed);
+            let kind = WriteKind {
+                op: d.kind.op,
+                mode: mode.unwrap_or(d.kind.mode),
+            };
+            let idx = index.get(&d.file).copied().unwrap_or(0);
+            let b = match &mut batcher {
+                Some(b) if b.idx == idx && b.kind == kind => b,
+                _ => {
+                    if let Some(mut old) = batcher.take() {
+                        old.flush().await?;
+                    }
+                    batcher.insert(Batcher::new(idx, kind, regenerate, &w, progress.clone()))
+                }
+            };
+            b.push(d.row, &d.file).await?;
+        }
+        if let Some(mut b) = batcher.take() {
+            b.flush().await?;
+        }
+        Ok(())
+    }
+    .await;
+    let (closed_tx, _) = mpsc::channel(1);
+    drop(std::mem::replace(&mut w.tx, closed_tx));
+    if fed.is_err() {
+        w.tasks.abort_all();
+    }
+    let writer_error = w.join().await;
+    let synced = w.dead.lock().await.sync();
+    match writer_error.map_or(fed, Err) {
+        Err(e) => Err(e),
+        Ok(()) => synced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_byte_pool_bounds_claims_and_never_blocks_a_claim_larger_than_itself() {
+        let pool = BytePool::new(1 << 20);
+        let a = pool.claim(600 * 1024).await.unwrap();
+        // 600 KiB + 600 KiB > 1 MiB: the second waits until the first is returned.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), pool.claim(600 * 1024)).await;
+        assert!(waiting.is_err(), "a claim over the budget went through");
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_millis(500), pool.claim(600 * 1024))
+            .await
+            .expect("returned bytes are claimable again")
+            .unwrap();
+        drop(b);
+        // Larger than the whole pool (a 5 MB row at the smallest budget): takes the pool, alone.
+        let huge = tokio::time::timeout(Duration::from_millis(500), pool.claim(u64::MAX))
+            .await
+            .expect("never waits forever")
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), pool.claim(1))
+                .await
+                .is_err()
+        );
+        drop(huge);
+        // A zero-byte claim still counts one unit, never zero permits.
+        let _z = pool.claim(0).await.unwrap();
     }
 }

@@ -192,6 +192,52 @@ impl FileSource {
             .with_batch_size(batch_rows.max(1))
             .build()
     }
+
+    /// A stream of record batches sized so that one decoded batch holds about `decoded_budget`
+    /// bytes (by the row groups' uncompressed sizes per row, at least one row and at most
+    /// `max_rows`), and what reading the file holds in memory at once: the largest row group as
+    /// fetched (compressed) plus one decoded batch.
+    pub async fn batches_within(
+        self,
+        decoded_budget: usize,
+        max_rows: usize,
+    ) -> ParquetResult<(ParquetRecordBatchStream<FileSource>, ReadPlan)> {
+        let builder = ParquetRecordBatchStreamBuilder::new(self).await?;
+        let plan = ReadPlan::of(builder.metadata(), decoded_budget, max_rows);
+        let stream = builder.with_batch_size(plan.batch_rows).build()?;
+        Ok((stream, plan))
+    }
+}
+
+/// How a file is read within a memory budget ([`FileSource::batches_within`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Rows per decoded record batch.
+    pub batch_rows: usize,
+    /// The most bytes reading the file holds at once: the largest row group as fetched plus one
+    /// decoded batch (an estimate: rows of one row group are taken as equally large).
+    pub bytes: u64,
+}
+
+impl ReadPlan {
+    pub fn of(meta: &ParquetMetaData, decoded_budget: usize, max_rows: usize) -> Self {
+        let mut row_bytes = 1u64;
+        let mut fetched = 0u64;
+        for rg in meta.row_groups() {
+            let rows = u64::try_from(rg.num_rows()).unwrap_or(0).max(1);
+            let total = u64::try_from(rg.total_byte_size()).unwrap_or(0);
+            row_bytes = row_bytes.max(total.div_ceil(rows));
+            fetched = fetched.max(u64::try_from(rg.compressed_size()).unwrap_or(0));
+        }
+        let fit = (decoded_budget as u64 / row_bytes).max(1);
+        let batch_rows = usize::try_from(fit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max_rows.max(1));
+        ReadPlan {
+            batch_rows,
+            bytes: fetched.saturating_add(row_bytes.saturating_mul(batch_rows as u64)),
+        }
+    }
 }
 
 impl AsyncFileReader for FileSource {
@@ -241,6 +287,20 @@ pub async fn open_file(
     sha256: &str,
     pin: &FilePin,
 ) -> Result<FileSource, RestoreError> {
+    open_file_within(store, path, name, size, sha256, pin, REHASH_IN_MEMORY_MAX).await
+}
+
+/// [`open_file`], keeping a re-hashed copy in memory only up to `memory_max` bytes (at most
+/// [`REHASH_IN_MEMORY_MAX`]); a larger file is spooled to a temporary local file.
+pub async fn open_file_within(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    name: &str,
+    size: u64,
+    sha256: &str,
+    pin: &FilePin,
+    memory_max: u64,
+) -> Result<FileSource, RestoreError> {
     let inner = match pin {
         FilePin::Tagged { e_tag, version } => Origin::Remote(ObjectReader::new(
             store,
@@ -249,7 +309,10 @@ pub async fn open_file(
             version.clone(),
         )),
         FilePin::FirstRead => Origin::Remote(ObjectReader::pinned_at_first_read(store, path)),
-        FilePin::Rehash => rehash(store, &path, name, size, sha256, REHASH_IN_MEMORY_MAX).await?,
+        FilePin::Rehash => {
+            let max = memory_max.min(REHASH_IN_MEMORY_MAX);
+            rehash(store, &path, name, size, sha256, max).await?
+        }
     };
     Ok(FileSource { inner, size })
 }
@@ -371,6 +434,77 @@ mod tests {
             .await
             .unwrap();
         (store, path)
+    }
+
+    /// A file of 40 rows of one 100 kB string each, in row groups of 20 rows.
+    fn wide_parquet() -> Vec<u8> {
+        use arrow_array::{RecordBatch, StringArray};
+        let col =
+            StringArray::from_iter_values((0..40).map(|i| format!("{i}{}", "x".repeat(100_000))));
+        let batch = RecordBatch::try_from_iter([("s", Arc::new(col) as _)]).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(20))
+            .build();
+        let mut out = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn batches_are_sized_by_bytes_not_rows() {
+        let bytes = wide_parquet();
+        let (store, path) = store_with(&bytes).await;
+        let open = || {
+            open_file(
+                store.clone(),
+                path.clone(),
+                "f",
+                bytes.len() as u64,
+                "",
+                &FilePin::FirstRead,
+            )
+        };
+        // 1 MB of decoded rows per batch: about 10 rows of 100 kB, never the 1024 asked for.
+        let (stream, plan) = open()
+            .await
+            .unwrap()
+            .batches_within(1 << 20, 1024)
+            .await
+            .unwrap();
+        assert!((5..=10).contains(&plan.batch_rows), "{plan:?}");
+        assert!(
+            plan.bytes >= 1_000_000 && plan.bytes < 6_000_000,
+            "{plan:?}"
+        );
+        let batches: Vec<_> = stream.try_collect().await.unwrap();
+        assert!(batches.iter().all(|b| b.num_rows() <= plan.batch_rows));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
+        // A budget smaller than one row still reads one row at a time, never zero.
+        let (_, plan) = open()
+            .await
+            .unwrap()
+            .batches_within(10, 1024)
+            .await
+            .unwrap();
+        assert_eq!(plan.batch_rows, 1);
+        // Small rows: the row cap applies.
+        let small = parquet_bytes(0);
+        let (store, path) = store_with(&small).await;
+        let src = open_file(
+            store,
+            path,
+            "f",
+            small.len() as u64,
+            "",
+            &FilePin::FirstRead,
+        )
+        .await
+        .unwrap();
+        let (_, plan) = src.batches_within(1 << 20, 16).await.unwrap();
+        assert_eq!(plan.batch_rows, 16);
     }
 
     #[tokio::test]

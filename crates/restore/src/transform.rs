@@ -296,24 +296,25 @@ impl RowTransform {
         }
         Some(row)
     }
+}
 
-    /// The row as BatchWriteRow carries it.
-    pub(crate) fn encode(&self, row: &Row) -> Vec<u8> {
-        match self.op {
-            pb::OperationType::Update => {
-                let puts: Vec<ColumnUpdate> = row
-                    .cells
-                    .iter()
-                    .map(|c| ColumnUpdate::Put {
-                        name: c.name.clone(),
-                        value: c.value.clone(),
-                        timestamp: c.timestamp,
-                    })
-                    .collect();
-                encode_update_row(&row.primary_key, &puts)
-            }
-            _ => encode_put_row(row),
+/// A row as one BatchWriteRow row of operation `op` carries it: PutRow, or UpdateRow putting
+/// every version.
+pub(crate) fn encode_row(row: &Row, op: pb::OperationType) -> Vec<u8> {
+    match op {
+        pb::OperationType::Update => {
+            let puts: Vec<ColumnUpdate> = row
+                .cells
+                .iter()
+                .map(|c| ColumnUpdate::Put {
+                    name: c.name.clone(),
+                    value: c.value.clone(),
+                    timestamp: c.timestamp,
+                })
+                .collect();
+            encode_update_row(&row.primary_key, &puts)
         }
+        _ => encode_put_row(row),
     }
 }
 

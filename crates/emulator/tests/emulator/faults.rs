@@ -209,6 +209,56 @@ async fn row_errors_leave_failed_rows_unwritten() {
 }
 
 #[tokio::test]
+async fn rows_of_one_key_fail_for_good_and_the_others_are_written() {
+    let env = start().await;
+    let c = &env.client;
+    create_two_pk_table(c, "t", 1).await;
+    env.emu
+        .set_faults(FaultConfig {
+            fail_rows_with_key: Some("bad".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let put = |user: &str, i: i64| pb::RowInBatchWriteRowRequest {
+        r#type: pb::OperationType::Put as i32,
+        row_change: encode_put_row(&Row {
+            primary_key: key(user, i),
+            cells: vec![cell("v", Value::Integer(i))],
+        })
+        .into(),
+        condition: condition(pb::RowExistenceExpectation::Ignore),
+        return_content: None,
+    };
+    let req = pb::BatchWriteRowRequest {
+        tables: vec![pb::TableInBatchWriteRowRequest {
+            table_name: "t".into(),
+            rows: vec![put("good", 1), put("bad", 2), put("good", 3)],
+        }],
+        transaction_id: None,
+        is_atomic: None,
+    };
+    // Not retryable: the retrying client gives up on that row at once.
+    let out = c
+        .batch_write_row_retrying(&req, Idempotency::Idempotent)
+        .await
+        .unwrap();
+    let failed: Vec<_> = out
+        .failures()
+        .map(|(_, r, code, _)| (r, code.to_string()))
+        .collect();
+    assert_eq!(failed, [(1, "OTSParameterInvalid".to_string())]);
+    assert_eq!(out.row_retries, 0);
+    assert_eq!(env.emu.stats().injected_row_errors, 1);
+    // Once the fault is removed the same row is written.
+    env.emu.set_faults(FaultConfig::default()).unwrap();
+    let out = c
+        .batch_write_row_retrying(&req, Idempotency::Idempotent)
+        .await
+        .unwrap();
+    assert_eq!(out.failures().count(), 0);
+}
+
+#[tokio::test]
 async fn same_seed_same_faults() {
     async fn outcomes(seed: u64) -> Vec<bool> {
         let env = start_with(builder().faults(FaultConfig {

@@ -16,8 +16,17 @@ fn committed_splits(dest: &Path) -> (Option<String>, usize) {
     // The destination holds exactly one snapshot folder.
     match entries.flatten().next() {
         Some(e) => {
+            // A split is done once it has a record (`splits/<split>/<attempt>.json`); its folder
+            // appears earlier, with the store's staging file, so folders alone overcount.
+            let has_record = |dir: &Path| {
+                std::fs::read_dir(dir).is_ok_and(|files| {
+                    files
+                        .flatten()
+                        .any(|f| f.file_name().to_string_lossy().ends_with(".json"))
+                })
+            };
             let n = std::fs::read_dir(e.path().join("splits"))
-                .map(|d| d.count())
+                .map(|d| d.flatten().filter(|s| has_record(&s.path())).count())
                 .unwrap_or(0);
             (Some(e.file_name().to_string_lossy().into_owned()), n)
         }

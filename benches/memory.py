@@ -4,6 +4,8 @@ settings, on tables whose rows range from ~600 bytes to 1 MB.
 
     .venv/bin/python benches/memory.py              # every table below
     .venv/bin/python benches/memory.py --tables std-1m,blob-100k --no-build
+    .venv/bin/python benches/memory.py --otsarchive OLD/target/release/otsarchive --no-build
+                                                    # the same tables, another build (before/after)
 
 Tables (each loaded into one emulator through our BatchWriteRow path):
 
@@ -47,11 +49,19 @@ def main():
                    help=f"comma-separated, from {', '.join(TABLES)}")
     p.add_argument("--blob-mb", type=int, default=512,
                    help="MiB of data in each blob table (default 512)")
+    p.add_argument("--otsarchive", default=os.path.join(RELEASE, "otsarchive"),
+                   help="the otsarchive binary to measure (e.g. an older build, for a before/after "
+                        "table); the emulator and loader are always this checkout's")
+    p.add_argument("--steps", default=",".join(STEPS),
+                   help=f"comma-separated, from {', '.join(STEPS)}")
     p.add_argument("--no-build", action="store_true",
                    help="do not run cargo; the release binaries must exist")
     p.add_argument("--out", help="JSON result path (default benches/results/memory-<timestamp>.json)")
     a = p.parse_args()
     names = [t.strip() for t in a.tables.split(",") if t.strip()]
+    steps = [s.strip() for s in a.steps.split(",") if s.strip()]
+    if not steps or steps[0] != "backup" or any(s not in STEPS for s in steps):
+        raise SystemExit(f"--steps: backup first, then any of {', '.join(STEPS[1:])}")
     unknown = [t for t in names if t not in TABLES]
     if unknown:
         raise SystemExit(f"unknown tables {unknown}; choose from {', '.join(TABLES)}")
@@ -69,7 +79,7 @@ def main():
     try:
         b.start_emulator()
         common = ["--endpoint", b.endpoint, "--instance", INSTANCE]
-        cli = [os.path.join(RELEASE, "otsarchive"), *common]
+        cli = [os.path.abspath(a.otsarchive), *common]
         for name in names:
             spec = TABLES[name]
             table = name.replace("-", "_")
@@ -85,30 +95,34 @@ def main():
             backup = b.run(f"{name} backup", [*cli, "backup", "--table", table, "--to", snapdir,
                                              "--json"])
             snapshot = os.path.join(snapdir, backup["snapshot_id"])
-            restored = f"{table}_restored"
-            b.run(f"{name} restore", [*cli, "restore", "--from", snapshot, "--table", restored,
-                                     "--create-table", "--json"], rows_key="rows_written")
-            b.run(f"{name} verify", [*cli, "verify", snapshot, "--against-table", restored,
-                                    "--json"])
+            # Verified against the restored table when there is one, else against the source.
+            against = table
+            if "restore" in steps:
+                against = f"{table}_restored"
+                b.run(f"{name} restore", [*cli, "restore", "--from", snapshot, "--table", against,
+                                         "--create-table", "--json"], rows_key="rows_written")
+            if "verify" in steps:
+                b.run(f"{name} verify", [*cli, "verify", snapshot, "--against-table", against,
+                                        "--json"])
             results[name] = {
                 "rows": rows,
                 "parquet_bytes": backup.get("bytes"),
                 **{s: {k: b.steps[f"{name} {s}"][k]
-                       for k in ("wall_secs", "cpu_secs", "peak_rss_bytes")} for s in STEPS},
+                       for k in ("wall_secs", "cpu_secs", "peak_rss_bytes")} for s in steps},
             }
             shutil.rmtree(snapshot, ignore_errors=True)
     finally:
         b.stop_emulator()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'table':<10} {'rows':>10} " + " ".join(f"{s + ' MiB':>12}" for s in STEPS))
+    print(f"\n{'table':<10} {'rows':>10} " + " ".join(f"{s + ' MiB':>12}" for s in steps))
     for name, r in results.items():
         print(f"{name:<10} {r['rows']:>10,} " +
-              " ".join(f"{r[s]['peak_rss_bytes'] / MIB:>12.0f}" for s in STEPS))
-    worst = max((r[s]["peak_rss_bytes"] for r in results.values() for s in STEPS), default=0)
+              " ".join(f"{r[s]['peak_rss_bytes'] / MIB:>12.0f}" for s in steps))
+    worst = max((r[s]["peak_rss_bytes"] for r in results.values() for s in steps), default=0)
     print(f"\nworst peak RSS {worst / MIB:.0f} MiB (target: at most 256 MiB)")
     if "std-1m" in results and "std-4m" in results:
-        for s in STEPS:
+        for s in steps:
             x = results["std-1m"][s]["peak_rss_bytes"]
             y = results["std-4m"][s]["peak_rss_bytes"]
             print(f"{s}: 4M rows / 1M rows = {y / x:.2f} (target: within 1.10)")
@@ -116,7 +130,8 @@ def main():
                                 f"memory-{started.strftime('%Y%m%dT%H%M%SZ')}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        json.dump({"started": started.isoformat(), "git": git_rev(), "results": results}, f,
+        json.dump({"started": started.isoformat(), "git": git_rev(), "otsarchive": a.otsarchive,
+                   "results": results}, f,
                   indent=2)
     log(f"wrote {out}")
 

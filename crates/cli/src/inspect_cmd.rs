@@ -48,6 +48,10 @@ pub struct VerifyArgs {
     /// Differences to list when comparing with a table.
     #[arg(long, default_value_t = 10)]
     pub max_differences: usize,
+    /// With --against-table: MiB the comparison's decoded rows may hold (record batches are
+    /// sized in bytes from it).
+    #[arg(long, requires = "against_table", default_value_t = ots_restore::config::DEFAULT_MEMORY_MB)]
+    pub memory_mb: usize,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -68,7 +72,19 @@ pub struct ShowArgs {
     pub dest: DestArgs,
 }
 
+/// `verify --memory-mb` in bytes, within the range restore accepts.
+fn memory_bytes(mb: usize) -> Result<usize, CliError> {
+    let (lo, hi) = ots_restore::config::MEMORY_MB_RANGE;
+    if !(lo..=hi).contains(&mb) {
+        return Err(CliError::Usage(format!(
+            "--memory-mb {mb}: must be between {lo} and {hi}"
+        )));
+    }
+    Ok(mb << 20)
+}
+
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
+    let memory = memory_bytes(a.memory_mb)?;
     let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
     let id = snap.id().to_string();
     // The client is checked before any file is read, so a bad --endpoint fails fast.
@@ -103,6 +119,7 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 max_differences: a.max_differences,
                 as_of_snapshot: a.as_of_snapshot,
                 rows_compared: Some(compared),
+                memory_bytes: memory,
                 ..Default::default()
             };
             let compared = ots_restore::compare::compare_with_options(

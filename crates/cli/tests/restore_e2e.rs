@@ -1295,6 +1295,22 @@ async fn bad_numbers_are_usage_errors_not_panics() {
         env.client.describe_table("t_copy").await.is_err(),
         "a table was created"
     );
+    for value in ["0", "8", "99999999"] {
+        let arg = format!("--memory-mb={value}");
+        let out = run(cmd(&env, &["verify", &snap, "--against-table", "t", &arg])).await;
+        assert_eq!(out.status.code(), Some(2), "{arg}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--memory-mb"),
+            "{arg}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(cmd(
+        &env,
+        &["verify", &snap, "--against-table", "t", "--memory-mb", "32"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use ots_datagen::{DatasetSpec, create_and_load};
 use ots_emulator::PageLimits;
 use ots_wire::Idempotency;
 use ots_wire::pb;
-use ots_wire::types::{ColumnUpdate, Value};
+use ots_wire::types::{Cell, Value};
 use support::*;
 
 const LONG_TABLE: &str = "orders_archive_with_a_much_longer_table_name";
@@ -418,26 +418,13 @@ async fn verify_against_a_table_names_the_key_and_the_differing_cell() {
         panic!("{age:?}")
     };
     let ts = age.timestamp.unwrap();
-    let req = pb::UpdateRowRequest {
-        table_name: "t".into(),
-        row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
-            &rows[5].primary_key,
-            &[ColumnUpdate::Put {
-                name: "age".into(),
-                value: Value::String("thirty".into()),
-                timestamp: Some(ts),
-            }],
-        )),
-        condition: pb::Condition {
-            row_existence: pb::RowExistenceExpectation::Ignore as i32,
-            column_condition: None,
-        },
-        ..Default::default()
-    };
-    env.client
-        .update_row(&req, Idempotency::Idempotent)
-        .await
-        .unwrap();
+    put_cells(
+        &env.client,
+        "t",
+        &rows[5].primary_key,
+        &[Cell::new("age", Value::String("thirty".into()), Some(ts))],
+    )
+    .await;
     // Row 7: deleted.
     let req = pb::DeleteRowRequest {
         table_name: "t".into(),

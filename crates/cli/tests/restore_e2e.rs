@@ -101,26 +101,7 @@ async fn put_cell(
     value: Value,
     ts: Option<i64>,
 ) {
-    let req = pb::UpdateRowRequest {
-        table_name: table.into(),
-        row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
-            pk,
-            &[ots_wire::types::ColumnUpdate::Put {
-                name: name.into(),
-                value,
-                timestamp: ts,
-            }],
-        )),
-        condition: pb::Condition {
-            row_existence: pb::RowExistenceExpectation::Ignore as i32,
-            column_condition: None,
-        },
-        ..Default::default()
-    };
-    env.client
-        .update_row(&req, Idempotency::Idempotent)
-        .await
-        .unwrap();
+    put_cells(&env.client, table, pk, &[Cell::new(name, value, ts)]).await;
 }
 
 /// The official SDK scans two tables (all versions) and says whether they hold the same rows.
@@ -639,31 +620,6 @@ async fn partial_restores_by_key_range_columns_and_mode() {
     }
 }
 
-/// Puts cell versions into a row with one UpdateRow (the row's other cells stay).
-async fn update_cells(env: &Env, table: &str, pk: &[PkColumn], cells: &[Cell]) {
-    let puts: Vec<ots_wire::types::ColumnUpdate> = cells
-        .iter()
-        .map(|c| ots_wire::types::ColumnUpdate::Put {
-            name: c.name.clone(),
-            value: c.value.clone(),
-            timestamp: c.timestamp,
-        })
-        .collect();
-    let req = pb::UpdateRowRequest {
-        table_name: table.into(),
-        row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(pk, &puts)),
-        condition: pb::Condition {
-            row_existence: pb::RowExistenceExpectation::Ignore as i32,
-            column_condition: None,
-        },
-        ..Default::default()
-    };
-    env.client
-        .update_row(&req, Idempotency::Idempotent)
-        .await
-        .unwrap();
-}
-
 /// Table `shapes` (max 10 versions): 40 ordinary rows of the standard data, a 5 MB row of three
 /// ~1.7 MB cells (`zz-big`) and a row of 1,500 cells, 300 columns × 5 versions (`zz-wide`), both
 /// grown with several UpdateRows of at most 1,024 cells and 4 MB each, as the service allows.
@@ -693,7 +649,13 @@ async fn create_shapes_table(env: &Env) {
     let big = key("zz-big", 1);
     for (i, col) in ["big_a", "big_b", "big_c"].iter().enumerate() {
         let value = Value::String(char::from(b'a' + i as u8).to_string().repeat(1_700_000));
-        update_cells(env, "shapes", &big, &[Cell::new(*col, value, Some(base))]).await;
+        put_cells(
+            &env.client,
+            "shapes",
+            &big,
+            &[Cell::new(*col, value, Some(base))],
+        )
+        .await;
     }
     let wide = key("zz-wide", 2);
     for v in 0..5i64 {
@@ -708,7 +670,7 @@ async fn create_shapes_table(env: &Env) {
                 Cell::new(format!("w{c:03}"), value, Some(base - v * 1000))
             })
             .collect();
-        update_cells(env, "shapes", &wide, &cells).await;
+        put_cells(&env.client, "shapes", &wide, &cells).await;
     }
 }
 

@@ -8,11 +8,9 @@ mod support;
 
 use std::path::Path;
 
-use bytes::Bytes;
 use ots_emulator::PageLimits;
 use ots_wire::Idempotency;
-use ots_wire::pb;
-use ots_wire::types::{Cell, ColumnUpdate, PkColumn, PkValue, Row, Value, cmp_primary_keys};
+use ots_wire::types::{Cell, PkColumn, PkValue, Row, Value, cmp_primary_keys};
 use support::*;
 
 const TABLE: &str = "wide";
@@ -74,30 +72,7 @@ fn big_row(base_ts: i64) -> Row {
 /// the service's 1,024 columns and 4 MB per request).
 async fn write_in_updates(env: &Env, row: &Row, per_request: usize) {
     for chunk in row.cells.chunks(per_request) {
-        let updates: Vec<ColumnUpdate> = chunk
-            .iter()
-            .map(|c| ColumnUpdate::Put {
-                name: c.name.clone(),
-                value: c.value.clone(),
-                timestamp: c.timestamp,
-            })
-            .collect();
-        let req = pb::UpdateRowRequest {
-            table_name: TABLE.into(),
-            row_change: Bytes::from(ots_wire::plainbuffer::encode_update_row(
-                &row.primary_key,
-                &updates,
-            )),
-            condition: pb::Condition {
-                row_existence: pb::RowExistenceExpectation::Ignore as i32,
-                column_condition: None,
-            },
-            ..Default::default()
-        };
-        env.client
-            .update_row(&req, Idempotency::Idempotent)
-            .await
-            .unwrap();
+        put_cells(&env.client, TABLE, &row.primary_key, chunk).await;
     }
 }
 

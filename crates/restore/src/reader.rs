@@ -396,13 +396,10 @@ mod tests {
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutPayload};
 
-    /// A small valid Parquet file: 100 rows of one Int64 column, in 4 row groups.
-    fn parquet_bytes(offset: i64) -> Vec<u8> {
-        use arrow_array::{Int64Array, RecordBatch};
-        let col = Int64Array::from_iter_values(offset..offset + 100);
-        let batch = RecordBatch::try_from_iter([("v", Arc::new(col) as _)]).unwrap();
+    /// `batch` as a Parquet file in row groups of `group_rows` rows.
+    fn parquet_of(batch: arrow_array::RecordBatch, group_rows: usize) -> Vec<u8> {
         let props = parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(Some(25))
+            .set_max_row_group_row_count(Some(group_rows))
             .build();
         let mut out = Vec::new();
         let mut w =
@@ -410,6 +407,16 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         out
+    }
+
+    /// A small valid Parquet file: 100 rows of one Int64 column, in 4 row groups.
+    fn parquet_bytes(offset: i64) -> Vec<u8> {
+        use arrow_array::{Int64Array, RecordBatch};
+        let col = Int64Array::from_iter_values(offset..offset + 100);
+        parquet_of(
+            RecordBatch::try_from_iter([("v", Arc::new(col) as _)]).unwrap(),
+            25,
+        )
     }
 
     fn sha(b: &[u8]) -> String {
@@ -441,16 +448,10 @@ mod tests {
         use arrow_array::{RecordBatch, StringArray};
         let col =
             StringArray::from_iter_values((0..40).map(|i| format!("{i}{}", "x".repeat(100_000))));
-        let batch = RecordBatch::try_from_iter([("s", Arc::new(col) as _)]).unwrap();
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(Some(20))
-            .build();
-        let mut out = Vec::new();
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        out
+        parquet_of(
+            RecordBatch::try_from_iter([("s", Arc::new(col) as _)]).unwrap(),
+            20,
+        )
     }
 
     #[tokio::test]

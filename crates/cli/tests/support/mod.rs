@@ -142,3 +142,35 @@ pub fn snapshot_rows(snapshot_dir: &Path) -> Vec<Row> {
     });
     rows
 }
+
+/// Puts cell versions into a row of `table` with one UpdateRow (the row's other cells stay).
+pub async fn put_cells(
+    client: &OtsClient,
+    table: &str,
+    pk: &[ots_wire::types::PkColumn],
+    cells: &[ots_wire::types::Cell],
+) {
+    use ots_wire::pb;
+    use ots_wire::types::ColumnUpdate;
+    let puts: Vec<ColumnUpdate> = cells
+        .iter()
+        .map(|c| ColumnUpdate::Put {
+            name: c.name.clone(),
+            value: c.value.clone(),
+            timestamp: c.timestamp,
+        })
+        .collect();
+    let req = pb::UpdateRowRequest {
+        table_name: table.into(),
+        row_change: bytes::Bytes::from(ots_wire::plainbuffer::encode_update_row(pk, &puts)),
+        condition: pb::Condition {
+            row_existence: pb::RowExistenceExpectation::Ignore as i32,
+            column_condition: None,
+        },
+        ..Default::default()
+    };
+    client
+        .update_row(&req, ots_wire::Idempotency::Idempotent)
+        .await
+        .unwrap();
+}

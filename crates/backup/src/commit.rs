@@ -78,7 +78,7 @@ pub(crate) async fn commit(
         });
     }
     check_files_present(snapshot, plan, &chosen).await?;
-    let manifest = Manifest::assemble(plan, &chosen, rfc3339(SystemTime::now()));
+    let manifest = Manifest::assemble(plan, &chosen, None, rfc3339(SystemTime::now()));
     match snapshot.commit_manifest(&manifest).await? {
         Committed::Written => Ok(manifest),
         Committed::AlreadyCommitted(theirs) => {

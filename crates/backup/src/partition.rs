@@ -218,6 +218,7 @@ mod tests {
             }],
             cells,
             delete_marker: false,
+            sequence: None,
         }
     }
 

@@ -249,6 +249,7 @@ pub(crate) async fn new_plan(
         partitioning: cfg.partitioning.clone(),
         splits: split_plan.splits,
         started_at,
+        changes: None,
     };
     let snapshot = snapshots.snapshot(&plan.snapshot_id);
     snapshot.create_plan(&plan).await?;

@@ -395,6 +395,7 @@ mod tests {
                 },
             ],
             delete_marker: false,
+            sequence: None,
         }
     }
 

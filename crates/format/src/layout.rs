@@ -5,6 +5,8 @@
 //! plan.json                                   create-once, first
 //! data/<partition>/part-<split>-<attempt>-<n>.parquet
 //! splits/<split>/<attempt>.json               create-once, after the attempt's files
+//! changes/part-<attempt>-<n>.parquet          change files of a capture attempt
+//! changes/<attempt>.json                      create-once, after the attempt's change files
 //! leases/<owner>-<renewal>.json               create-once, while a process runs
 //! manifest.json                               create-once, last: the commit point
 //! ```
@@ -14,6 +16,26 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SPLITS_DIR: &str = "splits";
 pub const DATA_DIR: &str = "data";
 pub const LEASES_DIR: &str = "leases";
+pub const CHANGES_DIR: &str = "changes";
+
+/// `changes/7f3a9c01.json`: one capture attempt's record.
+pub fn capture_record_path(attempt: &str) -> String {
+    format!("{CHANGES_DIR}/{attempt}.json")
+}
+
+/// `changes/part-7f3a9c01-000.parquet`: the change files of a capture attempt, in replay order.
+pub fn change_file_path(attempt: &str, seq: u32) -> String {
+    format!("{CHANGES_DIR}/part-{attempt}-{seq:03}.parquet")
+}
+
+/// The attempt a change file's or capture record's name carries.
+pub fn change_object_attempt(path: &str) -> Option<&str> {
+    let name = path.strip_prefix(CHANGES_DIR)?.strip_prefix('/')?;
+    if let Some(rest) = name.strip_prefix("part-") {
+        return rest.strip_suffix(".parquet")?.split('-').next();
+    }
+    name.strip_suffix(".json")
+}
 
 /// `splits/00003/7f3a9c01.json`: one attempt's record.
 pub fn record_path(split: u32, attempt: &str) -> String {

@@ -4,6 +4,7 @@
 //! Arrow, no object store: every crate that reads or writes snapshots shares these types.
 //! docs/FORMAT.md is the normative description.
 
+pub mod change;
 pub mod check;
 pub mod id;
 pub mod key;
@@ -14,6 +15,10 @@ pub mod stats;
 pub mod table;
 pub mod time;
 
+pub use change::{
+    CapturePlan, CaptureRecord, Change, ChangeCounts, ChangeOp, ChangeSet, EXACT_STATEMENT,
+    LinkKind, ShardCheckpoint, StreamPosition,
+};
 pub use check::{ManifestProblem, check_manifest, check_record};
 pub use id::{is_snapshot_id, new_snapshot_id, random_token};
 pub use key::{DisplayKey, KeyError, KeyPart, KeyValue, Split, cmp_keys, display_columns};

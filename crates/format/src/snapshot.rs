@@ -150,6 +150,9 @@ pub struct Plan {
     pub partitioning: Partitioning,
     pub splits: Vec<Split>,
     pub started_at: String,
+    /// Change capture from the table's stream (FORMAT.md §10); `None` without a stream.
+    #[serde(default)]
+    pub changes: Option<crate::change::CapturePlan>,
 }
 
 /// One data file, as the manifest and split records describe it.
@@ -257,11 +260,24 @@ pub struct Manifest {
     pub totals: Totals,
     pub started_at: String,
     pub finished_at: String,
+    /// The captured changes, T_c and the chain (FORMAT.md §10); `None` without a stream.
+    #[serde(default)]
+    pub changes: Option<crate::change::ChangeSet>,
 }
 
 impl Manifest {
-    /// Builds the manifest from the plan and the chosen record of every split, in split order.
-    pub fn assemble(plan: &Plan, records: &[&SplitRecord], finished_at: String) -> Manifest {
+    /// Builds the manifest from the plan, the chosen record of every split, in split order, and
+    /// (for a snapshot that captures changes) the chosen capture record.
+    pub fn assemble(
+        plan: &Plan,
+        records: &[&SplitRecord],
+        capture: Option<&crate::change::CaptureRecord>,
+        finished_at: String,
+    ) -> Manifest {
+        let changes = match (&plan.changes, capture) {
+            (Some(p), Some(r)) => Some(crate::change::ChangeSet::assemble(p, r)),
+            _ => None,
+        };
         let mut stats = SnapshotStats::default();
         let mut files = Vec::new();
         let mut splits = Vec::new();
@@ -295,7 +311,11 @@ impl Manifest {
             tool_version: plan.tool_version.clone(),
             source: plan.source.clone(),
             time_range: plan.time_range,
-            consistency: CONSISTENCY_NOTE.to_string(),
+            consistency: if changes.is_some() {
+                crate::change::EXACT_STATEMENT.to_string()
+            } else {
+                CONSISTENCY_NOTE.to_string()
+            },
             schema: plan.schema.clone(),
             partitioning: plan.partitioning.clone(),
             stats,
@@ -304,6 +324,7 @@ impl Manifest {
             totals,
             started_at: plan.started_at.clone(),
             finished_at,
+            changes,
         }
     }
 }

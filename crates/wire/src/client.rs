@@ -31,6 +31,12 @@ pub enum Action {
     BatchWriteRow,
     GetRange,
     ComputeSplitPointsBySize,
+    CreateIndex,
+    DropIndex,
+    ListStream,
+    DescribeStream,
+    GetShardIterator,
+    GetStreamRecord,
 }
 
 impl Action {
@@ -49,6 +55,12 @@ impl Action {
             Action::BatchWriteRow => "BatchWriteRow",
             Action::GetRange => "GetRange",
             Action::ComputeSplitPointsBySize => "ComputeSplitPointsBySize",
+            Action::CreateIndex => "CreateIndex",
+            Action::DropIndex => "DropIndex",
+            Action::ListStream => "ListStream",
+            Action::DescribeStream => "DescribeStream",
+            Action::GetShardIterator => "GetShardIterator",
+            Action::GetStreamRecord => "GetStreamRecord",
         }
     }
 
@@ -60,7 +72,11 @@ impl Action {
             | Action::GetRow
             | Action::BatchGetRow
             | Action::GetRange
-            | Action::ComputeSplitPointsBySize => Idempotency::Idempotent,
+            | Action::ComputeSplitPointsBySize
+            | Action::ListStream
+            | Action::DescribeStream
+            | Action::GetShardIterator
+            | Action::GetStreamRecord => Idempotency::Idempotent,
             _ => Idempotency::NotIdempotent,
         }
     }
@@ -510,6 +526,95 @@ impl OtsClient {
         req: &pb::BatchGetRowRequest,
     ) -> Result<pb::BatchGetRowResponse, OtsError> {
         self.call(Action::BatchGetRow, req, Idempotency::Idempotent)
+            .await
+    }
+
+    pub async fn create_index(&self, req: &pb::CreateIndexRequest) -> Result<(), OtsError> {
+        let _: pb::CreateIndexResponse = self
+            .call_on(
+                Some(&req.main_table_name),
+                Action::CreateIndex,
+                req,
+                Idempotency::NotIdempotent,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn drop_index(&self, table: &str, index: &str) -> Result<(), OtsError> {
+        let req = pb::DropIndexRequest {
+            main_table_name: table.to_string(),
+            index_name: index.to_string(),
+        };
+        let _: pb::DropIndexResponse = self
+            .call_on(
+                Some(table),
+                Action::DropIndex,
+                &req,
+                Idempotency::NotIdempotent,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The streams of `table` (at most one on today's service).
+    pub async fn list_stream(&self, table: &str) -> Result<Vec<pb::Stream>, OtsError> {
+        let req = pb::ListStreamRequest {
+            table_name: Some(table.to_string()),
+        };
+        let resp: pb::ListStreamResponse = self
+            .call_on(
+                Some(table),
+                Action::ListStream,
+                &req,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        Ok(resp.streams)
+    }
+
+    /// One page of a stream's shards; page on with `next_shard_id`.
+    pub async fn describe_stream(
+        &self,
+        req: &pb::DescribeStreamRequest,
+    ) -> Result<pb::DescribeStreamResponse, OtsError> {
+        self.call(Action::DescribeStream, req, Idempotency::Idempotent)
+            .await
+    }
+
+    /// An iterator at the start of a shard, or (with `timestamp_us`) at the first record written at
+    /// or after that time.
+    pub async fn get_shard_iterator(
+        &self,
+        stream_id: &str,
+        shard_id: &str,
+        timestamp_us: Option<i64>,
+    ) -> Result<String, OtsError> {
+        let req = pb::GetShardIteratorRequest {
+            stream_id: stream_id.to_string(),
+            shard_id: shard_id.to_string(),
+            timestamp: timestamp_us,
+            token: None,
+        };
+        let resp: pb::GetShardIteratorResponse = self
+            .call(Action::GetShardIterator, &req, Idempotency::Idempotent)
+            .await?;
+        Ok(resp.shard_iterator)
+    }
+
+    /// Up to `limit` records from an iterator. Reading does not move anything on the service, so a
+    /// retry with the same iterator is safe.
+    pub async fn get_stream_record(
+        &self,
+        iterator: &str,
+        limit: Option<i32>,
+    ) -> Result<pb::GetStreamRecordResponse, OtsError> {
+        let req = pb::GetStreamRecordRequest {
+            shard_iterator: iterator.to_string(),
+            limit,
+            table_name: None,
+        };
+        self.call(Action::GetStreamRecord, &req, Idempotency::Idempotent)
             .await
     }
 

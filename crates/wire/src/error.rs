@@ -205,6 +205,11 @@ impl OtsError {
     /// True when the user has to fix the input before anything can work: a wrong endpoint, refused
     /// credentials or permissions, a table that does not exist, a bad configuration. Callers map
     /// this to their "bad usage or input" kind (exit code 2).
+    /// A stream read whose position is past the retention window (`OTSTrimmedDataAccess`).
+    pub fn is_trimmed(&self) -> bool {
+        self.code() == Some(crate::retry::TRIMMED_DATA_ACCESS)
+    }
+
     pub fn is_usage(&self) -> bool {
         self.is_unreachable()
             || self.is_access_denied()

@@ -25,6 +25,14 @@ const TAG_CELL_TIMESTAMP: u8 = 0x07;
 const TAG_DELETE_ROW_MARKER: u8 = 0x08;
 const TAG_ROW_CHECKSUM: u8 = 0x09;
 const TAG_CELL_CHECKSUM: u8 = 0x0A;
+// The stream record's extension block (stream fact sheet §3), between the delete marker and the row
+// checksum; not covered by the row checksum.
+const TAG_EXTENSION: u8 = 0x0B;
+const TAG_SEQ_INFO: u8 = 0x0C;
+const TAG_SEQ_EPOCH: u8 = 0x0D;
+const TAG_SEQ_TIMESTAMP: u8 = 0x0E;
+const TAG_SEQ_ROW_INDEX: u8 = 0x0F;
+const SEQ_INFO_LEN: u32 = 19;
 
 const VT_INTEGER: u8 = 0x00;
 const VT_DOUBLE: u8 = 0x01;
@@ -187,8 +195,31 @@ impl PlainBufferWriter {
 
     /// Closes the row with its checksum.
     pub fn end_row(&mut self) -> &mut Self {
+        self.end_row_inner(None)
+    }
+
+    /// Closes a stream record's row: the extension block carrying its sequence, then the checksum
+    /// (which does not cover the extension).
+    pub fn end_record(&mut self, sequence: RecordSequence) -> &mut Self {
+        self.end_row_inner(Some(sequence))
+    }
+
+    fn end_row_inner(&mut self, sequence: Option<RecordSequence>) -> &mut Self {
         if self.delete_marker {
             self.buf.push(TAG_DELETE_ROW_MARKER);
+        }
+        if let Some(seq) = sequence {
+            self.buf.push(TAG_EXTENSION);
+            self.buf
+                .extend_from_slice(&(SEQ_INFO_LEN + 5).to_le_bytes());
+            self.buf.push(TAG_SEQ_INFO);
+            self.buf.extend_from_slice(&SEQ_INFO_LEN.to_le_bytes());
+            self.buf.push(TAG_SEQ_EPOCH);
+            self.buf.extend_from_slice(&seq.epoch.to_le_bytes());
+            self.buf.push(TAG_SEQ_TIMESTAMP);
+            self.buf.extend_from_slice(&seq.timestamp_us.to_le_bytes());
+            self.buf.push(TAG_SEQ_ROW_INDEX);
+            self.buf.extend_from_slice(&seq.row_index.to_le_bytes());
         }
         let crc = crc8_byte(self.row_crc, u8::from(self.delete_marker));
         self.buf.push(TAG_ROW_CHECKSUM);
@@ -612,10 +643,14 @@ impl<'a> RowDecoder<'a> {
             row.delete_marker = true;
             tag = self.u8("row tag")?;
         }
+        if tag == TAG_EXTENSION {
+            row.sequence = self.extension()?;
+            tag = self.u8("row tag")?;
+        }
         if tag != TAG_ROW_CHECKSUM {
             return Err(DecodeError::UnexpectedTag {
                 offset: self.pos - 1,
-                expected: "a cell, the delete marker or the row checksum",
+                expected: "a cell, the delete marker, an extension or the row checksum",
                 found: tag,
             });
         }
@@ -630,6 +665,44 @@ impl<'a> RowDecoder<'a> {
             });
         }
         Ok(true)
+    }
+
+    /// A stream record's extension block. Its sub-blocks are length-prefixed; the sequence block is
+    /// read field by field and anything else is skipped by its length, as the Java SDK does.
+    fn extension(&mut self) -> Result<Option<RecordSequence>, DecodeError> {
+        let len = self.u32("extension length")? as usize;
+        let end_offset = self.pos;
+        let block = self.bytes(len, "extension block")?;
+        let mut inner = RowDecoder { buf: block, pos: 0 };
+        let mut sequence = None;
+        while !inner.is_done() {
+            let tag = inner.u8("extension tag")?;
+            let sub_len = inner.u32("extension field length")? as usize;
+            if tag != TAG_SEQ_INFO {
+                inner.bytes(sub_len, "unknown extension field")?;
+                continue;
+            }
+            let at = inner.pos;
+            inner.expect(TAG_SEQ_EPOCH, "the sequence epoch")?;
+            let epoch = inner.u32("sequence epoch")?;
+            inner.expect(TAG_SEQ_TIMESTAMP, "the sequence timestamp")?;
+            let timestamp_us = i64::from_le_bytes(le8(inner.bytes(8, "sequence timestamp")?));
+            inner.expect(TAG_SEQ_ROW_INDEX, "the sequence row index")?;
+            let row_index = inner.u32("sequence row index")?;
+            if inner.pos - at != sub_len {
+                return Err(DecodeError::ValueLengthMismatch {
+                    offset: end_offset + at,
+                    declared: sub_len as u32,
+                    actual: inner.pos - at,
+                });
+            }
+            sequence = Some(RecordSequence {
+                epoch,
+                timestamp_us,
+                row_index,
+            });
+        }
+        Ok(sequence)
     }
 
     fn cell(&mut self) -> Result<(RawCell<'a>, u8), DecodeError> {

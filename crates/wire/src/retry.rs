@@ -59,7 +59,14 @@ pub fn is_throttling(code: &str, message: &str) -> bool {
 }
 
 /// Whether a service error code (request-level or row-level) is worth retrying.
+/// The Stream API's error for an iterator whose records are past the retention window.
+pub const TRIMMED_DATA_ACCESS: &str = "OTSTrimmedDataAccess";
+
 pub fn is_retryable_code(code: &str, message: &str, http_status: u16, idem: Idempotency) -> bool {
+    // Trimmed stream data never comes back, whatever HTTP status carries the error.
+    if code == TRIMMED_DATA_ACCESS {
+        return false;
+    }
     if ALWAYS_RETRYABLE.contains(&code) || (code == "OTSQuotaExhausted" && message == TOO_FREQUENT)
     {
         return true;

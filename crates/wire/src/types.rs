@@ -310,6 +310,18 @@ pub struct RowRef<'a> {
     pub primary_key: Vec<PkCellRef<'a>>,
     pub cells: Vec<CellRef<'a>>,
     pub delete_marker: bool,
+    /// The extension block of a stream record (stream fact sheet §3); `None` in every other row.
+    pub sequence: Option<RecordSequence>,
+}
+
+/// Where a stream record sits in its shard: (epoch, timestamp_us, row_index) orders the records of
+/// one shard. `timestamp_us` is the write time in microseconds; `row_index` orders the rows of one
+/// write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordSequence {
+    pub epoch: u32,
+    pub timestamp_us: i64,
+    pub row_index: u32,
 }
 
 impl<'a> RowRef<'a> {
@@ -317,6 +329,7 @@ impl<'a> RowRef<'a> {
         self.primary_key.clear();
         self.cells.clear();
         self.delete_marker = false;
+        self.sequence = None;
     }
 
     /// Copies a read-shaped row (every cell has a value) into an owned `Row`. Cells without a value

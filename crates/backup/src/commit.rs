@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::SystemTime;
 
 use ots_format::time::rfc3339;
-use ots_format::{Manifest, Plan, SplitRecord, choose_record};
+use ots_format::{CaptureRecord, Manifest, Plan, SplitRecord, choose_record};
 use ots_manifest::{Committed, Snapshot};
 
 use crate::BackupError;
@@ -19,6 +19,7 @@ async fn check_files_present(
     snapshot: &Snapshot,
     plan: &Plan,
     chosen: &[&SplitRecord],
+    capture: Option<&CaptureRecord>,
 ) -> Result<(), BackupError> {
     if snapshot.read_plan().await.ok().as_ref() != Some(plan) {
         return Err(BackupError::Vanished {
@@ -32,7 +33,8 @@ async fn check_files_present(
         .into_iter()
         .map(|l| l.rel)
         .collect();
-    for f in chosen.iter().flat_map(|r| &r.files) {
+    let changes = capture.map(|c| c.files.as_slice()).unwrap_or_default();
+    for f in chosen.iter().flat_map(|r| &r.files).chain(changes) {
         if !listed.contains(&f.path) && !snapshot.exists(&f.path).await? {
             return Err(BackupError::Vanished {
                 id: plan.snapshot_id.clone(),
@@ -49,7 +51,14 @@ pub(crate) async fn commit(
     snapshot: &Snapshot,
     plan: &Plan,
     own: &[SplitRecord],
+    capture: Option<&CaptureRecord>,
 ) -> Result<Manifest, BackupError> {
+    if plan.changes.is_some() != capture.is_some() {
+        return Err(BackupError::Usage(format!(
+            "snapshot {}: the plan and the capture disagree on whether changes were captured",
+            plan.snapshot_id
+        )));
+    }
     let mut records = snapshot.records().await?;
     for r in own {
         if !records
@@ -77,8 +86,8 @@ pub(crate) async fn commit(
             missing,
         });
     }
-    check_files_present(snapshot, plan, &chosen).await?;
-    let manifest = Manifest::assemble(plan, &chosen, None, rfc3339(SystemTime::now()));
+    check_files_present(snapshot, plan, &chosen, capture).await?;
+    let manifest = Manifest::assemble(plan, &chosen, capture, rfc3339(SystemTime::now()));
     match snapshot.commit_manifest(&manifest).await? {
         Committed::Written => Ok(manifest),
         Committed::AlreadyCommitted(theirs) => {

@@ -12,6 +12,7 @@
 //! snapshot keeps a second process from working on it by mistake.
 
 mod budget;
+mod capture_job;
 mod commit;
 pub mod partition;
 mod plan;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ots_format::{ErrorKind, Manifest, Partitioning, choose_record};
 use ots_manifest::{LEASE_TTL, LeaseError, ManifestError, Snapshots, lease};
-use ots_scan::{RateLimiter, ScanError, ScanOptions, SplitSize};
+use ots_scan::{CaptureOptions, RateLimiter, ScanError, ScanOptions, SplitSize, StreamError};
 use ots_schema::{ConvertError, SnapshotSchema};
 use ots_wire::plainbuffer::DecodeError;
 use ots_wire::{OtsClient, OtsError};
@@ -66,6 +67,10 @@ pub enum BackupError {
     Vanished { id: String, what: String },
     #[error("a split task stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("reading the table's stream: {0}")]
+    Stream(#[from] StreamError),
+    #[error("encoding changes: {0}")]
+    Changes(#[from] ots_schema::changes::ChangeFileError),
 }
 
 impl BackupError {
@@ -73,6 +78,9 @@ impl BackupError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             BackupError::Usage(_) | BackupError::Lease(LeaseError::Held { .. }) => ErrorKind::Usage,
+            // Only a new full snapshot recovers from a trimmed position: the user's move.
+            BackupError::Stream(e) if e.is_trimmed() => ErrorKind::Usage,
+            BackupError::Stream(StreamError::Ots(e)) if e.is_usage() => ErrorKind::Usage,
             // A missing table, refused credentials, an endpoint that never answered: bad input,
             // not a failure of the tool.
             BackupError::Ots(e) | BackupError::Scan(ScanError::Ots(e)) if e.is_usage() => {
@@ -118,6 +126,25 @@ pub enum TimeScopeChoice {
     All,
 }
 
+/// Whether a backup captures changes from the table's stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamChoice {
+    /// When the table has a stream enabled: a consistent snapshot (exact as of T_c).
+    #[default]
+    Auto,
+    /// Never (`--no-stream`): a scan only, with the consistency caveats of FORMAT.md §9.4.
+    Off,
+}
+
+/// The parent of an incremental snapshot (`--incremental-from`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParentChoice {
+    /// A snapshot id under the destination.
+    Id(String),
+    /// The newest committed snapshot of the table under the destination that captured changes.
+    Latest,
+}
+
 /// What to back up and how.
 #[derive(Clone, Debug)]
 pub struct BackupConfig {
@@ -149,6 +176,10 @@ pub struct BackupConfig {
     /// Snapshot time T in ms (default: now at the start of the backup).
     pub snapshot_time_ms: Option<i64>,
     pub time_scope: TimeScopeChoice,
+    pub stream: StreamChoice,
+    /// Take an incremental snapshot: the changes since this parent.
+    pub incremental_from: Option<ParentChoice>,
+    pub capture: CaptureOptions,
 }
 
 impl BackupConfig {
@@ -176,6 +207,9 @@ impl BackupConfig {
             take_over: false,
             snapshot_time_ms: None,
             time_scope: TimeScopeChoice::UpToT,
+            stream: StreamChoice::Auto,
+            incremental_from: None,
+            capture: CaptureOptions::default(),
         }
     }
 
@@ -241,6 +275,10 @@ pub struct Progress {
     pub rows_skipped: AtomicU64,
     /// Cells dated after T found so far (not backed up with scope `up_to_t`).
     pub cells_after_t: AtomicU64,
+    /// Changes captured from the stream so far.
+    pub changes: AtomicU64,
+    /// Set while the changes are captured (after the scans).
+    pub capturing: std::sync::atomic::AtomicBool,
     /// Set once the plan is written, so that a failure can say how to resume.
     pub snapshot_id: std::sync::Mutex<Option<String>>,
 }
@@ -274,7 +312,10 @@ pub async fn run_backup(
             let plan = plan::resume_plan(&snapshot, cfg).await?;
             (snapshot, plan)
         }
-        None => plan::new_plan(client, &snapshots, cfg).await?,
+        None => match &cfg.incremental_from {
+            Some(parent) => plan::new_incremental_plan(client, &snapshots, cfg, parent).await?,
+            None => plan::new_plan(client, &snapshots, cfg).await?,
+        },
     };
     let id = plan.snapshot_id.clone();
     if let Ok(mut slot) = progress.snapshot_id.lock() {
@@ -382,6 +423,47 @@ async fn run_splits(
             }
         }
     }
-    let manifest = commit::commit(snapshot, &plan, &own).await?;
+    let capture = match &plan.changes {
+        Some(capture_plan) => Some(capture(client, snapshot, &plan, capture_plan, cfg, &progress).await?),
+        None => None,
+    };
+    let manifest = commit::commit(snapshot, &plan, &own, capture.as_ref()).await?;
     Ok((manifest, done.len()))
+}
+
+/// The capture record of the snapshot: one a previous attempt finished (the smallest attempt
+/// token, like splits), or a fresh capture from the plan's start to a T_c chosen now.
+async fn capture(
+    client: &OtsClient,
+    snapshot: &ots_manifest::Snapshot,
+    plan: &Arc<ots_format::Plan>,
+    capture_plan: &ots_format::CapturePlan,
+    cfg: &BackupConfig,
+    progress: &Arc<Progress>,
+) -> Result<ots_format::CaptureRecord, BackupError> {
+    let existing = snapshot
+        .capture_records()
+        .await?
+        .into_iter()
+        .find(|r| r.snapshot_id == plan.snapshot_id);
+    if let Some(r) = existing {
+        progress.changes.fetch_add(r.counts.records(), Ordering::Relaxed);
+        return Ok(r);
+    }
+    progress.capturing.store(true, Ordering::Relaxed);
+    let memory = cfg.memory_plan()?;
+    let job = capture_job::CaptureJob {
+        client: client.clone(),
+        snapshot: snapshot.clone(),
+        plan: plan.clone(),
+        capture: capture_plan.clone(),
+        options: cfg.capture,
+        parquet: cfg.parquet.clone(),
+        batch_bytes: memory.batch.max(1 << 20),
+        row_group_bytes: memory.row_group,
+        progress: progress.clone(),
+    };
+    let record = job.run().await;
+    progress.capturing.store(false, Ordering::Relaxed);
+    record
 }

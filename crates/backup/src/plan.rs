@@ -16,7 +16,12 @@ use ots_schema::{SchemaInferrer, SnapshotSchema};
 use ots_wire::OtsClient;
 use tokio::task::JoinSet;
 
-use crate::{BackupConfig, BackupError, PageError, TOOL_VERSION, TimeScopeChoice};
+use crate::{
+    BackupConfig, BackupError, PageError, ParentChoice, StreamChoice, TOOL_VERSION,
+    TimeScopeChoice,
+};
+use ots_format::{CapturePlan, LinkKind, Manifest};
+use ots_format::time::unix_micros;
 
 /// The column a partitioning reads, if any.
 fn partition_column(p: &Partitioning) -> Option<&str> {
@@ -184,14 +189,46 @@ pub(crate) async fn new_plan(
     if !decided_by_sample {
         check_partitioning(&cfg.partitioning, &meta, cfg.pinned_schema.as_ref())?;
     }
+    let snapshot_id = new_snapshot_id(SystemTime::now());
+    let stream_id = match cfg.stream {
+        StreamChoice::Auto => described
+            .stream_details
+            .as_ref()
+            .filter(|d| d.enable_stream)
+            .and_then(|d| d.stream_id.clone()),
+        StreamChoice::Off => None,
+    };
+    if stream_id.is_some() && cfg.snapshot_time_ms.is_some() {
+        return Err(BackupError::Usage(
+            "--snapshot-time cannot be combined with change capture: a backup of a table with a stream is exact as of the consistency point it records; pass --no-stream for a scan bounded by a snapshot time".into(),
+        ));
+    }
     let t_ms = cfg
         .snapshot_time_ms
         .unwrap_or_else(|| unix_millis(SystemTime::now()));
-    let time_range = match cfg.time_scope {
-        TimeScopeChoice::UpToT => TimeRange::up_to(t_ms),
-        TimeScopeChoice::All => TimeRange::all(t_ms),
+    // With change capture the scan takes every cell however dated: the replayed log accounts
+    // for everything written after the start position, and nothing before it may be left out.
+    let time_range = match (cfg.time_scope, &stream_id) {
+        (_, Some(_)) | (TimeScopeChoice::All, _) => TimeRange::all(t_ms),
+        (TimeScopeChoice::UpToT, None) => TimeRange::up_to(t_ms),
     };
     let started_at = rfc3339(SystemTime::now());
+    // The stream position comes before the first read of the table (the sampling pass included).
+    let changes = match stream_id {
+        Some(stream_id) => {
+            let start =
+                ots_scan::stream::position_at(client, &stream_id, unix_micros(SystemTime::now()))
+                    .await?;
+            Some(CapturePlan {
+                kind: LinkKind::Full,
+                stream_id,
+                start,
+                parent: None,
+                base: snapshot_id.clone(),
+            })
+        }
+        None => None,
+    };
     let mut split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
     // A table cut into fewer splits than --concurrency would leave scanners idle: ask once more
     // with a proportionally smaller split size (a table too small to split stays one split).
@@ -237,7 +274,7 @@ pub(crate) async fn new_plan(
     check_partitioning(&cfg.partitioning, &meta, Some(&schema))?;
     let plan = Plan {
         format_version: FORMAT_VERSION,
-        snapshot_id: new_snapshot_id(SystemTime::now()),
+        snapshot_id,
         tool_version: TOOL_VERSION.to_string(),
         source: Source {
             endpoint: cfg.endpoint.clone(),
@@ -249,7 +286,128 @@ pub(crate) async fn new_plan(
         partitioning: cfg.partitioning.clone(),
         splits: split_plan.splits,
         started_at,
-        changes: None,
+        changes,
+    };
+    let snapshot = snapshots.snapshot(&plan.snapshot_id);
+    snapshot.create_plan(&plan).await?;
+    Ok((snapshot, plan))
+}
+
+/// The committed snapshot an incremental continues from.
+async fn parent_manifest(
+    snapshots: &Snapshots,
+    cfg: &BackupConfig,
+    parent: &ParentChoice,
+) -> Result<Manifest, BackupError> {
+    let of_this_table = |m: &Manifest| {
+        m.source.table.table_name == cfg.table && m.source.instance == cfg.instance
+    };
+    match parent {
+        ParentChoice::Id(id) => {
+            let snapshot = snapshots.snapshot(id);
+            let manifest = snapshot.read_manifest().await.map_err(|e| match e {
+                ManifestError::NotFound { .. } => BackupError::Usage(format!(
+                    "the parent snapshot {id} is not committed under {} (no manifest.json): name a committed snapshot, or `latest`",
+                    snapshots.url()
+                )),
+                other => other.into(),
+            })?;
+            if !of_this_table(&manifest) {
+                return Err(BackupError::Usage(format!(
+                    "the parent snapshot {id} is a backup of table '{}' on instance '{}', not '{}' on '{}'",
+                    manifest.source.table.table_name,
+                    manifest.source.instance,
+                    cfg.table,
+                    cfg.instance
+                )));
+            }
+            Ok(manifest)
+        }
+        ParentChoice::Latest => {
+            let mut ids = snapshots.list_ids().await?;
+            ids.sort();
+            for id in ids.iter().rev() {
+                let snapshot = snapshots.snapshot(id);
+                if !snapshot.has_manifest().await? {
+                    continue;
+                }
+                let manifest = snapshot.read_manifest().await?;
+                if of_this_table(&manifest) && manifest.changes.is_some() {
+                    return Ok(manifest);
+                }
+            }
+            Err(BackupError::Usage(format!(
+                "--incremental-from latest: no committed snapshot of table '{}' with captured changes under {}; take a full snapshot first (with the table's stream enabled)",
+                cfg.table,
+                snapshots.url()
+            )))
+        }
+    }
+}
+
+/// Plans an incremental snapshot: every change from the parent's consistency point to a new one.
+/// Refuses (before writing anything) a parent without change capture, a stream that changed
+/// since, and a parent position the stream has trimmed.
+pub(crate) async fn new_incremental_plan(
+    client: &OtsClient,
+    snapshots: &Snapshots,
+    cfg: &BackupConfig,
+    parent: &ParentChoice,
+) -> Result<(Snapshot, Plan), BackupError> {
+    let parent = parent_manifest(snapshots, cfg, parent).await?;
+    let pid = parent.snapshot_id.clone();
+    let Some(parent_changes) = &parent.changes else {
+        return Err(BackupError::Usage(format!(
+            "the parent snapshot {pid} captured no changes (the table had no stream enabled, or --no-stream): an incremental needs a parent with a consistency point; take a full snapshot with the table's stream enabled"
+        )));
+    };
+    let described = client.describe_table(&cfg.table).await?;
+    let meta = TableMeta::from_describe(&cfg.table, &described)
+        .map_err(|e| BackupError::Usage(e.to_string()))?;
+    if meta.primary_key != parent.source.table.primary_key {
+        return Err(BackupError::Usage(format!(
+            "table '{}' now has primary key ({}), the parent snapshot {pid} has ({}): take a full snapshot",
+            cfg.table,
+            pk_text(&meta.primary_key),
+            pk_text(&parent.source.table.primary_key)
+        )));
+    }
+    let current = described
+        .stream_details
+        .as_ref()
+        .filter(|d| d.enable_stream)
+        .and_then(|d| d.stream_id.clone());
+    if current.as_deref() != Some(parent_changes.stream_id.as_str()) {
+        return Err(BackupError::Usage(format!(
+            "table '{}' no longer has the stream the parent snapshot {pid} read ({}; now {}): the changes since the parent cannot be read; take a full snapshot",
+            cfg.table,
+            parent_changes.stream_id,
+            current.as_deref().unwrap_or("no stream")
+        )));
+    }
+    ots_scan::stream::check_readable(client, &parent_changes.consistency_point).await?;
+    let now = SystemTime::now();
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        snapshot_id: new_snapshot_id(now),
+        tool_version: TOOL_VERSION.to_string(),
+        source: Source {
+            endpoint: cfg.endpoint.clone(),
+            instance: cfg.instance.clone(),
+            table: meta,
+        },
+        time_range: TimeRange::all(unix_millis(now)),
+        schema: parent.schema.clone(),
+        partitioning: Partitioning::None,
+        splits: Vec::new(),
+        started_at: rfc3339(now),
+        changes: Some(CapturePlan {
+            kind: LinkKind::Incremental,
+            stream_id: parent_changes.stream_id.clone(),
+            start: parent_changes.consistency_point.clone(),
+            parent: Some(pid),
+            base: parent_changes.base.clone(),
+        }),
     };
     let snapshot = snapshots.snapshot(&plan.snapshot_id);
     snapshot.create_plan(&plan).await?;

@@ -293,8 +293,14 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
                 "snapshot_time_ms": m.time_range.t_ms,
                 "finished_at": m.finished_at,
                 "rows": m.totals.rows,
-                "files": m.totals.files,
-                "bytes": m.totals.bytes,
+                "files": m.totals.files + m.changes.as_ref().map_or(0, |c| c.files.len() as u64),
+                "bytes": m.totals.bytes + m.changes.as_ref().map_or(0, |c| c.files.iter().map(|f| f.bytes).sum::<u64>()),
+                "kind": m.changes.as_ref().map(|c| c.kind),
+                "parent": m.changes.as_ref().and_then(|c| c.parent.clone()),
+                "base": m.changes.as_ref().map(|c| c.base.clone()),
+                "window_start": m.changes.as_ref().map(|c| c.start.time.clone()),
+                "consistency_point": m.changes.as_ref().map(|c| c.consistency_point.time.clone()),
+                "changes": m.changes.as_ref().map(|c| c.counts),
             })),
             Err(ManifestError::NotFound { .. }) => {
                 let plan = snap.read_plan().await.ok();
@@ -331,9 +337,12 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         ("SNAPSHOT", Align::Left),
         ("STATUS", Align::Left),
         ("TABLE", Align::Left),
+        ("KIND", Align::Left),
         ("ROWS", Align::Right),
+        ("CHANGES", Align::Right),
         ("FILES", Align::Right),
         ("SIZE", Align::Right),
+        ("EXACT AS OF", Align::Left),
         ("FINISHED", Align::Left),
     ]);
     let mut committed = 0;
@@ -354,13 +363,29 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
             }
             other => other.to_string(),
         };
+        let kind = match (s("kind").as_str(), r["parent"].as_str()) {
+            ("incremental", Some(p)) => format!("incr ← {p}"),
+            ("full", _) => "full+changes".to_string(),
+            _ if s("status") == "committed" => "scan".to_string(),
+            _ => "-".to_string(),
+        };
+        let changes = {
+            let c = &r["changes"];
+            match (c["put_row"].as_u64(), c["update_row"].as_u64(), c["delete_row"].as_u64()) {
+                (Some(p), Some(u), Some(d)) => format!("{}p/{}u/{}d", thousands(p), thousands(u), thousands(d)),
+                _ => "-".to_string(),
+            }
+        };
         t.row(vec![
             s("snapshot_id"),
             status,
             s("table"),
-            n("rows"),
+            kind,
+            if s("kind") == "incremental" { "-".to_string() } else { n("rows") },
+            changes,
             n("files"),
             r["bytes"].as_u64().map_or("-".to_string(), human_bytes),
+            s("consistency_point"),
             s("finished_at"),
         ]);
     }
@@ -605,6 +630,53 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
                 time_ms(m.time_range.end_ms)
             ),
         );
+    }
+    match &m.changes {
+        Some(c) => {
+            line(
+                "consistency",
+                format!(
+                    "exact as of {} ({} µs): restoring yields the table exactly as it was then",
+                    c.consistency_point.time, c.consistency_point.t_us
+                ),
+            );
+            line(
+                "chain",
+                match &c.parent {
+                    Some(p) => format!(
+                        "incremental link: parent {p}, base {} (restore replays the base and every link up to this one)",
+                        c.base
+                    ),
+                    None => "full link (scan + changes): the base of its chain".to_string(),
+                },
+            );
+            line(
+                "window",
+                format!(
+                    "changes logged after {} up to {} on stream {}",
+                    c.start.time, c.consistency_point.time, c.stream_id
+                ),
+            );
+            line(
+                "changes",
+                format!(
+                    "{}: {} PUT_ROW, {} UPDATE_ROW, {} DELETE_ROW; cell ops {} put, {} delete-version, {} delete-all; {}, {}",
+                    count(c.counts.records(), "change"),
+                    thousands(c.counts.put_row),
+                    thousands(c.counts.update_row),
+                    thousands(c.counts.delete_row),
+                    thousands(c.counts.cell_puts),
+                    thousands(c.counts.cell_deletes_one_version),
+                    thousands(c.counts.cell_deletes_all_versions),
+                    count(c.files.len() as u64, "change file"),
+                    human_bytes(c.files.iter().map(|f| f.bytes).sum())
+                ),
+            );
+        }
+        None => line(
+            "consistency",
+            "a scan without change capture (no stream): deletes during the scan may leak in (FORMAT.md §9.4)".to_string(),
+        ),
     }
     line("table", table_words(t));
     line(

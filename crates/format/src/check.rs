@@ -52,13 +52,95 @@ pub fn check_manifest(m: &Manifest, id: &str, plan: Option<&Plan>) -> Vec<Manife
             ),
         );
     }
-    check_splits(m, &mut out);
+    let incremental = m
+        .changes
+        .as_ref()
+        .is_some_and(|c| c.kind == crate::change::LinkKind::Incremental);
+    if incremental {
+        // An incremental holds changes only: no split, no data file.
+        if !m.splits.is_empty() || !m.files.is_empty() {
+            problem(
+                &mut out,
+                MANIFEST,
+                "an incremental snapshot lists splits or data files".into(),
+            );
+        }
+    } else {
+        check_splits(m, &mut out);
+    }
     check_files(m, &mut out);
+    if let Some(c) = &m.changes {
+        check_changes(m, c, &mut out);
+    } else if plan.is_some_and(|p| p.changes.is_some()) {
+        problem(
+            &mut out,
+            MANIFEST,
+            "the plan captures changes but the manifest has no change set".into(),
+        );
+    }
     check_totals(m, &mut out);
     if let Some(plan) = plan {
         check_against_plan(m, plan, &mut out);
     }
     out
+}
+
+/// The change set: a window that moves forward, change files of the chosen capture attempt,
+/// unique, with counts that add up; the chain fields agree with the link's kind.
+fn check_changes(m: &Manifest, c: &crate::change::ChangeSet, out: &mut Vec<ManifestProblem>) {
+    use crate::change::LinkKind;
+    if c.consistency_point.t_us < c.start.t_us {
+        problem(
+            out,
+            MANIFEST,
+            format!(
+                "the change window ends ({}) before it starts ({})",
+                c.consistency_point.time, c.start.time
+            ),
+        );
+    }
+    match c.kind {
+        LinkKind::Full if c.parent.is_some() || c.base != m.snapshot_id => problem(
+            out,
+            MANIFEST,
+            "a full snapshot names a parent, or a base other than itself".into(),
+        ),
+        LinkKind::Incremental if c.parent.is_none() || c.base == m.snapshot_id => problem(
+            out,
+            MANIFEST,
+            "an incremental snapshot names no parent, or itself as its base".into(),
+        ),
+        _ => {}
+    }
+    let mut seen = BTreeSet::new();
+    for f in &c.files {
+        if !seen.insert(f.path.as_str()) || m.files.iter().any(|d| d.path == f.path) {
+            problem(out, &f.path, "listed twice in the manifest".into());
+        }
+        if crate::layout::change_object_attempt(&f.path) != Some(c.attempt.as_str())
+            || !f.path.ends_with(".parquet")
+        {
+            problem(
+                out,
+                &f.path,
+                format!(
+                    "is not a change file of the chosen capture attempt {}",
+                    c.attempt
+                ),
+            );
+        }
+    }
+    let rows: u64 = c.files.iter().map(|f| f.rows).sum();
+    if rows != c.counts.records() {
+        problem(
+            out,
+            MANIFEST,
+            format!(
+                "the change counts add up to {} changes, the change files hold {rows}",
+                c.counts.records()
+            ),
+        );
+    }
 }
 
 /// Split ids 0..n in order, ranges that cover the whole key space without gap or overlap.
@@ -374,6 +456,15 @@ fn check_against_plan(m: &Manifest, plan: &Plan, out: &mut Vec<ManifestProblem>)
     }
     if plan.partitioning != m.partitioning {
         differs("partitioning");
+    }
+    if let (Some(p), Some(c)) = (&plan.changes, &m.changes)
+        && (p.kind != c.kind
+            || p.stream_id != c.stream_id
+            || p.parent != c.parent
+            || p.base != c.base
+            || p.start != c.start)
+    {
+        differs("change capture (kind, stream, parent, base or start)");
     }
     if plan.splits.len() != m.splits.len() {
         problem(

@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ots_format::layout::{DATA_DIR, LEASES_DIR, PLAN_FILE, SPLITS_DIR, parse_lease_path};
+use ots_format::layout::{
+    CHANGES_DIR, DATA_DIR, LEASES_DIR, PLAN_FILE, SPLITS_DIR, parse_lease_path,
+};
 use serde::Serialize;
 
 use crate::lease::{LEASE_TTL, acquire};
@@ -191,9 +193,11 @@ async fn plan_and_delete(
     let rank = |rel: &str| {
         if rel == PLAN_FILE {
             0
-        } else if rel.starts_with(&format!("{SPLITS_DIR}/")) {
+        } else if rel.starts_with(&format!("{SPLITS_DIR}/"))
+            || (rel.starts_with(&format!("{CHANGES_DIR}/")) && rel.ends_with(".json"))
+        {
             1
-        } else if rel.starts_with(&format!("{DATA_DIR}/")) {
+        } else if rel.starts_with(&format!("{DATA_DIR}/")) || rel.starts_with(&format!("{CHANGES_DIR}/")) {
             2
         } else {
             3
@@ -221,7 +225,16 @@ async fn leftovers_of_committed(
     objects: &[Listed],
 ) -> Result<Vec<(String, u64, &'static str)>, ManifestError> {
     let manifest = snap.read_manifest().await?;
-    let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let listed: BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .chain(manifest.changes.iter().flat_map(|c| &c.files))
+        .map(|f| f.path.as_str())
+        .collect();
+    let chosen_capture = manifest
+        .changes
+        .as_ref()
+        .map(|c| ots_format::layout::capture_record_path(&c.attempt));
     let chosen: BTreeSet<String> = manifest
         .splits
         .iter()
@@ -240,6 +253,9 @@ async fn leftovers_of_committed(
             (!listed.contains(rel)).then_some("data file of an attempt the manifest does not list")
         } else if rel.starts_with(&format!("{SPLITS_DIR}/")) {
             (!chosen.contains(rel)).then_some("record of an attempt the manifest does not list")
+        } else if rel.starts_with(&format!("{CHANGES_DIR}/")) {
+            let kept = listed.contains(rel) || chosen_capture.as_deref() == Some(rel);
+            (!kept).then_some("change file or record of a capture attempt the manifest does not list")
         } else if rel.starts_with(&format!("{LEASES_DIR}/")) {
             Some("lease of a finished process")
         } else {

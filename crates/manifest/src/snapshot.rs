@@ -12,8 +12,11 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use ots_format::layout::{DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, record_path};
-use ots_format::{FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id};
+use ots_format::layout::{
+    CHANGES_DIR, DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, capture_record_path,
+    record_path,
+};
+use ots_format::{CaptureRecord, FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id};
 use ots_writer::Destination;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -146,6 +149,14 @@ impl Snapshot {
         self.dest.url_of(&format!("{}/{rel}", self.id))
     }
 
+    /// Another snapshot of the same destination (a chain's parent, say).
+    pub fn sibling(&self, id: &str) -> Snapshot {
+        Snapshot {
+            dest: self.dest.clone(),
+            id: id.to_string(),
+        }
+    }
+
     /// The destination's URL (its parent).
     pub fn destination_url(&self) -> &str {
         self.dest.url()
@@ -209,7 +220,7 @@ impl Snapshot {
     }
 
     /// `Ok(None)` when the object does not exist.
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         rel: &str,
         what: &'static str,
@@ -304,6 +315,31 @@ impl Snapshot {
             }
         }
         records.sort_by(|a, b| (a.split.id, &a.attempt).cmp(&(b.split.id, &b.attempt)));
+        Ok(records)
+    }
+
+    /// Writes one capture attempt's record, once.
+    pub async fn create_capture_record(&self, record: &CaptureRecord) -> Result<(), ManifestError> {
+        self.create_json(&capture_record_path(&record.attempt), record)
+            .await
+    }
+
+    /// Every capture record (one per finished capture attempt), sorted by attempt. Like
+    /// [`records`](Self::records), a stale listing only hides records, never invents them.
+    pub async fn capture_records(&self) -> Result<Vec<CaptureRecord>, ManifestError> {
+        let mut records = Vec::new();
+        for l in self.list(CHANGES_DIR).await? {
+            if !l.rel.ends_with(".json") {
+                continue;
+            }
+            if let Some(r) = self
+                .get_json::<CaptureRecord>(&l.rel, "capture record")
+                .await?
+            {
+                records.push(r);
+            }
+        }
+        records.sort_by(|a, b| a.attempt.cmp(&b.attempt));
         Ok(records)
     }
 
@@ -429,6 +465,11 @@ impl Snapshot {
     /// The data files present (listed, so possibly stale).
     pub async fn list_data_files(&self) -> Result<Vec<Listed>, ManifestError> {
         self.list(DATA_DIR).await
+    }
+
+    /// The change files and capture records present (listed, so possibly stale).
+    pub async fn list_change_objects(&self) -> Result<Vec<Listed>, ManifestError> {
+        self.list(CHANGES_DIR).await
     }
 
     /// Opens an object of the snapshot for reading.

@@ -132,6 +132,30 @@ pub async fn verify_manifest(snap: &Snapshot) -> Result<(Manifest, VerifyReport)
             }
         }
     }
+    if let Some(c) = &manifest.changes {
+        let rel = ots_format::layout::capture_record_path(&c.attempt);
+        let record = snap
+            .get_json::<ots_format::CaptureRecord>(&rel, "capture record")
+            .await?;
+        match record {
+            None => report.issue(
+                &rel,
+                "missing: the chosen capture attempt's record is not in the snapshot".into(),
+            ),
+            Some(r) => {
+                if r.files != c.files
+                    || r.counts != c.counts
+                    || r.end != c.consistency_point
+                    || r.snapshot_id != manifest.snapshot_id
+                {
+                    report.issue(
+                        &rel,
+                        "the capture record disagrees with the manifest's change set (files, counts or consistency point)".into(),
+                    );
+                }
+            }
+        }
+    }
     Ok((manifest, report))
 }
 
@@ -142,11 +166,16 @@ pub async fn verify_snapshot(
     progress: &dyn VerifyProgress,
 ) -> Result<VerifyReport, ManifestError> {
     let (manifest, mut report) = verify_manifest(snap).await?;
+    let all_files: Vec<&ots_format::FileEntry> = manifest
+        .files
+        .iter()
+        .chain(manifest.changes.iter().flat_map(|c| &c.files))
+        .collect();
     progress.started(
-        manifest.files.len() as u64,
-        manifest.files.iter().map(|f| f.bytes).sum(),
+        all_files.len() as u64,
+        all_files.iter().map(|f| f.bytes).sum(),
     );
-    for f in &manifest.files {
+    for f in all_files.iter().copied() {
         let Some(got) = snap.get(&f.path).await? else {
             report.issue(&f.path, "missing".to_string());
             progress.file_checked(0);
@@ -202,8 +231,15 @@ pub async fn verify_snapshot(
             Err(e) => report.issue(&f.path, format!("not a readable Parquet file: {e}")),
         }
     }
-    let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-    for l in snap.list_data_files().await? {
+    let listed: BTreeSet<&str> = all_files.iter().map(|f| f.path.as_str()).collect();
+    let mut present = snap.list_data_files().await?;
+    present.extend(
+        snap.list_change_objects()
+            .await?
+            .into_iter()
+            .filter(|l| l.rel.ends_with(".parquet")),
+    );
+    for l in present {
         if !listed.contains(l.rel.as_str()) {
             report.unlisted_files.push(l.rel);
         }

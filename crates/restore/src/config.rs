@@ -125,6 +125,9 @@ pub struct RestoreConfig {
     /// The memory the restore's data may hold, in MiB (`--memory-mb`), shared out by
     /// [`Self::memory_budget`].
     pub memory_mb: usize,
+    /// Restore the chain to this instant (µs since the epoch; `--as-of`): changes logged after it
+    /// are not replayed.
+    pub as_of_us: Option<i64>,
 }
 
 impl RestoreConfig {
@@ -153,6 +156,7 @@ impl RestoreConfig {
             resume: false,
             skip_verify: false,
             memory_mb: DEFAULT_MEMORY_MB,
+            as_of_us: None,
         }
     }
 

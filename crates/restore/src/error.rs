@@ -162,6 +162,13 @@ pub enum RestoreError {
     /// A reader or writer task panicked or could not be joined.
     #[error("a restore task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A chain of snapshots that cannot be restored: a link missing or uncommitted, windows that
+    /// do not meet, another stream or base.
+    #[error("cannot restore {id}: its chain is broken: {detail}")]
+    ChainBroken { id: String, detail: String },
+    /// A change file whose content is not what the format says.
+    #[error("reading changes of {path}: {detail}")]
+    Changes { path: String, detail: String },
     /// The writer tasks stopped before the readers were done (their own error is the cause).
     #[error("the writer tasks stopped")]
     WritersStopped,
@@ -189,7 +196,11 @@ impl RestoreError {
             | DeadLetterExists { .. }
             | DeadLetterLine { .. }
             | TableNotFound { .. } => ErrorKind::Usage,
-            SnapshotInvalid { .. } | SnapshotChanged { .. } | Order { .. } => ErrorKind::Mismatch,
+            SnapshotInvalid { .. }
+            | SnapshotChanged { .. }
+            | Order { .. }
+            | ChainBroken { .. }
+            | Changes { .. } => ErrorKind::Mismatch,
             Ots(e) if is_auth(e) => ErrorKind::Usage,
             Scan {
                 source: ScanError::Ots(e),

@@ -15,6 +15,7 @@
 //! puts with the original timestamps make repeating a file harmless.
 //! [`compare`] compares a snapshot with a live table (`verify --against-table`).
 
+pub mod chain;
 pub mod compare;
 pub mod config;
 pub mod dead_letter;
@@ -66,6 +67,9 @@ pub struct RestoreProgress {
     pub rows_filtered: AtomicU64,
     pub row_retries: AtomicU64,
     pub throttle_events: AtomicU64,
+    /// Changes read from change files, and applied (after the data files).
+    pub changes_read: AtomicU64,
+    pub changes_applied: AtomicU64,
     /// The verification before the restore (files and bytes read and hashed).
     pub verify: ots_manifest::verify::VerifyCounters,
 }
@@ -87,6 +91,11 @@ pub struct RestoreOutcome {
     pub auto_increment_note: Option<String>,
     pub dead_letter: Option<PathBuf>,
     pub warnings: Vec<String>,
+    /// The chain restored, base first (one id for a snapshot without captured changes).
+    pub chain: Vec<String>,
+    /// The instant the table was restored to exactly (RFC 3339 µs), when changes were replayed.
+    pub restored_as_of: Option<String>,
+    pub changes: Option<chain::ChainReplayStats>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -126,11 +135,22 @@ pub struct RestorePlan {
     pub dead_letter: PathBuf,
     pub auto_increment_note: Option<String>,
     pub warnings: Vec<String>,
+    /// The chain that would be restored, base first.
+    pub chain: Vec<String>,
+    /// Change files and changes that would be replayed after the data files.
+    pub change_files: u64,
+    pub changes: u64,
+    /// The instant the table would be restored to exactly, when changes are replayed.
+    pub restored_as_of: Option<String>,
 }
 
 /// Everything checked and decided before the first write.
 struct Prepared {
     manifest: Manifest,
+    /// The chain; its base's data files are `files`.
+    chain: chain::Chain,
+    /// File pins of every link, base first.
+    link_pins: Vec<Arc<FilePins>>,
     checkpoint: Checkpoint,
     pins: FilePins,
     target: Target,
@@ -151,7 +171,14 @@ async fn prepare(
 ) -> Result<Prepared, RestoreError> {
     cfg.validate()?;
     let id = snapshot.id();
-    let manifest = snapshot.read_manifest().await?;
+    let requested = snapshot.read_manifest().await?;
+    let mut chain = chain::resolve_chain(snapshot, requested).await?;
+    if let Some(t) = cfg.as_of_us {
+        chain.cut_at(t)?;
+    }
+    check_replay_options(cfg, &chain)?;
+    // The data files are the base's; the links add their changes.
+    let manifest = chain.base().manifest.clone();
     let selection = select_files(&manifest, cfg)?;
     // The journal before the (long) verification: a resume that cannot be done says so at once.
     let target_id = TargetIdentity::new(
@@ -183,20 +210,26 @@ async fn prepare(
         )),
         None => {}
     }
-    let pins = if cfg.skip_verify {
-        FilePins::unverified()
-    } else {
-        let (report, pins) = verify_and_pin(snapshot, verify_progress).await?;
-        if let Some(first) = report.issues.first() {
-            return Err(RestoreError::SnapshotInvalid {
-                id: id.to_string(),
-                issues: report.issues.len(),
-                first_path: first.path.clone(),
-                first_problem: first.problem.clone(),
-            });
-        }
-        pins
-    };
+    // Every link is verified before the first write.
+    let mut link_pins = Vec::with_capacity(chain.links.len());
+    for link in &chain.links {
+        let pins = if cfg.skip_verify {
+            FilePins::unverified()
+        } else {
+            let (report, pins) = verify_and_pin(&link.snapshot, verify_progress).await?;
+            if let Some(first) = report.issues.first() {
+                return Err(RestoreError::SnapshotInvalid {
+                    id: link.id().to_string(),
+                    issues: report.issues.len(),
+                    first_path: first.path.clone(),
+                    first_problem: first.problem.clone(),
+                });
+            }
+            pins
+        };
+        link_pins.push(Arc::new(pins));
+    }
+    let pins = (*link_pins[0]).clone();
 
     let mut skipped_by_checkpoint = FileCounts::default();
     let mut todo = Vec::new();
@@ -244,9 +277,20 @@ async fn prepare(
         dead_letter: cfg.dead_letter.clone(),
         auto_increment_note: target.auto_increment_note.clone(),
         warnings: target.warnings.clone(),
+        chain: chain.links.iter().map(|l| l.id().to_string()).collect(),
+        change_files: chain.change_files().count() as u64,
+        changes: chain
+            .links
+            .iter()
+            .filter_map(|l| l.changes())
+            .map(|c| c.counts.records())
+            .sum(),
+        restored_as_of: restored_as_of(cfg, &chain),
     };
     Ok(Prepared {
         manifest,
+        chain,
+        link_pins,
         checkpoint,
         pins,
         target,
@@ -254,6 +298,45 @@ async fn prepare(
         todo,
         plan,
     })
+}
+
+/// The instant a chain restore reaches exactly: `--as-of`, or the last link's consistency point.
+fn restored_as_of(cfg: &RestoreConfig, chain: &chain::Chain) -> Option<String> {
+    chain.last().t_c_us().map(|t| {
+        ots_format::time::rfc3339_micros(cfg.as_of_us.unwrap_or(t))
+    })
+}
+
+/// Replaying changes reproduces the source only with every cell as it was: no row or column
+/// filter, original timestamps, rows overwritten.
+fn check_replay_options(cfg: &RestoreConfig, chain: &chain::Chain) -> Result<(), RestoreError> {
+    if !chain.has_changes() {
+        return Ok(());
+    }
+    let mut refused = Vec::new();
+    if cfg.pk_range.is_some() {
+        refused.push("--start-key/--end-key");
+    }
+    if cfg.columns.is_some() {
+        refused.push("--columns");
+    }
+    if !cfg.partitions.is_empty() {
+        refused.push("--partition");
+    }
+    if cfg.timestamps != TimestampMode::Original {
+        refused.push("--timestamps other than original");
+    }
+    if cfg.mode.is_some_and(|m| m != WriteMode::Overwrite) {
+        refused.push("--mode other than overwrite");
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(RestoreError::Usage(format!(
+        "snapshot {} replays captured changes, which reproduce the table only whole: {} cannot be combined with it",
+        chain.last().id(),
+        refused.join(", ")
+    )))
 }
 
 /// Runs every check a restore runs before its first write, and says what it would do, writing
@@ -280,6 +363,8 @@ pub async fn run_restore(
 ) -> Result<RestoreOutcome, RestoreError> {
     let Prepared {
         manifest,
+        chain,
+        link_pins,
         mut checkpoint,
         pins,
         target,
@@ -307,7 +392,7 @@ pub async fn run_restore(
         .collect();
     Pipeline {
         client,
-        snapshot,
+        snapshot: &chain.base().snapshot,
         cfg,
         schema: Arc::new(manifest.schema.clone()),
         transform: Arc::new(RowTransform::new(cfg, &auto_cols, now_ms())),
@@ -317,6 +402,25 @@ pub async fn run_restore(
     }
     .run(&mut checkpoint)
     .await?;
+    // Then the changes, link after link: replay is idempotent, so a resumed restore repeats it.
+    let changes = if chain.has_changes() {
+        let budget = cfg.memory_budget();
+        Some(
+            chain::replay_chain(
+                client,
+                &cfg.table,
+                &chain,
+                &link_pins,
+                cfg.as_of_us,
+                cfg.concurrency,
+                budget.read_bytes / 2,
+                &progress,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
 
     let failed = progress.rows_failed.load(Ordering::Relaxed);
     Ok(RestoreOutcome {
@@ -334,6 +438,9 @@ pub async fn run_restore(
         auto_increment_note: target.auto_increment_note,
         dead_letter: (failed > 0).then(|| cfg.dead_letter.clone()),
         warnings: target.warnings,
+        chain: plan.chain,
+        restored_as_of: plan.restored_as_of,
+        changes,
     })
 }
 

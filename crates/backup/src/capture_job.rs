@@ -1,0 +1,181 @@
+//! One capture attempt: read the table's stream from the plan's start position to a consistency
+//! point T_c chosen now (after every split's scan has ended), write the changes to Parquet change
+//! files in replay order, then write the attempt's record (create-once). Like a split attempt, a
+//! capture attempt writes only names carrying its own attempt token, so a crash leaves nothing
+//! that a later attempt could mistake for its own; a resume runs a fresh attempt.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use ots_format::layout::change_file_path;
+use ots_format::time::{rfc3339, unix_micros};
+use ots_format::{
+    CapturePlan, CaptureRecord, ChangeCounts, FORMAT_VERSION, FileEntry, KeyPart, Plan,
+    random_token,
+};
+use ots_manifest::Snapshot;
+use ots_scan::{Capture, CaptureOptions};
+use ots_schema::changes::ChangeBatchBuilder;
+use ots_wire::OtsClient;
+use ots_wire::types::{PkColumn, cmp_primary_keys};
+use ots_writer::{ParquetFileWriter, ParquetOptions};
+
+use crate::{BackupError, Progress};
+
+pub(crate) struct CaptureJob {
+    pub client: OtsClient,
+    pub snapshot: Snapshot,
+    pub plan: Arc<Plan>,
+    pub capture: CapturePlan,
+    pub options: CaptureOptions,
+    pub parquet: ParquetOptions,
+    /// Changes buffered before they are encoded, in bytes.
+    pub batch_bytes: usize,
+    /// Row groups close at this many bytes.
+    pub row_group_bytes: usize,
+    pub progress: Arc<Progress>,
+}
+
+struct OpenChangeFile {
+    writer: ParquetFileWriter,
+    pk_min: Option<Vec<PkColumn>>,
+    pk_max: Option<Vec<PkColumn>>,
+    cells: u64,
+}
+
+impl CaptureJob {
+    pub(crate) async fn run(self) -> Result<CaptureRecord, BackupError> {
+        let attempt = random_token();
+        // T_c: now, after the scans. Everything logged up to it is in this snapshot.
+        let t_c_us = unix_micros(SystemTime::now()).max(self.capture.start.t_us);
+        let mut capture = Capture::open(
+            &self.client,
+            &self.capture.stream_id,
+            &self.capture.start,
+            t_c_us,
+            self.options,
+        )
+        .await?;
+        let pk = &self.plan.source.table.primary_key;
+        let mut builder = ChangeBatchBuilder::new(pk);
+        let mut counts = ChangeCounts::default();
+        let mut files: Vec<FileEntry> = Vec::new();
+        let mut open: Option<OpenChangeFile> = None;
+        let mut seq = 0u32;
+        while let Some(batch) = capture.next_batch().await? {
+            for change in &batch {
+                counts.add(change);
+                builder.push(change)?;
+                let f = match &mut open {
+                    Some(f) => f,
+                    None => open.insert(self.open_file(&attempt, seq, &builder)?),
+                };
+                track_keys(f, &change.primary_key, change.cells.len() as u64);
+            }
+            self.progress
+                .changes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if builder.buffered_bytes() >= self.batch_bytes
+                && let Some(f) = &mut open
+            {
+                let bytes = builder.buffered_bytes();
+                let rb = builder.finish()?;
+                f.writer.write_sized(&rb, bytes).await?;
+                if f.writer.estimated_bytes() >= self.parquet.target_file_bytes {
+                    if let Some(f) = open.take() {
+                        files.push(self.close_file(f).await?);
+                    }
+                    seq += 1;
+                }
+            }
+        }
+        if let Some(mut f) = open.take() {
+            if !builder.is_empty() {
+                let bytes = builder.buffered_bytes();
+                let rb = builder.finish()?;
+                f.writer.write_sized(&rb, bytes).await?;
+            }
+            files.push(self.close_file(f).await?);
+        }
+        let record = CaptureRecord {
+            format_version: FORMAT_VERSION,
+            snapshot_id: self.plan.snapshot_id.clone(),
+            attempt,
+            end: capture.end_position(),
+            files,
+            counts,
+            shards_read: capture.shards_read().to_vec(),
+            committed_at: rfc3339(SystemTime::now()),
+        };
+        self.snapshot.create_capture_record(&record).await?;
+        Ok(record)
+    }
+
+    fn open_file(
+        &self,
+        attempt: &str,
+        seq: u32,
+        builder: &ChangeBatchBuilder,
+    ) -> Result<OpenChangeFile, BackupError> {
+        let rel = change_file_path(attempt, seq);
+        let (store, object) = self.snapshot.object(&rel);
+        let writer = ParquetFileWriter::create(
+            store,
+            object,
+            rel,
+            builder.schema().clone(),
+            self.parquet.writer_properties()?,
+        )?
+        .with_row_group_bytes(self.row_group_bytes);
+        Ok(OpenChangeFile {
+            writer,
+            pk_min: None,
+            pk_max: None,
+            cells: 0,
+        })
+    }
+
+    async fn close_file(&self, f: OpenChangeFile) -> Result<FileEntry, BackupError> {
+        let written = f.writer.close().await?;
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
+        self.progress
+            .bytes_written
+            .fetch_add(written.bytes, Ordering::Relaxed);
+        let parts = |pk: Option<Vec<PkColumn>>| {
+            pk.unwrap_or_default()
+                .iter()
+                .map(KeyPart::from_column)
+                .collect::<Vec<_>>()
+        };
+        Ok(FileEntry {
+            path: written.path,
+            split: 0,
+            partition: Default::default(),
+            rows: written.rows,
+            cells: f.cells,
+            bytes: written.bytes,
+            sha256: written.sha256,
+            pk_min: parts(f.pk_min),
+            pk_max: parts(f.pk_max),
+        })
+    }
+}
+
+/// Keeps a change file's smallest and largest key (changes are in replay order, not key order).
+fn track_keys(f: &mut OpenChangeFile, key: &[PkColumn], cells: u64) {
+    f.cells += cells;
+    let values = |k: &[PkColumn]| k.iter().map(|c| c.value.as_ref()).collect::<Vec<_>>();
+    let smaller = f.pk_min.as_deref().is_none_or(|m| {
+        cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Less
+    });
+    if smaller {
+        f.pk_min = Some(key.to_vec());
+    }
+    let larger = f.pk_max.as_deref().is_none_or(|m| {
+        cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Greater
+    });
+    if larger {
+        f.pk_max = Some(key.to_vec());
+    }
+}

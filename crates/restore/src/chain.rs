@@ -1,0 +1,285 @@
+//! Chains of snapshots: a full link (scan + changes up to its T_c) followed by incrementals
+//! (changes from the parent's T_c to their own). Restoring link N means: the base's data files,
+//! then every link's change files from the base to N, in order — cut at `--as-of` if given.
+//!
+//! The chain is resolved and checked before anything is written: every link committed, each
+//! incremental's window starting exactly at its parent's consistency point on the same stream,
+//! one base for all.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use ots_format::time::rfc3339_micros;
+use ots_format::{ChangeSet, LinkKind};
+use ots_manifest::{FileEntry, Manifest, ManifestError, Snapshot};
+
+use crate::error::RestoreError;
+use crate::integrity::FilePins;
+
+/// One link: its snapshot, its manifest, and (once verified) the pins of its files.
+#[derive(Clone, Debug)]
+pub struct ChainLink {
+    pub snapshot: Snapshot,
+    pub manifest: Manifest,
+}
+
+impl ChainLink {
+    pub fn id(&self) -> &str {
+        self.snapshot.id()
+    }
+
+    pub fn changes(&self) -> Option<&ChangeSet> {
+        self.manifest.changes.as_ref()
+    }
+
+    /// The link's consistency point (µs), when it captured changes.
+    pub fn t_c_us(&self) -> Option<i64> {
+        self.changes().map(|c| c.consistency_point.t_us)
+    }
+}
+
+/// A base and its links in order; the last is the snapshot asked for.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub links: Vec<ChainLink>,
+}
+
+impl Chain {
+    pub fn base(&self) -> &ChainLink {
+        &self.links[0]
+    }
+
+    pub fn last(&self) -> &ChainLink {
+        &self.links[self.links.len() - 1]
+    }
+
+    /// Does restoring replay changes at all?
+    pub fn has_changes(&self) -> bool {
+        self.base().changes().is_some()
+    }
+
+    /// Every change file to replay, link by link, in order.
+    pub fn change_files(&self) -> impl Iterator<Item = (&ChainLink, &FileEntry)> {
+        self.links
+            .iter()
+            .flat_map(|l| l.changes().into_iter().flat_map(move |c| c.files.iter().map(move |f| (l, f))))
+    }
+
+    /// Keeps the links needed to reach `as_of_us`: up to the first whose T_c is at or after it.
+    /// An instant before the base's T_c (the scan is exact only from there) or after the last
+    /// link's T_c (nothing is known after it) is a usage error naming the range.
+    pub fn cut_at(&mut self, as_of_us: i64) -> Result<(), RestoreError> {
+        let (Some(first), Some(last)) = (self.base().t_c_us(), self.last().t_c_us()) else {
+            return Err(RestoreError::Usage(format!(
+                "--as-of needs a snapshot with captured changes; {} captured none (the table had no stream)",
+                self.last().id()
+            )));
+        };
+        if as_of_us < first || as_of_us > last {
+            return Err(RestoreError::Usage(format!(
+                "--as-of {} is outside what chain {}..{} can restore exactly: from {} (the base's consistency point) to {} (snapshot {}'s)",
+                rfc3339_micros(as_of_us),
+                self.base().id(),
+                self.last().id(),
+                rfc3339_micros(first),
+                rfc3339_micros(last),
+                self.last().id()
+            )));
+        }
+        if let Some(n) = self
+            .links
+            .iter()
+            .position(|l| l.t_c_us().is_some_and(|t| t >= as_of_us))
+        {
+            self.links.truncate(n + 1);
+        }
+        Ok(())
+    }
+
+    /// Windows contiguous, one stream, one base; every link's base names the chain's base.
+    fn check(&self) -> Result<(), RestoreError> {
+        let base = self.base();
+        let broken = |detail: String| {
+            Err(RestoreError::ChainBroken {
+                id: self.last().id().to_string(),
+                detail,
+            })
+        };
+        if let Some(c) = base.changes()
+            && c.kind != LinkKind::Full
+        {
+            return broken(format!("the chain starts at {}, which is not a full snapshot", base.id()));
+        }
+        for w in self.links.windows(2) {
+            let (parent, child) = (&w[0], &w[1]);
+            let (Some(p), Some(c)) = (parent.changes(), child.changes()) else {
+                return broken(format!(
+                    "{} and {} must both hold captured changes",
+                    parent.id(),
+                    child.id()
+                ));
+            };
+            if c.parent.as_deref() != Some(parent.id()) {
+                return broken(format!("{} does not name {} as its parent", child.id(), parent.id()));
+            }
+            if c.stream_id != p.stream_id {
+                return broken(format!(
+                    "{} read stream {}, its parent {} read stream {}",
+                    child.id(),
+                    c.stream_id,
+                    parent.id(),
+                    p.stream_id
+                ));
+            }
+            if c.start != p.consistency_point {
+                return broken(format!(
+                    "{}'s window starts at {}, not at its parent {}'s consistency point {}: the windows are not contiguous",
+                    child.id(),
+                    c.start.time,
+                    parent.id(),
+                    p.consistency_point.time
+                ));
+            }
+            if c.base != base.id() {
+                return broken(format!(
+                    "{} names {} as its base, the chain's base is {}",
+                    child.id(),
+                    c.base,
+                    base.id()
+                ));
+            }
+            if child.manifest.source.table.primary_key != base.manifest.source.table.primary_key {
+                return broken(format!(
+                    "{} and the base {} have different primary keys",
+                    child.id(),
+                    base.id()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chain ending at `snapshot` (whose manifest is `manifest`): its parents are read from the
+/// same destination, following `changes.parent` back to the full link. A snapshot without
+/// captured changes, or a full link, is a chain of one.
+pub async fn resolve_chain(snapshot: &Snapshot, manifest: Manifest) -> Result<Chain, RestoreError> {
+    let mut links = vec![ChainLink {
+        snapshot: snapshot.clone(),
+        manifest,
+    }];
+    loop {
+        let head = &links[links.len() - 1];
+        let Some(c) = head.changes() else { break };
+        if c.kind == LinkKind::Full {
+            break;
+        }
+        let Some(parent_id) = c.parent.clone() else {
+            return Err(RestoreError::ChainBroken {
+                id: snapshot.id().to_string(),
+                detail: format!("incremental {} names no parent", head.id()),
+            });
+        };
+        if links.iter().any(|l| l.id() == parent_id) || links.len() > 100_000 {
+            return Err(RestoreError::ChainBroken {
+                id: snapshot.id().to_string(),
+                detail: format!("the chain loops back to {parent_id}"),
+            });
+        }
+        let parent = snapshot.sibling(&parent_id);
+        let pm = parent.read_manifest().await.map_err(|e| match e {
+            ManifestError::NotFound { .. } => RestoreError::ChainBroken {
+                id: snapshot.id().to_string(),
+                detail: format!(
+                    "link {parent_id} (the parent of {}) is not committed under {}: it was deleted or never finished",
+                    head.id(),
+                    snapshot.destination_url()
+                ),
+            },
+            other => other.into(),
+        })?;
+        links.push(ChainLink {
+            snapshot: parent,
+            manifest: pm,
+        });
+    }
+    links.reverse();
+    let chain = Chain { links };
+    chain.check()?;
+    Ok(chain)
+}
+
+/// What replaying a chain's changes did.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ChainReplayStats {
+    pub links: u64,
+    pub change_files: u64,
+    pub changes_applied: u64,
+    pub changes_after_as_of: u64,
+}
+
+/// Replays every change file of `chain` (already verified, with `pins` per link) into `table`,
+/// link after link, skipping changes after `as_of_us`.
+pub(crate) async fn replay_chain(
+    client: &ots_wire::OtsClient,
+    table: &str,
+    chain: &Chain,
+    pins: &[Arc<FilePins>],
+    as_of_us: Option<i64>,
+    concurrency: usize,
+    decoded_budget: usize,
+    progress: &crate::RestoreProgress,
+) -> Result<ChainReplayStats, RestoreError> {
+    use std::sync::atomic::Ordering;
+    let pk = &chain.base().manifest.source.table.primary_key;
+    let reader = ots_schema::changes::ChangeReader::new(pk);
+    let mut applier = crate::replay::ChangeApplier::new(
+        client.clone(),
+        table.to_string(),
+        crate::replay::ReplayOptions {
+            concurrency,
+            as_of_us,
+            ..Default::default()
+        },
+    );
+    let mut stats = ChainReplayStats::default();
+    for (i, link) in chain.links.iter().enumerate() {
+        stats.links += 1;
+        let Some(c) = link.changes() else { continue };
+        for f in &c.files {
+            let (store, path) = link.snapshot.object(&f.path);
+            let pin = pins
+                .get(i)
+                .map(|p| p.pin(&path))
+                .unwrap_or(crate::integrity::FilePin::FirstRead);
+            let source =
+                crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin).await?;
+            let (mut batches, _) = source
+                .batches_within(decoded_budget, 8192)
+                .await
+                .map_err(|e| RestoreError::parquet(&f.path, e))?;
+            while let Some(batch) = batches
+                .try_next()
+                .await
+                .map_err(|e| RestoreError::parquet(&f.path, e))?
+            {
+                let changes = reader.read_batch(&batch).map_err(|e| RestoreError::Changes {
+                    path: link.snapshot.url_of(&f.path),
+                    detail: e.to_string(),
+                })?;
+                progress
+                    .changes_read
+                    .fetch_add(changes.len() as u64, Ordering::Relaxed);
+                applier.apply(changes).await?;
+            }
+            stats.change_files += 1;
+        }
+    }
+    let r = applier.finish().await?;
+    stats.changes_applied = r.applied();
+    stats.changes_after_as_of = r.skipped_after_as_of;
+    progress
+        .changes_applied
+        .store(stats.changes_applied, Ordering::Relaxed);
+    Ok(stats)
+}

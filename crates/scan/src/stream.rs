@@ -1,0 +1,494 @@
+//! Reading a table's change log (the Stream API) between two points in time.
+//!
+//! A [`Capture`] reads every shard of a stream from a [`StreamPosition`] up to a consistency point
+//! T_c, parent shards before their children (stream fact sheet §4), and hands out the records as
+//! owned [`Change`]s, one GetStreamRecord response at a time, so memory is bounded by one response.
+//! When it is done, [`Capture::end_position`] gives T_c with a checkpoint per shard: where the next
+//! capture (an incremental snapshot) continues.
+//!
+//! The window is `(start.t_us, t_c_us]` on the records' write times. A shard stops at its first
+//! record after T_c (its checkpoint is the iterator that returned that record, so the next window
+//! re-reads the response and skips what it already has), at its end (finished), or when it is
+//! caught up on a read sent after T_c + `settle` (the service stamps records with its own clock; the
+//! settle time covers records of writes still in flight at T_c).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use ots_format::time::{rfc3339_micros, unix_micros};
+use ots_format::{Change, ChangeOp, ShardCheckpoint, StreamPosition};
+use ots_wire::OtsClient;
+use ots_wire::OtsError;
+use ots_wire::pb;
+use ots_wire::plainbuffer::decode_single_row;
+use ots_wire::types::{CellOp, ColumnUpdate, PkColumn, RecordSequence};
+
+/// What can go wrong reading a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Ots(#[from] OtsError),
+    /// The position to read from is past the stream's retention window: the records between it
+    /// and the oldest one kept are gone, and only a new full snapshot recovers.
+    #[error(
+        "the stream position of shard {shard} has been trimmed (past the stream's retention): the changes since it are gone; take a new full snapshot"
+    )]
+    Trimmed { shard: String, source: OtsError },
+    /// A response that breaks the Stream API's contract.
+    #[error("GetStreamRecord on shard {shard} broke the protocol: {detail}")]
+    Protocol { shard: String, detail: String },
+}
+
+impl StreamError {
+    pub fn is_trimmed(&self) -> bool {
+        matches!(self, StreamError::Trimmed { .. })
+    }
+}
+
+/// The stream of a table, if it has one enabled.
+pub async fn table_stream(client: &OtsClient, table: &str) -> Result<Option<String>, OtsError> {
+    let desc = client.describe_table(table).await?;
+    Ok(desc
+        .stream_details
+        .filter(|d| d.enable_stream)
+        .and_then(|d| d.stream_id))
+}
+
+/// Every shard of a stream, through DescribeStream's pages.
+pub async fn list_shards(
+    client: &OtsClient,
+    stream_id: &str,
+) -> Result<Vec<pb::StreamShard>, OtsError> {
+    let mut shards = Vec::new();
+    let mut start: Option<String> = None;
+    let mut seen = HashSet::new();
+    loop {
+        let resp = client
+            .describe_stream(&pb::DescribeStreamRequest {
+                stream_id: stream_id.to_string(),
+                inclusive_start_shard_id: start.clone(),
+                shard_limit: Some(100),
+            })
+            .await?;
+        for s in resp.shards {
+            if seen.insert(s.shard_id.clone()) {
+                shards.push(s);
+            }
+        }
+        match resp.next_shard_id {
+            // A page that names its own start as the next one would loop forever.
+            Some(next) if Some(&next) != start.as_ref() => start = Some(next),
+            _ => return Ok(shards),
+        }
+    }
+}
+
+/// The position "now" for a capture that starts at `t_us`: an iterator per shard positioned by
+/// time. Taken before a full snapshot's scan begins.
+pub async fn position_at(
+    client: &OtsClient,
+    stream_id: &str,
+    t_us: i64,
+) -> Result<StreamPosition, StreamError> {
+    let mut checkpoints = Vec::new();
+    for shard in list_shards(client, stream_id).await? {
+        let iterator = client
+            .get_shard_iterator(stream_id, &shard.shard_id, Some(t_us))
+            .await
+            .map_err(|e| trimmed_or(e, &shard.shard_id))?;
+        checkpoints.push(ShardCheckpoint {
+            shard_id: shard.shard_id,
+            iterator: Some(iterator),
+        });
+    }
+    Ok(StreamPosition {
+        t_us,
+        time: rfc3339_micros(t_us),
+        checkpoints,
+    })
+}
+
+/// Checks that every unfinished checkpoint of `position` can still be read (one record), so that an
+/// incremental fails before it writes anything when its parent's position has been trimmed.
+pub async fn check_readable(
+    client: &OtsClient,
+    position: &StreamPosition,
+) -> Result<(), StreamError> {
+    for cp in &position.checkpoints {
+        if let Some(it) = &cp.iterator {
+            client
+                .get_stream_record(it, Some(1))
+                .await
+                .map_err(|e| trimmed_or(e, &cp.shard_id))?;
+        }
+    }
+    Ok(())
+}
+
+fn trimmed_or(e: OtsError, shard: &str) -> StreamError {
+    if e.is_trimmed() {
+        StreamError::Trimmed {
+            shard: shard.to_string(),
+            source: e,
+        }
+    } else {
+        StreamError::Ots(e)
+    }
+}
+
+/// How a capture reads.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureOptions {
+    /// Records per GetStreamRecord.
+    pub limit: i32,
+    /// How long after T_c a caught-up shard is trusted to hold every record up to T_c.
+    pub settle: Duration,
+    /// Pause between reads of a caught-up shard while waiting for T_c + settle.
+    pub poll: Duration,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            limit: 1000,
+            settle: Duration::from_secs(1),
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Counters a capture keeps for progress displays.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureStats {
+    pub requests: u64,
+    pub records: u64,
+    pub skipped_before_start: u64,
+    pub record_bytes: u64,
+}
+
+struct ShardState {
+    shard_id: String,
+    parents: Vec<String>,
+    /// Where reading continues; `None` once the shard is finished.
+    iterator: Option<String>,
+    done: bool,
+    /// The shard was read to its end (in this capture or before it).
+    finished: bool,
+    /// DescribeStream still lists it (a finished shard that is not listed is dropped from the end
+    /// position: it has nothing more to give).
+    listed: bool,
+    last: Option<RecordSequence>,
+}
+
+/// One capture of a stream's records in `(start.t_us, t_c_us]`.
+pub struct Capture<'c> {
+    client: &'c OtsClient,
+    stream_id: String,
+    start_t_us: i64,
+    t_c_us: i64,
+    /// When a caught-up read proves the shard complete up to T_c (wall clock).
+    settled_at: Instant,
+    options: CaptureOptions,
+    shards: Vec<ShardState>,
+    /// Shard ids in the order they were read.
+    read_order: Vec<String>,
+    current: Option<usize>,
+    next_ordinal: u64,
+    stats: CaptureStats,
+}
+
+impl<'c> Capture<'c> {
+    /// Lists the stream's shards and prepares to read from `start` up to `t_c_us`. Shards in
+    /// `start` that are no longer listed are still read from their checkpoints (their records may
+    /// have been trimmed: that is an error, not a silent gap).
+    pub async fn open(
+        client: &'c OtsClient,
+        stream_id: &str,
+        start: &StreamPosition,
+        t_c_us: i64,
+        options: CaptureOptions,
+    ) -> Result<Capture<'c>, StreamError> {
+        let listed = list_shards(client, stream_id).await?;
+        let from: HashMap<&str, &ShardCheckpoint> = start
+            .checkpoints
+            .iter()
+            .map(|c| (c.shard_id.as_str(), c))
+            .collect();
+        let mut shards = Vec::new();
+        let listed_ids: HashSet<&str> = listed.iter().map(|s| s.shard_id.as_str()).collect();
+        for cp in &start.checkpoints {
+            if !listed_ids.contains(cp.shard_id.as_str()) {
+                shards.push(ShardState {
+                    shard_id: cp.shard_id.clone(),
+                    parents: Vec::new(),
+                    iterator: cp.iterator.clone(),
+                    done: cp.finished(),
+                    finished: cp.finished(),
+                    listed: false,
+                    last: None,
+                });
+            }
+        }
+        for s in &listed {
+            let parents = [&s.parent_id, &s.parent_sibling_id]
+                .into_iter()
+                .flatten()
+                .filter(|p| listed_ids.contains(p.as_str()) || from.contains_key(p.as_str()))
+                .cloned()
+                .collect();
+            let (iterator, finished) = match from.get(s.shard_id.as_str()) {
+                Some(cp) => (cp.iterator.clone(), cp.finished()),
+                None => (None, false),
+            };
+            shards.push(ShardState {
+                shard_id: s.shard_id.clone(),
+                parents,
+                iterator,
+                done: finished,
+                finished,
+                listed: true,
+                last: None,
+            });
+        }
+        let wait = u64::try_from(t_c_us.saturating_sub(unix_micros(std::time::SystemTime::now())))
+            .unwrap_or(0);
+        Ok(Capture {
+            client,
+            stream_id: stream_id.to_string(),
+            start_t_us: start.t_us,
+            t_c_us,
+            settled_at: Instant::now() + Duration::from_micros(wait) + options.settle,
+            options,
+            shards,
+            read_order: Vec::new(),
+            current: None,
+            next_ordinal: 0,
+            stats: CaptureStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> CaptureStats {
+        self.stats
+    }
+
+    /// The shards read so far, in order.
+    pub fn shards_read(&self) -> &[String] {
+        &self.read_order
+    }
+
+    /// The next response's worth of changes (possibly empty), or `None` when every shard that can
+    /// be read in this window has been.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<Change>>, StreamError> {
+        loop {
+            let Some(i) = self.pick_shard() else {
+                return Ok(None);
+            };
+            if self.shards[i].iterator.is_none() {
+                // Not in the start position: read it from its beginning.
+                let it = self
+                    .client
+                    .get_shard_iterator(&self.stream_id, &self.shards[i].shard_id, None)
+                    .await
+                    .map_err(|e| trimmed_or(e, &self.shards[i].shard_id))?;
+                self.shards[i].iterator = Some(it);
+            }
+            let batch = self.read_once(i).await?;
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    /// T_c and a checkpoint per shard: finished shards with no iterator, stopped ones with the
+    /// iterator to continue from. Shards this window could not reach (children of a shard that
+    /// stopped at T_c) are left out, so the next window reads them from their start.
+    pub fn end_position(&self) -> StreamPosition {
+        let checkpoints = self
+            .shards
+            .iter()
+            .filter(|s| s.done && (s.listed || !s.finished))
+            .map(|s| ShardCheckpoint {
+                shard_id: s.shard_id.clone(),
+                iterator: if s.finished {
+                    None
+                } else {
+                    s.iterator.clone()
+                },
+            })
+            .collect();
+        StreamPosition {
+            t_us: self.t_c_us,
+            time: rfc3339_micros(self.t_c_us),
+            checkpoints,
+        }
+    }
+
+    /// The shard being read, or the next one whose parents have all finished.
+    fn pick_shard(&mut self) -> Option<usize> {
+        if let Some(i) = self.current
+            && !self.shards[i].done
+        {
+            return Some(i);
+        }
+        let finished: HashSet<&str> = self
+            .shards
+            .iter()
+            .filter(|s| s.finished)
+            .map(|s| s.shard_id.as_str())
+            .collect();
+        let next = self.shards.iter().position(|s| {
+            !s.done
+                && s.parents
+                    .iter()
+                    .all(|p| finished.contains(p.as_str()))
+        });
+        if let Some(i) = next {
+            self.read_order.push(self.shards[i].shard_id.clone());
+        }
+        self.current = next;
+        next
+    }
+
+    async fn read_once(&mut self, i: usize) -> Result<Vec<Change>, StreamError> {
+        let shard_id = self.shards[i].shard_id.clone();
+        let Some(iterator) = self.shards[i].iterator.clone() else {
+            return Err(StreamError::Protocol {
+                shard: shard_id,
+                detail: "no iterator to read from".into(),
+            });
+        };
+        let sent_at = Instant::now();
+        let resp = self
+            .client
+            .get_stream_record(&iterator, Some(self.options.limit))
+            .await
+            .map_err(|e| trimmed_or(e, &shard_id))?;
+        self.stats.requests += 1;
+        let mut changes = Vec::with_capacity(resp.stream_records.len());
+        let caught_up = resp.stream_records.is_empty();
+        for rec in &resp.stream_records {
+            self.stats.record_bytes += rec.record.len() as u64;
+            let change = decode_record(&shard_id, rec, self.next_ordinal)?;
+            let seq = change.sequence;
+            if let Some(last) = self.shards[i].last
+                && seq <= last
+            {
+                return Err(StreamError::Protocol {
+                    shard: shard_id,
+                    detail: format!(
+                        "record sequence {seq:?} does not come after the previous one {last:?}"
+                    ),
+                });
+            }
+            self.shards[i].last = Some(seq);
+            if seq.timestamp_us > self.t_c_us {
+                // Past T_c: stop here; the next window re-reads this response from `iterator`.
+                self.shards[i].done = true;
+                return Ok(changes);
+            }
+            if seq.timestamp_us <= self.start_t_us {
+                self.stats.skipped_before_start += 1;
+                continue;
+            }
+            self.stats.records += 1;
+            self.next_ordinal += 1;
+            changes.push(change);
+        }
+        match resp.next_shard_iterator {
+            None => {
+                self.shards[i].iterator = None;
+                self.shards[i].finished = true;
+                self.shards[i].done = true;
+            }
+            Some(next) => {
+                if caught_up {
+                    if sent_at >= self.settled_at {
+                        self.shards[i].iterator = Some(next);
+                        self.shards[i].done = true;
+                    } else {
+                        self.shards[i].iterator = Some(next);
+                        tokio::time::sleep(self.options.poll).await;
+                    }
+                } else {
+                    self.shards[i].iterator = Some(next);
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// One stream record as a [`Change`]: the row decoded with every checksum checked, the extension's
+/// sequence required, the cells checked against the action.
+pub fn decode_record(
+    shard: &str,
+    rec: &pb::get_stream_record_response::StreamRecord,
+    ordinal: u64,
+) -> Result<Change, StreamError> {
+    let bad = |detail: String| StreamError::Protocol {
+        shard: shard.to_string(),
+        detail,
+    };
+    let op = ChangeOp::from_action_type(rec.action_type)
+        .ok_or_else(|| bad(format!("unknown action type {}", rec.action_type)))?;
+    let row = decode_single_row(&rec.record)
+        .map_err(|e| bad(format!("record does not decode: {e}")))?
+        .ok_or_else(|| bad("empty record".into()))?;
+    let sequence = row
+        .sequence
+        .ok_or_else(|| bad("record has no sequence (extension block)".into()))?;
+    if row.primary_key.is_empty() {
+        return Err(bad("record has no primary key".into()));
+    }
+    let primary_key = row
+        .primary_key
+        .iter()
+        .map(|c| PkColumn::new(c.name, c.value.to_owned()))
+        .collect();
+    let mut cells = Vec::with_capacity(row.cells.len());
+    for c in &row.cells {
+        let name = c.name.to_string();
+        let update = match (c.op, c.value, c.timestamp) {
+            (None, Some(v), Some(ts)) => ColumnUpdate::Put {
+                name,
+                value: v.to_owned(),
+                timestamp: Some(ts),
+            },
+            (Some(CellOp::DeleteOneVersion), None, Some(ts)) if op == ChangeOp::UpdateRow => {
+                ColumnUpdate::DeleteOneVersion {
+                    name,
+                    timestamp: ts,
+                }
+            }
+            (Some(CellOp::DeleteAllVersions), None, None) if op == ChangeOp::UpdateRow => {
+                ColumnUpdate::DeleteAllVersions { name }
+            }
+            _ => {
+                return Err(bad(format!(
+                    "{} record cell '{}' has an unexpected shape (op {:?}, value {}, timestamp {})",
+                    op.as_str(),
+                    c.name,
+                    c.op,
+                    if c.value.is_some() { "set" } else { "absent" },
+                    if c.timestamp.is_some() {
+                        "set"
+                    } else {
+                        "absent"
+                    },
+                )));
+            }
+        };
+        cells.push(update);
+    }
+    if op == ChangeOp::DeleteRow && !cells.is_empty() {
+        return Err(bad("DELETE_ROW record carries cells".into()));
+    }
+    Ok(Change {
+        ordinal,
+        shard: shard.to_string(),
+        sequence,
+        op,
+        primary_key,
+        cells,
+    })
+}

@@ -10,6 +10,7 @@ use prost::Message;
 use crate::error::{ApiError, ApiResult};
 use crate::schema::{self, MAX_TABLES, Options, TableDef};
 use crate::store::{Key, StoredRow, Visibility};
+use crate::stream::{self, StreamLog};
 
 /// GetRange page caps (fact sheet §5.5). Tests shrink them to reach the caps with little data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,13 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A handler's answer: the encoded response body and the capacity it consumed.
 pub(crate) struct Reply {
     pub body: Vec<u8>,
@@ -70,7 +78,8 @@ pub(crate) struct TableState {
     pub write_cu: i32,
     pub last_increase_s: i64,
     pub last_decrease_s: Option<i64>,
-    pub stream: Option<pb::StreamSpecification>,
+    /// The change log while the table's stream is enabled.
+    pub stream: Option<StreamLog>,
     pub rows: BTreeMap<Key, StoredRow>,
     names: HashSet<Arc<str>>,
     pub last_auto_increment: i64,
@@ -108,6 +117,8 @@ impl Table {
 pub(crate) struct Engine {
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     pub limits: PageLimits,
+    /// Split every open stream shard after this many logged records (`--stream-split-every`).
+    pub stream_split_every: Option<u64>,
 }
 
 pub(crate) fn decode<M: Message + Default>(body: &[u8], what: &str) -> ApiResult<M> {
@@ -134,7 +145,14 @@ pub(crate) fn cu(bytes: usize) -> u64 {
 pub(crate) fn action_kind(action: &str) -> crate::faults::CuKind {
     use crate::faults::CuKind;
     match action {
-        "GetRow" | "BatchGetRow" | "GetRange" | "ComputeSplitPointsBySize" => CuKind::Read,
+        "GetRow"
+        | "BatchGetRow"
+        | "GetRange"
+        | "ComputeSplitPointsBySize"
+        | "ListStream"
+        | "DescribeStream"
+        | "GetShardIterator"
+        | "GetStreamRecord" => CuKind::Read,
         "PutRow" | "UpdateRow" | "DeleteRow" | "BatchWriteRow" => CuKind::Write,
         _ => CuKind::Table,
     }
@@ -146,11 +164,37 @@ pub(crate) fn action_kind(action: &str) -> crate::faults::CuKind {
 pub(crate) type RowFaults<'a> = &'a dyn Fn(&[&[ots_wire::types::PkValue]]) -> Vec<Option<ApiError>>;
 
 impl Engine {
-    pub fn new(limits: PageLimits) -> Self {
+    pub fn new(limits: PageLimits, stream_split_every: Option<u64>) -> Self {
         Engine {
             tables: RwLock::new(BTreeMap::new()),
             limits,
+            stream_split_every,
         }
+    }
+
+    /// Every table, in name order (a snapshot: the map's lock is not held afterwards).
+    pub fn all_tables(&self) -> Vec<Arc<Table>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn new_stream_log(
+        &self,
+        table: &str,
+        expiration_hours: i32,
+        spec: &pb::StreamSpecification,
+    ) -> StreamLog {
+        StreamLog::new(
+            table,
+            now_us(),
+            expiration_hours,
+            spec.columns_to_get.clone(),
+            self.stream_split_every,
+        )
     }
 
     pub fn table(&self, name: &str) -> ApiResult<Arc<Table>> {
@@ -190,6 +234,12 @@ impl Engine {
             "ComputeSplitPointsBySize" => {
                 self.compute_split_points(&decode(body, "ComputeSplitPointsBySizeRequest")?)
             }
+            "ListStream" => self.list_stream(&decode(body, "ListStreamRequest")?),
+            "DescribeStream" => self.describe_stream(&decode(body, "DescribeStreamRequest")?),
+            "GetShardIterator" => {
+                self.get_shard_iterator(&decode(body, "GetShardIteratorRequest")?)
+            }
+            "GetStreamRecord" => self.get_stream_record(&decode(body, "GetStreamRecordRequest")?),
             other => Err(ApiError::param(format!(
                 "Unsupported operation: '{other}'."
             ))),
@@ -198,8 +248,13 @@ impl Engine {
 
     fn create_table(&self, req: &pb::CreateTableRequest) -> ApiResult<Reply> {
         let now = now_ms();
-        let (def, options) = schema::validate_create(req, now)?;
+        let (def, options) = schema::validate_create(req)?;
         let cu = &req.reserved_throughput.capacity_unit;
+        let stream = match &req.stream_spec {
+            Some(spec) => stream::validate_spec(spec)?
+                .map(|hours| self.new_stream_log(&def.name, hours, spec)),
+            None => None,
+        };
         let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
         if tables.contains_key(&def.name) {
             return Err(ApiError::table_already_exists());
@@ -217,7 +272,7 @@ impl Engine {
             write_cu: cu.write.unwrap_or(0),
             last_increase_s: now / 1000,
             last_decrease_s: None,
-            stream: def.stream.clone(),
+            stream,
             rows: BTreeMap::new(),
             names: HashSet::new(),
             last_auto_increment: 0,
@@ -261,7 +316,7 @@ impl Engine {
             table_options: st.options.to_pb(),
             // Always sent: golang/protobuf 1.3 treats it as required.
             table_status: Some(pb::TableStatus::Active as i32),
-            stream_details: stream_details(&table.def, &st),
+            stream_details: Some(stream_details(&st)),
             shard_splits: Vec::new(),
             sse_details: None,
             index_metas: table.def.index_metas.clone(),
@@ -278,6 +333,10 @@ impl Engine {
         if let Some(o) = &req.table_options {
             schema::apply_options(&mut options, o)?;
         }
+        let stream_change = match &req.stream_spec {
+            Some(spec) => Some((stream::validate_spec(spec)?, spec)),
+            None => None,
+        };
         if let Some(rt) = &req.reserved_throughput {
             schema::check_capacity(&rt.capacity_unit)?;
             let now_s = now_ms() / 1000;
@@ -293,14 +352,25 @@ impl Engine {
             st.read_cu = new_r;
             st.write_cu = new_w;
         }
-        if let Some(s) = &req.stream_spec {
-            st.stream = Some(s.clone());
+        match stream_change {
+            None => {}
+            // Disabling drops the log.
+            Some((None, _)) => st.stream = None,
+            // Enabling an enabled stream keeps its id and log and changes the expiration.
+            Some((Some(hours), spec)) => match st.stream.as_mut() {
+                Some(log) => {
+                    log.expiration_hours = hours;
+                    log.columns_to_get = spec.columns_to_get.clone();
+                }
+                // (Re-)enabling starts a new stream with a new id.
+                None => st.stream = Some(self.new_stream_log(&table.def.name, hours, spec)),
+            },
         }
         st.options = options;
         let resp = pb::UpdateTableResponse {
             reserved_throughput_details: throughput_details(&st),
             table_options: st.options.to_pb(),
-            stream_details: stream_details(&table.def, &st),
+            stream_details: Some(stream_details(&st)),
         };
         Ok(Reply::new(&resp, 0, 0))
     }
@@ -317,14 +387,16 @@ fn throughput_details(st: &TableState) -> pb::ReservedThroughputDetails {
     }
 }
 
-fn stream_details(def: &TableDef, st: &TableState) -> Option<pb::StreamDetails> {
-    st.stream.as_ref().map(|s| pb::StreamDetails {
-        enable_stream: s.enable_stream,
-        stream_id: s
-            .enable_stream
-            .then(|| format!("{}_{}", def.name, def.created_ms)),
-        expiration_time: s.expiration_time,
-        last_enable_time: s.enable_stream.then_some(def.created_ms * 1000),
-        column_to_get: s.columns_to_get.clone(),
-    })
+/// Always sent; `enable_stream: false` (and nothing else) without a stream.
+fn stream_details(st: &TableState) -> pb::StreamDetails {
+    match &st.stream {
+        Some(log) => log.details(),
+        None => pb::StreamDetails {
+            enable_stream: false,
+            stream_id: None,
+            expiration_time: None,
+            last_enable_time: None,
+            column_to_get: Vec::new(),
+        },
+    }
 }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod encode;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ mod rows;
 mod schema;
 mod server;
 mod store;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,6 +57,7 @@ impl Emulator {
             credentials: Vec::new(),
             faults: FaultConfig::default(),
             limits: PageLimits::default(),
+            stream_split_every: None,
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct EmulatorBuilder {
     credentials: Vec<(String, String)>,
     faults: FaultConfig,
     limits: PageLimits,
+    stream_split_every: Option<u64>,
 }
 
 impl EmulatorBuilder {
@@ -124,6 +128,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Splits every open stream shard after every `n` logged records of a table (0 = never, the
+    /// default), so that shard splits happen on their own during a run.
+    pub fn stream_split_every(mut self, n: u64) -> Self {
+        self.stream_split_every = (n > 0).then_some(n);
+        self
+    }
+
     /// Binds and starts serving on the current Tokio runtime.
     pub async fn start(self) -> Result<EmulatorHandle, StartError> {
         if !schema::is_valid_instance_name(&self.instance) {
@@ -153,7 +164,7 @@ impl EmulatorBuilder {
         let shared = Arc::new(Shared {
             instance: self.instance.clone(),
             credentials: self.credentials.into_iter().collect::<HashMap<_, _>>(),
-            engine: Engine::new(self.limits),
+            engine: Engine::new(self.limits, self.stream_split_every),
             faults: FaultState::new(self.faults),
             counters: Counters::default(),
         });
@@ -226,11 +237,33 @@ impl EmulatorHandle {
             for row in iter.by_ref().take(4096) {
                 let bytes = ots_wire::plainbuffer::encode_put_row(&row);
                 let op = rows::prepare(&t.def, rows::WriteKind::Put, &bytes, &ignore, None)?;
+                if let Some(log) = st.stream.as_mut() {
+                    log.begin_write();
+                }
                 rows::apply(&t.def, &mut st, op, now)?;
                 written += 1;
             }
         }
         Ok(written)
+    }
+
+    /// Drops every record of `table`'s stream written before `before_us` (µs since the epoch), as
+    /// retention would. Returns how many records were dropped.
+    pub fn trim_stream(&self, table: &str, before_us: i64) -> Result<usize, String> {
+        self.shared.engine.trim_stream(table, before_us)
+    }
+
+    /// Closes every open shard of `table`'s stream and opens two children for each (`parent_id` =
+    /// the closed shard) that split its key space; later writes of one primary key go to exactly one
+    /// child. Returns the new shard ids.
+    pub fn split_stream_shards(&self, table: &str) -> Result<Vec<String>, String> {
+        self.shared.engine.split_stream_shards(table)
+    }
+
+    /// How many records `table`'s stream keeps (all shards); `None` when it has no stream (or the
+    /// table does not exist).
+    pub fn stream_records(&self, table: &str) -> Option<usize> {
+        self.shared.engine.stream_records(table)
     }
 
     /// Stops accepting, closes every connection, and waits for the accept loop to end.

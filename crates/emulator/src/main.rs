@@ -64,6 +64,11 @@ struct Args {
     /// `next_token` (the protocol allows it; the service's documented default returns whole rows).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     wide_row_token_cells: Option<u64>,
+    /// Split every open stream shard of a table after every N records its stream logs, so that
+    /// shard splits happen on their own during a run (0, the default, never splits). Shards can also
+    /// be split on demand with the signed admin action `POST /AdminSplitStreamShards`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    stream_split_every: u64,
 }
 
 async fn wait_for_signal() {
@@ -107,6 +112,7 @@ async fn main() -> ExitCode {
         .instance(&args.instance)
         .credentials(&args.access_key_id, &args.access_key_secret)
         .faults(faults)
+        .stream_split_every(args.stream_split_every)
         .page_limits(PageLimits {
             max_rows: args.page_max_rows,
             max_bytes: args.page_max_bytes,

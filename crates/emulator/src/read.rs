@@ -625,7 +625,7 @@ mod bench {
     #[test]
     #[ignore = "throughput measurement"]
     fn server_side_scan() {
-        let e = Engine::new(PageLimits::default());
+        let e = Engine::new(PageLimits::default(), None);
         let pk = |n: &str, t: pb::PrimaryKeyType| pb::PrimaryKeySchema {
             name: n.into(),
             r#type: t as i32,

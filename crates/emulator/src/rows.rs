@@ -17,6 +17,7 @@ use crate::schema::{
     MAX_ATTR_VALUE_LEN, MAX_COLUMNS_PER_WRITE, PkUse, TableDef, check_pk, is_valid_name,
 };
 use crate::store::{Key, StoredCell, StoredRow, pk_value_size};
+use crate::stream::Record;
 
 /// The service rejects a PutRow (or an UpdateRow) without attribute columns with this message, and
 /// inside BatchWriteRow it fails the whole request (the SDK's own tests expect that). So the
@@ -415,7 +416,7 @@ pub(crate) fn apply(
             st.rows.insert(key.clone(), row);
         }
         WriteKind::Update => {
-            let mut incs = increments.into_iter();
+            let mut incs = increments.iter().copied();
             let names: Vec<_> = op.changes.iter().map(|(n, _)| st.intern(n)).collect();
             let row = st.rows.entry(key.clone()).or_default();
             for ((_, ch), name) in op.changes.iter().zip(names) {
@@ -439,6 +440,9 @@ pub(crate) fn apply(
     }
     for (name, _) in &op.changes {
         touched.push(name);
+    }
+    if st.stream.is_some() {
+        log_write(def, st, &op, &key, &increments, now);
     }
 
     let row = match op.return_type {
@@ -473,6 +477,60 @@ pub(crate) fn apply(
     })
 }
 
+/// Appends the stream record of a write that succeeded: PUT_ROW with every written cell, UPDATE_ROW
+/// with the cell operations in request order (an increment as a put of its result), DELETE_ROW with
+/// the key and the delete marker. Timestamps the server assigned are filled in.
+fn log_write(
+    def: &TableDef,
+    st: &mut TableState,
+    op: &WriteOp,
+    key: &Key,
+    increments: &[i64],
+    now: i64,
+) {
+    let Some(log) = st.stream.as_mut() else {
+        return;
+    };
+    let sequence = log.next_sequence(now);
+    let mut w = PlainBufferWriter::new();
+    encode_pk(&mut w, def, key);
+    let action = match op.kind {
+        WriteKind::Put => pb::ActionType::PutRow,
+        WriteKind::Update => pb::ActionType::UpdateRow,
+        WriteKind::Delete => pb::ActionType::DeleteRow,
+    };
+    let mut incs = increments.iter().copied();
+    for (name, ch) in &op.changes {
+        match ch {
+            Change::Put { value, ts } => {
+                w.cell(name, Some(value.as_ref()), None, Some(ts.unwrap_or(now)));
+            }
+            Change::DeleteOne { ts } => {
+                w.cell(name, None, Some(CellOp::DeleteOneVersion), Some(*ts));
+            }
+            Change::DeleteAll => {
+                w.cell(name, None, Some(CellOp::DeleteAllVersions), None);
+            }
+            Change::Increment(_) => {
+                let v = incs.next().unwrap_or_default();
+                w.cell(name, Some(ValueRef::Integer(v)), None, Some(now));
+            }
+        }
+    }
+    if op.kind == WriteKind::Delete {
+        w.delete_marker();
+    }
+    w.end_record(sequence);
+    log.append(
+        &key.0,
+        Record {
+            action,
+            bytes: w.into_bytes(),
+            timestamp_us: sequence.timestamp_us,
+        },
+    );
+}
+
 fn single_write(
     table: &Table,
     kind: WriteKind,
@@ -482,6 +540,9 @@ fn single_write(
 ) -> ApiResult<WriteOutcome> {
     let op = prepare(&table.def, kind, row, condition, rc)?;
     let mut st = table.write();
+    if let Some(log) = st.stream.as_mut() {
+        log.begin_write();
+    }
     apply(&table.def, &mut st, op, now_ms())
 }
 
@@ -661,6 +722,10 @@ impl Engine {
         for (t, (table, ops)) in req.tables.iter().zip(prepared) {
             let mut rows_out = Vec::with_capacity(ops.len());
             let mut guard = table.as_ref().map(|t| t.write());
+            // One write per table of the request: its rows share a timestamp, row_index 0, 1, ….
+            if let Some(log) = guard.as_mut().and_then(|st| st.stream.as_mut()) {
+                log.begin_write();
+            }
             for op in ops {
                 let fault = if op.is_ok() {
                     faults.next().flatten()

@@ -81,8 +81,6 @@ pub struct TableDef {
     pub pk: Vec<PkColumnDef>,
     pub defined_columns: Vec<pb::DefinedColumnSchema>,
     pub index_metas: Vec<pb::IndexMeta>,
-    pub stream: Option<pb::StreamSpecification>,
-    pub created_ms: i64,
 }
 
 impl TableDef {
@@ -123,10 +121,7 @@ impl TableDef {
 }
 
 /// Validates CreateTable's meta and options, returning the definition and the options.
-pub fn validate_create(
-    req: &pb::CreateTableRequest,
-    now_ms: i64,
-) -> ApiResult<(TableDef, Options)> {
+pub fn validate_create(req: &pb::CreateTableRequest) -> ApiResult<(TableDef, Options)> {
     let meta = &req.table_meta;
     if !is_valid_name(&meta.table_name) {
         return Err(ApiError::param(format!(
@@ -244,8 +239,6 @@ pub fn validate_create(
             pk,
             defined_columns: meta.defined_column.clone(),
             index_metas: req.index_metas.clone(),
-            stream: req.stream_spec.clone(),
-            created_ms: now_ms,
         },
         options,
     ))

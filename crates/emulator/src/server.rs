@@ -225,6 +225,11 @@ async fn handle(
         }
     };
     shared.counters.count_action(&action);
+    if crate::admin::is_admin(&action) {
+        // Test hooks: never delayed or faulted.
+        let (status, body) = crate::admin::dispatch(&shared.engine, &action, &body);
+        return Ok(respond(status, body, Some(&verified), &action));
+    }
 
     let latency = shared.faults.latency();
     if !latency.is_zero() {

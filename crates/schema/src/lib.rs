@@ -5,12 +5,18 @@
 //! - [`infer`]: inference from a bounded sample.
 //! - [`to_arrow`]: rows → RecordBatch with per-column statistics (backup).
 //! - [`from_arrow`]: RecordBatch → rows (restore).
+//! - [`changes`]: change files: captured stream records ↔ RecordBatch.
 
+pub mod changes;
 pub mod from_arrow;
 pub mod infer;
 pub mod layout;
 pub mod to_arrow;
 
+pub use changes::{
+    CHANGE_LAYOUT_VERSION, CHANGES_METADATA_KEY, ChangeBatchBuilder, ChangeFileError,
+    ChangeFileMeta, ChangeReader, change_arrow_schema,
+};
 pub use from_arrow::RowReader;
 pub use infer::SchemaInferrer;
 pub use layout::{ArrowLayout, ColumnSchema, PkColumnSchema, SnapshotSchema};

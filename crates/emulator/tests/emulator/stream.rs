@@ -869,3 +869,38 @@ async fn admin_actions_and_automatic_splits() {
     .await;
     assert_ne!(r.status, 200);
 }
+
+#[tokio::test]
+async fn a_response_holds_about_4_mib_of_records() {
+    let env = start().await;
+    let c = &env.client;
+    create_stream_table(c, "t", 1).await;
+    // Three records of 1.5 MiB each: 4 MiB holds two.
+    let big = "x".repeat(1536 * 1024);
+    for i in 0..3 {
+        put(
+            c,
+            "t",
+            key("k", i),
+            vec![cell("v", Value::String(big.clone()))],
+        )
+        .await;
+    }
+    let id = stream_id(c, "t").await;
+    let shard = shards(c, &id, None).await[0].shard_id.clone();
+    let it = c
+        .get_shard_iterator(&id, &shard, None)
+        .await
+        .expect("iterator");
+    let resp = c.get_stream_record(&it, None).await.expect("read");
+    assert_eq!(resp.stream_records.len(), 2);
+    assert_eq!(resp.may_more_record, Some(true));
+    let read_cu = resp.consumed.as_ref().and_then(|c| c.capacity_unit.read);
+    assert!(
+        read_cu.is_some_and(|r| r >= 768),
+        "read CU by bytes: {read_cu:?}"
+    );
+    let it = resp.next_shard_iterator.expect("more");
+    let resp = c.get_stream_record(&it, None).await.expect("read");
+    assert_eq!(resp.stream_records.len(), 1);
+}

@@ -9,6 +9,7 @@ mod range;
 mod rows;
 mod speed;
 mod split;
+mod stream;
 mod tables;
 mod wide;
 

@@ -165,7 +165,9 @@ impl CaptureJob {
 /// Keeps a change file's smallest and largest key (changes are in replay order, not key order).
 fn track_keys(f: &mut OpenChangeFile, key: &[PkColumn], cells: u64) {
     f.cells += cells;
-    let values = |k: &[PkColumn]| k.iter().map(|c| c.value.as_ref()).collect::<Vec<_>>();
+    fn values(k: &[PkColumn]) -> impl Iterator<Item = ots_wire::types::PkValueRef<'_>> {
+        k.iter().map(|c| c.value.as_ref())
+    }
     let smaller = f.pk_min.as_deref().is_none_or(|m| {
         cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Less
     });

@@ -233,15 +233,10 @@ pub(crate) async fn replay_chain(
     use std::sync::atomic::Ordering;
     let pk = &chain.base().manifest.source.table.primary_key;
     let reader = ots_schema::changes::ChangeReader::new(pk);
-    let mut applier = crate::replay::ChangeApplier::new(
-        client.clone(),
-        table.to_string(),
-        crate::replay::ReplayOptions {
-            concurrency,
-            as_of_us,
-            ..Default::default()
-        },
-    );
+    let mut options = crate::replay::ReplayOptions::new(table);
+    options.concurrency = concurrency;
+    options.as_of_us = as_of_us;
+    let mut applier = crate::replay::ChangeApplier::new(client, options)?;
     let mut stats = ChainReplayStats::default();
     for (i, link) in chain.links.iter().enumerate() {
         stats.links += 1;
@@ -251,7 +246,7 @@ pub(crate) async fn replay_chain(
             let pin = pins
                 .get(i)
                 .map(|p| p.pin(&path))
-                .unwrap_or(crate::integrity::FilePin::FirstRead);
+                .unwrap_or(crate::reader::FilePin::FirstRead);
             let source =
                 crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin).await?;
             let (mut batches, _) = source
@@ -277,7 +272,7 @@ pub(crate) async fn replay_chain(
     }
     let r = applier.finish().await?;
     stats.changes_applied = r.applied();
-    stats.changes_after_as_of = r.skipped_after_as_of;
+    stats.changes_after_as_of = r.skipped_as_of;
     progress
         .changes_applied
         .store(stats.changes_applied, Ordering::Relaxed);

@@ -1,6 +1,8 @@
 //! `ots-bench-load`: creates the standard benchmark table (ots_datagen) and loads N rows into it
 //! through our BatchWriteRow path; with `--row-bytes`, a table of rows of that size under one
-//! partition key instead. Prints one JSON line on stdout.
+//! partition key instead. `--stream-hours H` enables the table's stream; `--existing` loads into a
+//! table that exists (with another `--seed`: the same keys, new values — a stream of changes).
+//! Prints one JSON line on stdout.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +31,13 @@ struct Args {
     /// BatchWriteRow requests in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Enable the table's stream with this retention in hours, once the rows are loaded (the
+    /// initial load is not logged).
+    #[arg(long)]
+    stream_hours: Option<i32>,
+    /// Do not create the table: load into the existing one.
+    #[arg(long)]
+    existing: bool,
     /// Progress line on stderr every this many seconds (0: none).
     #[arg(long, default_value_t = 10)]
     progress_secs: u64,
@@ -63,28 +72,12 @@ async fn main() -> ExitCode {
             }
         })
     });
-    let result = match a.row_bytes {
-        Some(bytes) => {
-            create_and_load_blobs(
-                &client,
-                &a.target.table,
-                &spec,
-                bytes,
-                a.concurrency,
-                loaded.clone(),
-            )
-            .await
-        }
-        None => {
-            create_and_load(
-                &client,
-                &a.target.table,
-                &spec,
-                a.concurrency,
-                loaded.clone(),
-            )
-            .await
-        }
+    let result = if a.existing {
+        let spec = spec;
+        let rows = (0..spec.rows).map(move |i| ots_datagen::row(&spec, i));
+        ots_datagen::load_rows(&client, &a.target.table, rows, a.concurrency, loaded.clone()).await
+    } else {
+        load_new(&client, &a, &spec, loaded.clone()).await
     };
     if let Some(r) = reporter {
         r.abort();
@@ -113,4 +106,51 @@ async fn main() -> ExitCode {
         })
     );
     ExitCode::SUCCESS
+}
+
+/// Creates the table (with its stream if asked) and loads it.
+async fn load_new(
+    client: &ots_wire::OtsClient,
+    a: &Args,
+    spec: &DatasetSpec,
+    loaded: Arc<AtomicU64>,
+) -> Result<(), ots_datagen::LoadError> {
+    let result = match a.row_bytes {
+        Some(bytes) => {
+            create_and_load_blobs(
+                &client,
+                &a.target.table,
+                &spec,
+                bytes,
+                a.concurrency,
+                loaded.clone(),
+            )
+            .await
+        }
+        None => {
+            create_and_load(
+                &client,
+                &a.target.table,
+                &spec,
+                a.concurrency,
+                loaded.clone(),
+            )
+            .await
+        }
+    };
+    result?;
+    if let Some(hours) = a.stream_hours {
+        client
+            .update_table(&ots_wire::pb::UpdateTableRequest {
+                table_name: a.target.table.clone(),
+                stream_spec: Some(ots_wire::pb::StreamSpecification {
+                    enable_stream: true,
+                    expiration_time: Some(hours),
+                    columns_to_get: Vec::new(),
+                }),
+                ..Default::default()
+            })
+            .await?;
+    }
+    Ok(())
 }

@@ -159,6 +159,29 @@ pub enum RestoreError {
         line: usize,
         detail: String,
     },
+    /// A captured change that cannot be replayed exactly (found before its call of
+    /// `ChangeApplier::apply` wrote anything).
+    #[error("change {ordinal} ({op} of key {key}) cannot be replayed: {detail}")]
+    ChangeInvalid {
+        ordinal: u64,
+        op: &'static str,
+        key: String,
+        detail: String,
+    },
+    /// A captured change the table refused for good (after the retries of retryable errors).
+    /// Its lane stopped there: later changes of its key were not applied. Replay is idempotent,
+    /// so the replay can be run again from the start.
+    #[error(
+        "replaying change {ordinal} ({op} of key {key}) failed: {code}: {message}. The replay \
+         stopped; later changes of this key were not applied"
+    )]
+    ChangeFailed {
+        ordinal: u64,
+        op: &'static str,
+        key: String,
+        code: String,
+        message: String,
+    },
     /// A reader or writer task panicked or could not be joined.
     #[error("a restore task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -200,7 +223,8 @@ impl RestoreError {
             | SnapshotChanged { .. }
             | Order { .. }
             | ChainBroken { .. }
-            | Changes { .. } => ErrorKind::Mismatch,
+            | Changes { .. }
+            | ChangeInvalid { .. } => ErrorKind::Mismatch,
             Ots(e) if is_auth(e) => ErrorKind::Usage,
             Scan {
                 source: ScanError::Ots(e),

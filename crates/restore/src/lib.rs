@@ -14,6 +14,8 @@
 //! sends again; a durable checkpoint of finished files makes a crashed restore resumable, and
 //! puts with the original timestamps make repeating a file harmless.
 //! [`compare`] compares a snapshot with a live table (`verify --against-table`).
+//! [`replay`] applies captured changes (change files, FORMAT.md §10) to a table in order,
+//! through BatchWriteRow with per-key order kept by lanes ([`ChangeApplier`]).
 
 pub mod chain;
 pub mod compare;
@@ -26,6 +28,7 @@ mod pipeline;
 pub mod preflight;
 pub mod rate;
 pub mod reader;
+pub mod replay;
 pub mod split;
 mod transform;
 
@@ -44,6 +47,7 @@ pub use error::{ErrorKind, RestoreError};
 pub use integrity::{FilePins, verify_and_pin};
 pub use journal::{OptionDifference, RowOptions, TargetIdentity};
 pub use preflight::{TargetPlan, VersionsNeeded, create_table_request, pk_text, versions_needed};
+pub use replay::{ChangeApplier, ReplayOptions, ReplayStats};
 pub use transform::FileCounts;
 
 use crate::journal::Checkpoint;

@@ -109,6 +109,85 @@ pub fn plan_parts(row: &Row) -> Result<Vec<Range<usize>>, SplitError> {
     Ok(parts)
 }
 
+/// An upper bound of an update operation's encoded size (an increment counts as an integer).
+fn update_bound(u: &ColumnUpdate) -> usize {
+    let (name, value) = match u {
+        ColumnUpdate::Put { name, value, .. } => (
+            name,
+            match value {
+                Value::Integer(_) | Value::Double(_) => 8,
+                Value::Boolean(_) => 1,
+                Value::String(s) => s.len(),
+                Value::Binary(b) => b.len(),
+            },
+        ),
+        ColumnUpdate::Increment { name, .. } => (name, 8),
+        ColumnUpdate::DeleteOneVersion { name, .. } | ColumnUpdate::DeleteAllVersions { name } => {
+            (name, 0)
+        }
+    };
+    name.len() + value + CELL_FRAMING
+}
+
+/// Whether an UpdateRow of `updates` must be split: too many cell operations or too many bytes.
+pub fn update_needs_split(updates: &[ColumnUpdate], encoded_len: usize) -> bool {
+    updates.len() > MAX_CELLS_PER_WRITE || encoded_len > MAX_PART_BYTES
+}
+
+/// An UpdateRow of `updates` as several UpdateRows, in order, each within both limits: applying
+/// them one after the other does what the single UpdateRow would (each operation is an
+/// assignment applied in request order).
+pub fn split_updates(
+    pk: &[ots_wire::types::PkColumn],
+    updates: &[ColumnUpdate],
+) -> Result<Vec<RowPart>, SplitError> {
+    let base = encode_primary_key(pk).len() + ROW_FRAMING;
+    let mut ranges = Vec::new();
+    let mut start = 0usize;
+    let mut bytes = base;
+    for (i, u) in updates.iter().enumerate() {
+        let size = update_bound(u);
+        if base + size > MAX_PART_BYTES {
+            let (column, timestamp) = match u {
+                ColumnUpdate::Put {
+                    name, timestamp, ..
+                } => (name.clone(), *timestamp),
+                ColumnUpdate::DeleteOneVersion { name, timestamp } => {
+                    (name.clone(), Some(*timestamp))
+                }
+                ColumnUpdate::DeleteAllVersions { name } | ColumnUpdate::Increment { name, .. } => {
+                    (name.clone(), None)
+                }
+            };
+            return Err(SplitError::CellTooLarge {
+                column,
+                timestamp,
+                bytes: base + size,
+            });
+        }
+        if i > start && (i - start >= MAX_CELLS_PER_WRITE || bytes + size > MAX_PART_BYTES) {
+            ranges.push(start..i);
+            start = i;
+            bytes = base;
+        }
+        bytes += size;
+    }
+    if start < updates.len() || ranges.is_empty() {
+        ranges.push(start..updates.len());
+    }
+    Ok(ranges
+        .into_iter()
+        .map(|cells| RowPart {
+            op: pb::OperationType::Update,
+            encoded: Bytes::from(encode_update_row(
+                pk,
+                updates.get(cells.clone()).unwrap_or_default(),
+            )),
+            cells,
+        })
+        .collect())
+}
+
 /// The writes that restore `row` when one cannot: the first with `first_op` (PutRow replaces the
 /// row; UpdateRow keeps the row's other columns), the others UpdateRows putting the remaining
 /// versions, every cell with its timestamp.
@@ -281,6 +360,54 @@ mod tests {
             next = p.cells.end;
         }
         assert_eq!(next, row.cells.len());
+    }
+
+    #[test]
+    fn a_large_update_is_cut_into_updates_in_order_within_both_limits() {
+        let mut updates: Vec<ColumnUpdate> = (0..2500)
+            .map(|i| ColumnUpdate::Put {
+                name: format!("c{i:04}"),
+                value: if i % 700 == 3 {
+                    Value::Binary(vec![1; 1_500_000])
+                } else {
+                    Value::Integer(i)
+                },
+                timestamp: Some(1000 + i),
+            })
+            .collect();
+        updates.push(ColumnUpdate::DeleteOneVersion {
+            name: "c0001".into(),
+            timestamp: 1001,
+        });
+        updates.push(ColumnUpdate::DeleteAllVersions {
+            name: "c0002".into(),
+        });
+        let whole = encode_update_row(&pk(), &updates).len();
+        assert!(update_needs_split(&updates, whole));
+        let parts = split_updates(&pk(), &updates).unwrap();
+        assert!(parts.len() >= 3, "{}", parts.len());
+        let mut next = 0;
+        let mut ops = 0;
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(p.op, pb::OperationType::Update);
+            assert_eq!(p.cells.start, next, "part {i}");
+            next = p.cells.end;
+            assert!(
+                p.encoded.len() + ROW_OVERHEAD <= MAX_WRITE_BYTES,
+                "part {i}"
+            );
+            let decoded = decode_single_row(&p.encoded).unwrap().unwrap();
+            assert!(decoded.cells.len() <= MAX_CELLS_PER_WRITE, "part {i}");
+            ops += decoded.cells.len();
+        }
+        assert_eq!(next, updates.len());
+        assert_eq!(ops, updates.len());
+        let small = &updates[..2];
+        assert!(!update_needs_split(
+            small,
+            encode_update_row(&pk(), small).len()
+        ));
+        assert_eq!(split_updates(&pk(), small).unwrap().len(), 1);
     }
 
     #[test]

@@ -487,6 +487,7 @@ mod tests {
             time_to_live: Some(-1),
             deviation_cell_version_in_sec: Some(86_400),
             allow_update: Some(true),
+            indexes: vec![],
         }
     }
 

@@ -725,6 +725,7 @@ async fn partition_values_are_right_for_every_row_even_when_folders_collide() {
         time_to_live: Some(-1),
         deviation_cell_version_in_sec: Some(86_400),
         allow_update: Some(true),
+        indexes: vec![],
     };
     t.client
         .create_table(&meta.create_table_request("cities", false, None))

@@ -679,6 +679,10 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
         ),
     }
     line("table", table_words(t));
+    for i in &t.indexes {
+        // Recreated by `restore --create-table`; index tables are never in a snapshot.
+        line("index", i.text());
+    }
     line(
         "totals",
         format!(

@@ -498,6 +498,19 @@ fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
         };
         println!("target: table '{}' exists ({rows}): {options}", t.table);
     }
+    if !t.defined_columns.is_empty() {
+        println!("defined columns: {}", t.defined_columns.join(", "));
+    }
+    for i in &t.indexes {
+        println!(
+            "index: {i}{}",
+            if t.create {
+                " (created with the table; the service fills it from the restored rows)"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(v) = &t.versions_needed {
         println!(
             "versions: up to {} of one column in one row ('{}'{})",

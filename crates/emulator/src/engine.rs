@@ -80,6 +80,9 @@ pub(crate) struct TableState {
     pub last_decrease_s: Option<i64>,
     /// The change log while the table's stream is enabled.
     pub stream: Option<StreamLog>,
+    /// Secondary indexes, as CreateTable/CreateIndex gave them (fields 1–5). Index tables are not
+    /// materialized: their names cannot be written, read or listed.
+    pub indexes: Vec<pb::IndexMeta>,
     pub rows: BTreeMap<Key, StoredRow>,
     names: HashSet<Arc<str>>,
     pub last_auto_increment: i64,
@@ -206,6 +209,19 @@ impl Engine {
             .ok_or_else(ApiError::table_not_exist)
     }
 
+    /// The table a write names. The name of an index is refused with the service's words; any
+    /// other missing table is OTSObjectNotExist.
+    pub fn table_for_write(&self, name: &str) -> ApiResult<Arc<Table>> {
+        self.table(name).map_err(|e| {
+            let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
+            if index_owner(&tables, name).is_some() {
+                ApiError::param("Can't write index table directly.")
+            } else {
+                e
+            }
+        })
+    }
+
     /// Runs one action on a request body.
     pub fn dispatch(
         &self,
@@ -240,6 +256,8 @@ impl Engine {
                 self.get_shard_iterator(&decode(body, "GetShardIteratorRequest")?)
             }
             "GetStreamRecord" => self.get_stream_record(&decode(body, "GetStreamRecordRequest")?),
+            "CreateIndex" => self.create_index(&decode(body, "CreateIndexRequest")?),
+            "DropIndex" => self.drop_index(&decode(body, "DropIndexRequest")?),
             other => Err(ApiError::param(format!(
                 "Unsupported operation: '{other}'."
             ))),
@@ -248,7 +266,7 @@ impl Engine {
 
     fn create_table(&self, req: &pb::CreateTableRequest) -> ApiResult<Reply> {
         let now = now_ms();
-        let (def, options) = schema::validate_create(req)?;
+        let (def, options, indexes) = schema::validate_create(req)?;
         let cu = &req.reserved_throughput.capacity_unit;
         let stream = match &req.stream_spec {
             Some(spec) => stream::validate_spec(spec)?
@@ -256,8 +274,17 @@ impl Engine {
             None => None,
         };
         let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        if tables.contains_key(&def.name) {
+        if tables.contains_key(&def.name) || index_owner(&tables, &def.name).is_some() {
             return Err(ApiError::table_already_exists());
+        }
+        for m in &indexes {
+            check_index_name_free(&tables, &m.name)?;
+            if m.name == def.name {
+                return Err(ApiError::param(format!(
+                    "The index name '{}' is the name of its table.",
+                    m.name
+                )));
+            }
         }
         if tables.len() >= MAX_TABLES {
             return Err(ApiError::new(
@@ -273,6 +300,7 @@ impl Engine {
             last_increase_s: now / 1000,
             last_decrease_s: None,
             stream,
+            indexes,
             rows: BTreeMap::new(),
             names: HashSet::new(),
             last_auto_increment: 0,
@@ -319,7 +347,16 @@ impl Engine {
             stream_details: Some(stream_details(&st)),
             shard_splits: Vec::new(),
             sse_details: None,
-            index_metas: table.def.index_metas.clone(),
+            index_metas: st
+                .indexes
+                .iter()
+                .map(|m| pb::IndexMeta {
+                    // The emulator has no index tables to build: every index is in its
+                    // incremental phase at once.
+                    index_sync_phase: Some(pb::IndexSyncPhase::IspIncr as i32),
+                    ..m.clone()
+                })
+                .collect(),
             creation_time: None,
         };
         Ok(Reply::new(&resp, 0, 0))
@@ -332,6 +369,14 @@ impl Engine {
         let mut options = st.options;
         if let Some(o) = &req.table_options {
             schema::apply_options(&mut options, o)?;
+        }
+        if !st.indexes.is_empty() {
+            // The rules a table with indexes lives by hold after the change too.
+            let mut checked = Vec::new();
+            for m in &st.indexes {
+                schema::check_index(&table.def, &options, &checked, m)?;
+                checked.push(m.clone());
+            }
         }
         let stream_change = match &req.stream_spec {
             Some(spec) => Some((stream::validate_spec(spec)?, spec)),
@@ -374,6 +419,61 @@ impl Engine {
         };
         Ok(Reply::new(&resp, 0, 0))
     }
+}
+
+impl Engine {
+    fn create_index(&self, req: &pb::CreateIndexRequest) -> ApiResult<Reply> {
+        // The instance's names are checked and the index added under one lock, so two
+        // CreateIndex calls cannot both take a name.
+        let tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let table = tables
+            .get(&req.main_table_name)
+            .cloned()
+            .ok_or_else(ApiError::table_not_exist)?;
+        // Before the table's own lock: looking through the instance's indexes reads every table.
+        check_index_name_free(&tables, &req.index_meta.name)?;
+        let mut st = table.write();
+        schema::check_index(&table.def, &st.options, &st.indexes, &req.index_meta)?;
+        // `include_base_data` needs nothing: index tables are not materialized.
+        st.indexes.push(req.index_meta.clone());
+        Ok(Reply::new(&pb::CreateIndexResponse {}, 0, 0))
+    }
+
+    fn drop_index(&self, req: &pb::DropIndexRequest) -> ApiResult<Reply> {
+        let table = self.table(&req.main_table_name)?;
+        let mut st = table.write();
+        let Some(i) = st.indexes.iter().position(|m| m.name == req.index_name) else {
+            return Err(ApiError::param(format!(
+                "Index '{}' does not exist on table '{}'.",
+                req.index_name, req.main_table_name
+            )));
+        };
+        st.indexes.remove(i);
+        Ok(Reply::new(&pb::DropIndexResponse {}, 0, 0))
+    }
+}
+
+/// The table that has an index called `name`, if any.
+fn index_owner(tables: &BTreeMap<String, Arc<Table>>, name: &str) -> Option<String> {
+    tables
+        .values()
+        .find(|t| t.read().indexes.iter().any(|m| m.name == name))
+        .map(|t| t.def.name.clone())
+}
+
+/// Index tables share the instance's namespace with tables: a new index's name must be neither.
+fn check_index_name_free(tables: &BTreeMap<String, Arc<Table>>, name: &str) -> ApiResult<()> {
+    if tables.contains_key(name) {
+        return Err(ApiError::param(format!(
+            "The index name '{name}' is the name of a table."
+        )));
+    }
+    if let Some(owner) = index_owner(tables, name) {
+        return Err(ApiError::param(format!(
+            "The index name '{name}' is taken by an index of table '{owner}'."
+        )));
+    }
+    Ok(())
 }
 
 fn throughput_details(st: &TableState) -> pb::ReservedThroughputDetails {

@@ -557,7 +557,7 @@ fn no_transactions(transaction_id: Option<&String>) -> ApiResult<()> {
 impl Engine {
     pub(crate) fn put_row(&self, req: &pb::PutRowRequest) -> ApiResult<Reply> {
         no_transactions(req.transaction_id.as_ref())?;
-        let table = self.table(&req.table_name)?;
+        let table = self.table_for_write(&req.table_name)?;
         let out = single_write(
             &table,
             WriteKind::Put,
@@ -574,7 +574,7 @@ impl Engine {
 
     pub(crate) fn update_row(&self, req: &pb::UpdateRowRequest) -> ApiResult<Reply> {
         no_transactions(req.transaction_id.as_ref())?;
-        let table = self.table(&req.table_name)?;
+        let table = self.table_for_write(&req.table_name)?;
         let out = single_write(
             &table,
             WriteKind::Update,
@@ -591,7 +591,7 @@ impl Engine {
 
     pub(crate) fn delete_row(&self, req: &pb::DeleteRowRequest) -> ApiResult<Reply> {
         no_transactions(req.transaction_id.as_ref())?;
-        let table = self.table(&req.table_name)?;
+        let table = self.table_for_write(&req.table_name)?;
         let out = single_write(
             &table,
             WriteKind::Delete,
@@ -654,12 +654,15 @@ impl Engine {
         // before any row is written.
         let mut prepared: Vec<PreparedTable> = Vec::with_capacity(req.tables.len());
         for t in &req.tables {
-            let table = self.table(&t.table_name).ok();
+            let table = self.table_for_write(&t.table_name);
             let mut ops = Vec::with_capacity(t.rows.len());
             for r in &t.rows {
-                let Some(table) = &table else {
-                    ops.push(Err(ApiError::table_not_exist()));
-                    continue;
+                let table = match &table {
+                    Ok(table) => table,
+                    Err(e) => {
+                        ops.push(Err(e.clone()));
+                        continue;
+                    }
                 };
                 let kind = match pb::OperationType::try_from(r.r#type) {
                     Ok(pb::OperationType::Put) => WriteKind::Put,
@@ -705,7 +708,7 @@ impl Engine {
                     )));
                 }
             }
-            prepared.push((table, ops));
+            prepared.push((table.ok(), ops));
         }
 
         // Injected failures are drawn only for rows that would otherwise be attempted.

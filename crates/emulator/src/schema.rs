@@ -10,6 +10,8 @@ pub const MAX_PK_COLUMNS: usize = 4;
 pub const MAX_PK_VALUE_LEN: usize = 1024;
 pub const MAX_ATTR_VALUE_LEN: usize = 2 * 1024 * 1024;
 pub const MAX_DEFINED_COLUMNS: usize = 32;
+/// Secondary indexes per table (stream fact sheet §6).
+pub const MAX_INDEXES: usize = 5;
 pub const MAX_TABLES: usize = 64;
 pub const MAX_COLUMNS_PER_WRITE: usize = 1024;
 pub const MAX_COLUMNS_TO_GET: usize = 128;
@@ -49,6 +51,9 @@ pub struct Options {
     pub ttl: i32,
     pub max_versions: i32,
     pub deviation: i64,
+    /// Whether UpdateRow is allowed. Recorded and reported (it decides whether a table with a TTL
+    /// may have indexes); UpdateRow is not refused when it is false (EMULATOR_DEFECTS.md).
+    pub allow_update: bool,
 }
 
 impl Options {
@@ -59,7 +64,7 @@ impl Options {
             bloom_filter_type: None,
             block_size: None,
             deviation_cell_version_in_sec: Some(self.deviation),
-            allow_update: Some(true),
+            allow_update: Some(self.allow_update),
             update_full_row: None,
         }
     }
@@ -80,7 +85,6 @@ pub struct TableDef {
     pub name: String,
     pub pk: Vec<PkColumnDef>,
     pub defined_columns: Vec<pb::DefinedColumnSchema>,
-    pub index_metas: Vec<pb::IndexMeta>,
 }
 
 impl TableDef {
@@ -120,8 +124,11 @@ impl TableDef {
     }
 }
 
-/// Validates CreateTable's meta and options, returning the definition and the options.
-pub fn validate_create(req: &pb::CreateTableRequest) -> ApiResult<(TableDef, Options)> {
+/// Validates CreateTable's meta, options and indexes, returning the definition, the options and
+/// the indexes.
+pub fn validate_create(
+    req: &pb::CreateTableRequest,
+) -> ApiResult<(TableDef, Options, Vec<pb::IndexMeta>)> {
     let meta = &req.table_meta;
     if !is_valid_name(&meta.table_name) {
         return Err(ApiError::param(format!(
@@ -229,19 +236,126 @@ pub fn validate_create(req: &pb::CreateTableRequest) -> ApiResult<(TableDef, Opt
         ttl: -1,
         max_versions: 1,
         deviation: DEFAULT_DEVIATION_SECONDS,
+        allow_update: true,
     };
     if let Some(o) = &req.table_options {
         apply_options(&mut options, o)?;
     }
-    Ok((
-        TableDef {
-            name: meta.table_name.clone(),
-            pk,
-            defined_columns: meta.defined_column.clone(),
-            index_metas: req.index_metas.clone(),
-        },
-        options,
-    ))
+    let def = TableDef {
+        name: meta.table_name.clone(),
+        pk,
+        defined_columns: meta.defined_column.clone(),
+    };
+    let mut indexes: Vec<pb::IndexMeta> = Vec::with_capacity(req.index_metas.len());
+    for m in &req.index_metas {
+        check_index(&def, &options, &indexes, m)?;
+        indexes.push(m.clone());
+    }
+    Ok((def, options, indexes))
+}
+
+/// Checks index `m` for a table `def` with `options` that already has `existing` indexes
+/// (stream fact sheet §6): a valid, unused name; at most [`MAX_INDEXES`]; key columns that are PK
+/// or defined columns of the table, attribute columns that are defined columns, none twice; known
+/// type and update mode; a local index keyed first by the table's partition key; and a table with
+/// one version and either no TTL or no updates. Names unique across the instance are the engine's
+/// check.
+pub fn check_index(
+    def: &TableDef,
+    options: &Options,
+    existing: &[pb::IndexMeta],
+    m: &pb::IndexMeta,
+) -> ApiResult<()> {
+    if !is_valid_name(&m.name) {
+        return Err(ApiError::param(format!(
+            "Invalid index name: '{}'.",
+            m.name
+        )));
+    }
+    if existing.iter().any(|e| e.name == m.name) {
+        return Err(ApiError::param(format!(
+            "Duplicated index name: '{}'.",
+            m.name
+        )));
+    }
+    if existing.len() >= MAX_INDEXES {
+        return Err(ApiError::param(format!(
+            "The number of indexes of table '{}' exceeds the limit: {MAX_INDEXES}.",
+            def.name
+        )));
+    }
+    if options.max_versions != 1 {
+        return Err(ApiError::param(format!(
+            "A table with indexes must keep one version: table '{}' has max_versions {}.",
+            def.name, options.max_versions
+        )));
+    }
+    if options.ttl != -1 && options.allow_update {
+        return Err(ApiError::param(format!(
+            "A table with indexes must have time_to_live -1 or disallow updates: table '{}' has time_to_live {} and allow_update true.",
+            def.name, options.ttl
+        )));
+    }
+    if m.primary_key.is_empty() {
+        return Err(ApiError::param(format!(
+            "Index '{}' has no primary key column.",
+            m.name
+        )));
+    }
+    let is_defined = |name: &str| def.defined_columns.iter().any(|c| c.name == name);
+    for (i, col) in m.primary_key.iter().enumerate() {
+        if !def.is_pk_name(col) && !is_defined(col) {
+            return Err(ApiError::param(format!(
+                "The primary key column '{col}' of index '{}' is neither a primary key column nor a defined column of table '{}'.",
+                m.name, def.name
+            )));
+        }
+        if m.primary_key[..i].contains(col) {
+            return Err(ApiError::param(format!(
+                "Duplicated primary key column in index '{}': '{col}'.",
+                m.name
+            )));
+        }
+    }
+    for (i, col) in m.defined_column.iter().enumerate() {
+        if !is_defined(col) {
+            return Err(ApiError::param(format!(
+                "The defined column '{col}' of index '{}' is not a defined column of table '{}'.",
+                m.name, def.name
+            )));
+        }
+        if m.primary_key.contains(col) || m.defined_column[..i].contains(col) {
+            return Err(ApiError::param(format!(
+                "Duplicated column in index '{}': '{col}'.",
+                m.name
+            )));
+        }
+    }
+    if pb::IndexUpdateMode::try_from(m.index_update_mode).is_err() {
+        return Err(ApiError::param(format!(
+            "Unknown index update mode: {}.",
+            m.index_update_mode
+        )));
+    }
+    match pb::IndexType::try_from(m.index_type) {
+        Ok(pb::IndexType::ItGlobalIndex) => {}
+        Ok(pb::IndexType::ItLocalIndex) => {
+            let partition_key = def.pk.first().map(|c| c.name.as_str());
+            if m.primary_key.first().map(String::as_str) != partition_key {
+                return Err(ApiError::param(format!(
+                    "The first primary key column of local index '{}' must be the partition key of table '{}'.",
+                    m.name, def.name
+                )));
+            }
+        }
+        Err(_) => {
+            return Err(ApiError::param(format!(
+                "Unknown index type: {}.",
+                m.index_type
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn check_capacity(cu: &pb::CapacityUnit) -> ApiResult<()> {
@@ -282,6 +396,9 @@ pub fn apply_options(options: &mut Options, o: &pb::TableOptions) -> ApiResult<(
             )));
         }
         options.deviation = dev;
+    }
+    if let Some(a) = o.allow_update {
+        options.allow_update = a;
     }
     Ok(())
 }

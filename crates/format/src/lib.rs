@@ -26,7 +26,7 @@ pub use layout::*;
 pub use schema::{ColumnSchema, PkColumnSchema, SchemaError, SnapshotSchema};
 pub use snapshot::*;
 pub use stats::{ColumnStats, SnapshotStats};
-pub use table::{TableMeta, TableMetaError, pk_text};
+pub use table::{IndexMetaDoc, IndexType, IndexUpdateMode, TableMeta, TableMetaError, pk_text};
 
 /// What kind of failure an error is, so that the CLI maps every library error to its exit code in
 /// one place: 2 for bad usage or input, 3 for a verification mismatch, 1 for anything else.

@@ -1,13 +1,15 @@
 //! Pre-flight: the target table as the restore would find or create it is checked against the
 //! snapshot (primary key, AUTO_INCREMENT, version deviation, TTL, `max_versions`, rows already
-//! there) by [`check_target`], which only reads; [`create_target`] then creates it when needed.
+//! there, secondary indexes it lacks) by [`check_target`], which only reads; [`create_target`] then
+//! creates it when needed, with the snapshot's defined columns and secondary indexes (index tables
+//! are never copied: the service builds them from the restored rows).
 //! Nothing is created or written unless every check passed.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ots_format::SnapshotStats;
+use ots_format::{IndexMetaDoc, SnapshotStats};
 use ots_manifest::{Manifest, TableMeta};
 use ots_wire::OtsClient;
 use ots_wire::pb;
@@ -140,6 +142,12 @@ pub struct TargetPlan {
     pub time_to_live: Option<i32>,
     pub deviation_cell_version_in_sec: Option<i64>,
     pub allow_update: Option<bool>,
+    /// The target's defined columns (`name TYPE`): the existing table's, or those it is created with.
+    pub defined_columns: Vec<String>,
+    /// The target's secondary indexes (`name (key…) + [columns…] TYPE MODE`): the existing
+    /// table's, or those it is created with (the snapshot's; index tables are never copied, the
+    /// service fills them from the restored rows).
+    pub indexes: Vec<String>,
     /// Whether the existing table holds rows: looked at (one GetRange of one row) only when no
     /// `--mode` was given and no checkpoint is resumed; `None` when not looked at.
     pub holds_rows: Option<bool>,
@@ -319,6 +327,12 @@ pub(crate) async fn check_target(
         None
     };
 
+    // Indexes are recreated only with the table; an existing target keeps its own. Say which of
+    // the snapshot's it lacks (or has with another definition): a note, the rows restore anyway.
+    if existing.is_some() {
+        warnings.extend(index_notes(meta, &cfg.table, existing_indexes(&existing)));
+    }
+
     let primary_key = target_pk
         .iter()
         .map(|(n, t, auto)| {
@@ -339,6 +353,19 @@ pub(crate) async fn check_target(
         time_to_live: options.time_to_live,
         deviation_cell_version_in_sec: options.deviation_cell_version_in_sec,
         allow_update: options.allow_update,
+        defined_columns: target_meta
+            .defined_column
+            .iter()
+            .map(|c| format!("{} {}", c.name, defined_type_name(c.r#type)))
+            .collect(),
+        indexes: match (&existing, &create) {
+            (Some(_), _) => existing_indexes(&existing),
+            (None, Some(req)) => req.index_metas.iter().map(IndexMetaDoc::from_pb).collect(),
+            (None, None) => Vec::new(),
+        }
+        .iter()
+        .map(IndexMetaDoc::text)
+        .collect(),
         holds_rows,
         versions_needed: needed,
     };
@@ -348,6 +375,46 @@ pub(crate) async fn check_target(
         auto_increment_note,
         warnings,
     })
+}
+
+fn existing_indexes(existing: &Option<pb::DescribeTableResponse>) -> Vec<IndexMetaDoc> {
+    existing
+        .iter()
+        .flat_map(|d| d.index_metas.iter().map(IndexMetaDoc::from_pb))
+        .collect()
+}
+
+/// `STRING`, `INTEGER`, …: a defined column's type as DescribeTable codes it.
+fn defined_type_name(code: i32) -> String {
+    match pb::DefinedColumnType::try_from(code) {
+        Ok(pb::DefinedColumnType::DctInteger) => "INTEGER".into(),
+        Ok(pb::DefinedColumnType::DctDouble) => "DOUBLE".into(),
+        Ok(pb::DefinedColumnType::DctBoolean) => "BOOLEAN".into(),
+        Ok(pb::DefinedColumnType::DctString) => "STRING".into(),
+        Ok(pb::DefinedColumnType::DctBlob) => "BINARY".into(),
+        Err(_) => format!("type {code}"),
+    }
+}
+
+/// Notes on the snapshot's indexes that the existing target `table` lacks or defines otherwise.
+pub(crate) fn index_notes(meta: &TableMeta, table: &str, target: Vec<IndexMetaDoc>) -> Vec<String> {
+    let mut notes = Vec::new();
+    for want in &meta.indexes {
+        match target.iter().find(|t| t.name == want.name) {
+            None => notes.push(format!(
+                "the snapshot's table had secondary index {}, which '{table}' lacks: the restore writes                  rows only (index tables are never copied); create the index with CreateIndex                  (include_base_data) if you need it",
+                want.text()
+            )),
+            Some(got) if got != want => notes.push(format!(
+                "secondary index '{}' of '{table}' ({}) differs from the snapshot's ({})",
+                want.name,
+                got.text(),
+                want.text()
+            )),
+            Some(_) => {}
+        }
+    }
+    notes
 }
 
 /// Creates the table [`check_target`] decided to create; `true` when it did.
@@ -662,5 +729,46 @@ mod tests {
         cfg.allow_version_loss = true;
         let w = check_versions(&cfg, Some(&need), &opts(-1, 1)).unwrap();
         assert!(w[0].contains("hidden"), "{w:?}");
+    }
+
+    #[test]
+    fn indexes_an_existing_target_lacks_are_noted() {
+        use ots_format::{IndexType, IndexUpdateMode};
+        let idx = |name: &str, key: &[&str]| IndexMetaDoc {
+            name: name.into(),
+            primary_key: key.iter().map(|s| s.to_string()).collect(),
+            defined_columns: vec![],
+            update_mode: IndexUpdateMode::Async,
+            index_type: IndexType::Global,
+        };
+        let meta: TableMeta = serde_json::from_value(serde_json::json!({
+            "table_name": "src", "primary_key": [{"name": "id", "type": "STRING"}],
+            "defined_columns": [{"name": "c", "type": "STRING"}], "max_versions": 1,
+            "time_to_live": -1, "deviation_cell_version_in_sec": 86400, "allow_update": true,
+        }))
+        .unwrap();
+        assert!(index_notes(&meta, "dst", vec![]).is_empty());
+        let meta = TableMeta {
+            indexes: vec![
+                idx("a", &["c"]),
+                idx("b", &["c", "id"]),
+                idx("same", &["c"]),
+            ],
+            ..meta
+        };
+        let notes = index_notes(&meta, "dst", vec![idx("b", &["c"]), idx("same", &["c"])]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "the snapshot's table had secondary index a (c) IT_GLOBAL_INDEX IUM_ASYNC_INDEX, which 'dst' lacks"
+            ),
+            "{}",
+            notes[0]
+        );
+        assert_eq!(
+            notes[1],
+            "secondary index 'b' of 'dst' (b (c) IT_GLOBAL_INDEX IUM_ASYNC_INDEX) differs from the \
+             snapshot's (b (c, id) IT_GLOBAL_INDEX IUM_ASYNC_INDEX)"
+        );
     }
 }

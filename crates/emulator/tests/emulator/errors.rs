@@ -509,13 +509,13 @@ async fn write_errors_change_nothing() {
 async fn http_level_errors() {
     let env = setup().await;
     // Unknown and unimplemented actions, properly signed.
-    let r = signed_post(&env.emu, "CreateIndex", vec![]).await;
+    let r = signed_post(&env.emu, "CreateSearchIndex", vec![]).await;
     assert_eq!(
         r.error(),
         (
             400,
             "OTSParameterInvalid".to_string(),
-            "Unsupported operation: 'CreateIndex'.".to_string()
+            "Unsupported operation: 'CreateSearchIndex'.".to_string()
         )
     );
     // A body that is not the protobuf it claims to be.

@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod errors;
 mod faults;
+mod indexes;
 mod range;
 mod rows;
 mod speed;

@@ -168,15 +168,17 @@ fn track_keys(f: &mut OpenChangeFile, key: &[PkColumn], cells: u64) {
     fn values(k: &[PkColumn]) -> impl Iterator<Item = ots_wire::types::PkValueRef<'_>> {
         k.iter().map(|c| c.value.as_ref())
     }
-    let smaller = f.pk_min.as_deref().is_none_or(|m| {
-        cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Less
-    });
+    let smaller = f
+        .pk_min
+        .as_deref()
+        .is_none_or(|m| cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Less);
     if smaller {
         f.pk_min = Some(key.to_vec());
     }
-    let larger = f.pk_max.as_deref().is_none_or(|m| {
-        cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Greater
-    });
+    let larger = f
+        .pk_max
+        .as_deref()
+        .is_none_or(|m| cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Greater);
     if larger {
         f.pk_max = Some(key.to_vec());
     }

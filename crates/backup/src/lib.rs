@@ -424,7 +424,9 @@ async fn run_splits(
         }
     }
     let capture = match &plan.changes {
-        Some(capture_plan) => Some(capture(client, snapshot, &plan, capture_plan, cfg, &progress).await?),
+        Some(capture_plan) => {
+            Some(capture(client, snapshot, &plan, capture_plan, cfg, &progress).await?)
+        }
         None => None,
     };
     let manifest = commit::commit(snapshot, &plan, &own, capture.as_ref()).await?;
@@ -447,7 +449,9 @@ async fn capture(
         .into_iter()
         .find(|r| r.snapshot_id == plan.snapshot_id);
     if let Some(r) = existing {
-        progress.changes.fetch_add(r.counts.records(), Ordering::Relaxed);
+        progress
+            .changes
+            .fetch_add(r.counts.records(), Ordering::Relaxed);
         return Ok(r);
     }
     progress.capturing.store(true, Ordering::Relaxed);

@@ -17,11 +17,10 @@ use ots_wire::OtsClient;
 use tokio::task::JoinSet;
 
 use crate::{
-    BackupConfig, BackupError, PageError, ParentChoice, StreamChoice, TOOL_VERSION,
-    TimeScopeChoice,
+    BackupConfig, BackupError, PageError, ParentChoice, StreamChoice, TOOL_VERSION, TimeScopeChoice,
 };
-use ots_format::{CapturePlan, LinkKind, Manifest};
 use ots_format::time::unix_micros;
+use ots_format::{CapturePlan, LinkKind, Manifest};
 
 /// The column a partitioning reads, if any.
 fn partition_column(p: &Partitioning) -> Option<&str> {
@@ -299,9 +298,8 @@ async fn parent_manifest(
     cfg: &BackupConfig,
     parent: &ParentChoice,
 ) -> Result<Manifest, BackupError> {
-    let of_this_table = |m: &Manifest| {
-        m.source.table.table_name == cfg.table && m.source.instance == cfg.instance
-    };
+    let of_this_table =
+        |m: &Manifest| m.source.table.table_name == cfg.table && m.source.instance == cfg.instance;
     match parent {
         ParentChoice::Id(id) => {
             let snapshot = snapshots.snapshot(id);

@@ -371,8 +371,14 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         };
         let changes = {
             let c = &r["changes"];
-            match (c["put_row"].as_u64(), c["update_row"].as_u64(), c["delete_row"].as_u64()) {
-                (Some(p), Some(u), Some(d)) => format!("{}p/{}u/{}d", thousands(p), thousands(u), thousands(d)),
+            match (
+                c["put_row"].as_u64(),
+                c["update_row"].as_u64(),
+                c["delete_row"].as_u64(),
+            ) {
+                (Some(p), Some(u), Some(d)) => {
+                    format!("{}p/{}u/{}d", thousands(p), thousands(u), thousands(d))
+                }
                 _ => "-".to_string(),
             }
         };
@@ -381,7 +387,11 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
             status,
             s("table"),
             kind,
-            if s("kind") == "incremental" { "-".to_string() } else { n("rows") },
+            if s("kind") == "incremental" {
+                "-".to_string()
+            } else {
+                n("rows")
+            },
             changes,
             n("files"),
             r["bytes"].as_u64().map_or("-".to_string(), human_bytes),

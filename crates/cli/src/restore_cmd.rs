@@ -556,7 +556,11 @@ fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
             "replay: {} in {} of {} ({}), then the table is exactly as of {at}",
             count(p.changes, "change"),
             count(p.change_files, "change file"),
-            if p.chain.len() > 1 { "chain" } else { "snapshot" },
+            if p.chain.len() > 1 {
+                "chain"
+            } else {
+                "snapshot"
+            },
             p.chain.join(" → ")
         );
     }

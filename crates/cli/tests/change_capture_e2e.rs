@@ -255,9 +255,11 @@ print(json.dumps(out))
 
 async fn sdk_scan(env: &Env, table: &str) -> serde_json::Value {
     let (endpoint, table) = (env.emu.endpoint(), table.to_string());
-    tokio::task::spawn_blocking(move || run_python(SDK_SCAN, &[&endpoint, AK, SK, INSTANCE, &table]))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        run_python(SDK_SCAN, &[&endpoint, AK, SK, INSTANCE, &table])
+    })
+    .await
+    .unwrap()
 }
 
 /// Asserts two SDK scans are equal, naming the first row that differs.
@@ -274,9 +276,21 @@ fn assert_same(what: &str, want: &serde_json::Value, got: &serde_json::Value) {
     }
 }
 
-async fn restore(env: &Env, snap: &str, table: &str, extra: &[&str], work: &Path) -> serde_json::Value {
+async fn restore(
+    env: &Env,
+    snap: &str,
+    table: &str,
+    extra: &[&str],
+    work: &Path,
+) -> serde_json::Value {
     let mut args = vec![
-        "--json", "restore", "--from", snap, "--table", table, "--create-table",
+        "--json",
+        "restore",
+        "--from",
+        snap,
+        "--table",
+        table,
+        "--create-table",
     ];
     args.extend_from_slice(extra);
     let mut c = cmd(env, &args);
@@ -371,13 +385,23 @@ async fn consistent_full_and_incrementals_restore_exactly_at_every_link() {
     let (full, ops) = full_backup_under_writes(&env, dest.path()).await;
     assert!(ops > 20, "the writer ran during the scan ({ops} changes)");
     let m = manifest(&full);
-    let c = m.changes.as_ref().expect("a table with a stream gets a change set");
+    let c = m
+        .changes
+        .as_ref()
+        .expect("a table with a stream gets a change set");
     assert_eq!(c.kind, ots_format::LinkKind::Full);
-    assert!(c.counts.records() > 0, "changes made during the scan were captured");
+    assert!(
+        c.counts.records() > 0,
+        "changes made during the scan were captured"
+    );
     assert!(m.consistency.contains("exactly"), "{}", m.consistency);
     let source_at_full = sdk_scan(&env, TABLE).await;
     restore(&env, &full, "r_full", &[], work.path()).await;
-    assert_same("full link", &source_at_full, &sdk_scan(&env, "r_full").await);
+    assert_same(
+        "full link",
+        &source_at_full,
+        &sdk_scan(&env, "r_full").await,
+    );
 
     // 2. More changes; an incremental from `latest`.
     let mut w = Writer::new(env.client.clone(), 11);
@@ -413,17 +437,37 @@ async fn consistent_full_and_incrementals_restore_exactly_at_every_link() {
     // --as-of between the links (RFC 3339 with microseconds).
     let as_of = ots_format::time::rfc3339_micros(between_us);
     let r = restore(&env, &link2, "r_between", &["--as-of", &as_of], work.path()).await;
-    assert!(r["changes"]["changes_after_as_of"].as_u64().unwrap() > 0, "{r}");
-    assert_same("--as-of between links", &source_between, &sdk_scan(&env, "r_between").await);
+    assert!(
+        r["changes"]["changes_after_as_of"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    assert_same(
+        "--as-of between links",
+        &source_between,
+        &sdk_scan(&env, "r_between").await,
+    );
 
     // The first link, restored after the second exists, is still the table at its own point.
     restore(&env, &link1, "r_link1_again", &[], work.path()).await;
-    assert_same("link 1 again", &source_at_link1, &sdk_scan(&env, "r_link1_again").await);
+    assert_same(
+        "link 1 again",
+        &source_at_link1,
+        &sdk_scan(&env, "r_link1_again").await,
+    );
 
     // An instant outside the chain is refused, naming the range.
     let out = run(cmd(
         &env,
-        &["restore", "--from", &link2, "--table", "r_bad", "--create-table", "--as-of", "1000"],
+        &[
+            "restore",
+            "--from",
+            &link2,
+            "--table",
+            "r_bad",
+            "--create-table",
+            "--as-of",
+            "1000",
+        ],
     ))
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -444,7 +488,11 @@ async fn consistent_full_and_incrementals_restore_exactly_at_every_link() {
         .collect();
     assert_eq!(kinds, ["full", "incremental", "incremental"], "{ls}");
     let out = run(cmd(&env, &["show", &link2])).await;
-    assert!(stdout(&out).contains("incremental link: parent"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("incremental link: parent"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]
@@ -453,7 +501,16 @@ async fn a_trimmed_parent_is_refused_and_nothing_is_written() {
     let dest = tempfile::tempdir().unwrap();
     let out = run(cmd(
         &env,
-        &["-q", "backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--stream-settle-ms", "100"],
+        &[
+            "-q",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--stream-settle-ms",
+            "100",
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -466,7 +523,15 @@ async fn a_trimmed_parent_is_refused_and_nothing_is_written() {
     let before: Vec<_> = std::fs::read_dir(dest.path()).unwrap().collect();
     let out = run(cmd(
         &env,
-        &["backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--incremental-from", "latest"],
+        &[
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--incremental-from",
+            "latest",
+        ],
     ))
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -482,7 +547,16 @@ async fn a_shard_split_inside_the_window_keeps_every_key_in_order() {
     let work = tempfile::tempdir().unwrap();
     let out = run(cmd(
         &env,
-        &["-q", "backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--stream-settle-ms", "100"],
+        &[
+            "-q",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--stream-settle-ms",
+            "100",
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -501,7 +575,11 @@ async fn a_shard_split_inside_the_window_keeps_every_key_in_order() {
     assert!(o["changes"]["update_row"].as_u64().unwrap() > 0, "{o}");
     let source = sdk_scan(&env, TABLE).await;
     restore(&env, &link, "r_split", &[], work.path()).await;
-    assert_same("after shard splits", &source, &sdk_scan(&env, "r_split").await);
+    assert_same(
+        "after shard splits",
+        &source,
+        &sdk_scan(&env, "r_split").await,
+    );
     // The next incremental continues from the children's checkpoints.
     for _ in 0..40 {
         w.step(320).await;
@@ -509,7 +587,11 @@ async fn a_shard_split_inside_the_window_keeps_every_key_in_order() {
     let (link2, _) = incremental(&env, dest.path(), "latest").await;
     let source = sdk_scan(&env, TABLE).await;
     restore(&env, &link2, "r_split2", &[], work.path()).await;
-    assert_same("after the children", &source, &sdk_scan(&env, "r_split2").await);
+    assert_same(
+        "after the children",
+        &source,
+        &sdk_scan(&env, "r_split2").await,
+    );
 }
 
 #[tokio::test]
@@ -519,7 +601,16 @@ async fn a_killed_incremental_resumes_and_restores_exactly() {
     let work = tempfile::tempdir().unwrap();
     let out = run(cmd(
         &env,
-        &["-q", "backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--stream-settle-ms", "100"],
+        &[
+            "-q",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--stream-settle-ms",
+            "100",
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -570,7 +661,18 @@ async fn a_killed_incremental_resumes_and_restores_exactly() {
     }
     let out = run(cmd(
         &env,
-        &["--json", "backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--resume", &id, "--stream-settle-ms", "100"],
+        &[
+            "--json",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--resume",
+            &id,
+            "--stream-settle-ms",
+            "100",
+        ],
     ))
     .await;
     assert!(out.status.success(), "resume: {}", stderr(&out));
@@ -579,7 +681,11 @@ async fn a_killed_incremental_resumes_and_restores_exactly() {
     let source = sdk_scan(&env, TABLE).await;
     let snap = o["url"].as_str().unwrap().to_string();
     restore(&env, &snap, "r_resumed", &[], work.path()).await;
-    assert_same("resumed incremental", &source, &sdk_scan(&env, "r_resumed").await);
+    assert_same(
+        "resumed incremental",
+        &source,
+        &sdk_scan(&env, "r_resumed").await,
+    );
 }
 
 #[tokio::test]
@@ -588,7 +694,14 @@ async fn a_table_without_a_stream_gets_a_scan_and_says_so() {
     let dest = tempfile::tempdir().unwrap();
     let out = run(cmd(
         &env,
-        &["-q", "backup", "--table", "unused", "--to", dest.path().to_str().unwrap()],
+        &[
+            "-q",
+            "backup",
+            "--table",
+            "unused",
+            "--to",
+            dest.path().to_str().unwrap(),
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -599,17 +712,41 @@ async fn a_table_without_a_stream_gets_a_scan_and_says_so() {
     // An incremental needs a parent with captured changes.
     let out = run(cmd(
         &env,
-        &["backup", "--table", "unused", "--to", dest.path().to_str().unwrap(), "--incremental-from", &snap],
+        &[
+            "backup",
+            "--table",
+            "unused",
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--incremental-from",
+            &snap,
+        ],
     ))
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("captured no changes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("captured no changes"),
+        "{}",
+        stderr(&out)
+    );
     // --no-stream on a stream table: a plain scan.
     let out = run(cmd(
         &env,
-        &["-q", "backup", "--table", TABLE, "--to", dest.path().to_str().unwrap(), "--no-stream"],
+        &[
+            "-q",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--no-stream",
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(manifest(stdout(&out).lines().last().unwrap()).changes.is_none());
+    assert!(
+        manifest(stdout(&out).lines().last().unwrap())
+            .changes
+            .is_none()
+    );
 }

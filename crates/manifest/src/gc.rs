@@ -197,7 +197,9 @@ async fn plan_and_delete(
             || (rel.starts_with(&format!("{CHANGES_DIR}/")) && rel.ends_with(".json"))
         {
             1
-        } else if rel.starts_with(&format!("{DATA_DIR}/")) || rel.starts_with(&format!("{CHANGES_DIR}/")) {
+        } else if rel.starts_with(&format!("{DATA_DIR}/"))
+            || rel.starts_with(&format!("{CHANGES_DIR}/"))
+        {
             2
         } else {
             3
@@ -255,7 +257,8 @@ async fn leftovers_of_committed(
             (!chosen.contains(rel)).then_some("record of an attempt the manifest does not list")
         } else if rel.starts_with(&format!("{CHANGES_DIR}/")) {
             let kept = listed.contains(rel) || chosen_capture.as_deref() == Some(rel);
-            (!kept).then_some("change file or record of a capture attempt the manifest does not list")
+            (!kept)
+                .then_some("change file or record of a capture attempt the manifest does not list")
         } else if rel.starts_with(&format!("{LEASES_DIR}/")) {
             Some("lease of a finished process")
         } else {

@@ -60,9 +60,11 @@ impl Chain {
 
     /// Every change file to replay, link by link, in order.
     pub fn change_files(&self) -> impl Iterator<Item = (&ChainLink, &FileEntry)> {
-        self.links
-            .iter()
-            .flat_map(|l| l.changes().into_iter().flat_map(move |c| c.files.iter().map(move |f| (l, f))))
+        self.links.iter().flat_map(|l| {
+            l.changes()
+                .into_iter()
+                .flat_map(move |c| c.files.iter().map(move |f| (l, f)))
+        })
     }
 
     /// Keeps the links needed to reach `as_of_us`: up to the first whose T_c is at or after it.
@@ -108,7 +110,10 @@ impl Chain {
         if let Some(c) = base.changes()
             && c.kind != LinkKind::Full
         {
-            return broken(format!("the chain starts at {}, which is not a full snapshot", base.id()));
+            return broken(format!(
+                "the chain starts at {}, which is not a full snapshot",
+                base.id()
+            ));
         }
         for w in self.links.windows(2) {
             let (parent, child) = (&w[0], &w[1]);
@@ -120,7 +125,11 @@ impl Chain {
                 ));
             };
             if c.parent.as_deref() != Some(parent.id()) {
-                return broken(format!("{} does not name {} as its parent", child.id(), parent.id()));
+                return broken(format!(
+                    "{} does not name {} as its parent",
+                    child.id(),
+                    parent.id()
+                ));
             }
             if c.stream_id != p.stream_id {
                 return broken(format!(
@@ -218,24 +227,24 @@ pub struct ChainReplayStats {
     pub changes_after_as_of: u64,
 }
 
-/// Replays every change file of `chain` (already verified, with `pins` per link) into `table`,
-/// link after link, skipping changes after `as_of_us`.
+/// Replays every change file of `chain` (already verified, with `pins` per link) into
+/// `cfg.table`, link after link, skipping changes after `cfg.as_of_us`, with `cfg.concurrency`
+/// lanes and a quarter of the memory budget for decoded changes.
 pub(crate) async fn replay_chain(
     client: &ots_wire::OtsClient,
-    table: &str,
+    cfg: &crate::RestoreConfig,
     chain: &Chain,
     pins: &[Arc<FilePins>],
-    as_of_us: Option<i64>,
-    concurrency: usize,
-    decoded_budget: usize,
     progress: &crate::RestoreProgress,
 ) -> Result<ChainReplayStats, RestoreError> {
+    let decoded_budget = cfg.memory_budget().read_bytes / 2;
     use std::sync::atomic::Ordering;
     let pk = &chain.base().manifest.source.table.primary_key;
     let reader = ots_schema::changes::ChangeReader::new(pk);
-    let mut options = crate::replay::ReplayOptions::new(table);
-    options.concurrency = concurrency;
-    options.as_of_us = as_of_us;
+    let mut options = crate::replay::ReplayOptions::new(cfg.table.clone());
+    options.concurrency = cfg.concurrency;
+    options.as_of_us = cfg.as_of_us;
+    options.rows_per_sec = cfg.rows_per_sec;
     let mut applier = crate::replay::ChangeApplier::new(client, options)?;
     let mut stats = ChainReplayStats::default();
     for (i, link) in chain.links.iter().enumerate() {
@@ -258,10 +267,12 @@ pub(crate) async fn replay_chain(
                 .await
                 .map_err(|e| RestoreError::parquet(&f.path, e))?
             {
-                let changes = reader.read_batch(&batch).map_err(|e| RestoreError::Changes {
-                    path: link.snapshot.url_of(&f.path),
-                    detail: e.to_string(),
-                })?;
+                let changes = reader
+                    .read_batch(&batch)
+                    .map_err(|e| RestoreError::Changes {
+                        path: link.snapshot.url_of(&f.path),
+                        detail: e.to_string(),
+                    })?;
                 progress
                     .changes_read
                     .fetch_add(changes.len() as u64, Ordering::Relaxed);

@@ -306,9 +306,10 @@ async fn prepare(
 
 /// The instant a chain restore reaches exactly: `--as-of`, or the last link's consistency point.
 fn restored_as_of(cfg: &RestoreConfig, chain: &chain::Chain) -> Option<String> {
-    chain.last().t_c_us().map(|t| {
-        ots_format::time::rfc3339_micros(cfg.as_of_us.unwrap_or(t))
-    })
+    chain
+        .last()
+        .t_c_us()
+        .map(|t| ots_format::time::rfc3339_micros(cfg.as_of_us.unwrap_or(t)))
 }
 
 /// Replaying changes reproduces the source only with every cell as it was: no row or column
@@ -408,20 +409,7 @@ pub async fn run_restore(
     .await?;
     // Then the changes, link after link: replay is idempotent, so a resumed restore repeats it.
     let changes = if chain.has_changes() {
-        let budget = cfg.memory_budget();
-        Some(
-            chain::replay_chain(
-                client,
-                &cfg.table,
-                &chain,
-                &link_pins,
-                cfg.as_of_us,
-                cfg.concurrency,
-                budget.read_bytes / 2,
-                &progress,
-            )
-            .await?,
-        )
+        Some(chain::replay_chain(client, cfg, &chain, &link_pins, &progress).await?)
     } else {
         None
     };

@@ -309,11 +309,7 @@ impl<'c> Capture<'c> {
             .filter(|s| s.done && (s.listed || !s.finished))
             .map(|s| ShardCheckpoint {
                 shard_id: s.shard_id.clone(),
-                iterator: if s.finished {
-                    None
-                } else {
-                    s.iterator.clone()
-                },
+                iterator: if s.finished { None } else { s.iterator.clone() },
             })
             .collect();
         StreamPosition {
@@ -336,12 +332,10 @@ impl<'c> Capture<'c> {
             .filter(|s| s.finished)
             .map(|s| s.shard_id.as_str())
             .collect();
-        let next = self.shards.iter().position(|s| {
-            !s.done
-                && s.parents
-                    .iter()
-                    .all(|p| finished.contains(p.as_str()))
-        });
+        let next = self
+            .shards
+            .iter()
+            .position(|s| !s.done && s.parents.iter().all(|p| finished.contains(p.as_str())));
         if let Some(i) = next {
             self.read_order.push(self.shards[i].shard_id.clone());
         }

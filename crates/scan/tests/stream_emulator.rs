@@ -167,14 +167,29 @@ async fn a_window_holds_exactly_its_records_and_the_next_continues() {
     let (changes, end, _) = capture_all(&client, &stream, &start, t_c).await.unwrap();
     assert_eq!(changes.len(), 22, "20 puts, 1 update, 1 delete");
     assert!(changes.iter().all(|c| key_of(c) < 100));
-    assert!(changes.iter().all(|c| c.sequence.timestamp_us > start.t_us && c.sequence.timestamp_us <= t_c));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.sequence.timestamp_us > start.t_us && c.sequence.timestamp_us <= t_c)
+    );
     let ordinals: Vec<u64> = changes.iter().map(|c| c.ordinal).collect();
     assert_eq!(ordinals, (0..22).collect::<Vec<_>>());
-    let upd = changes.iter().find(|c| c.op == ChangeOp::UpdateRow).unwrap();
+    let upd = changes
+        .iter()
+        .find(|c| c.op == ChangeOp::UpdateRow)
+        .unwrap();
     assert_eq!(key_of(upd), 3);
-    assert!(matches!(upd.cells[1], ColumnUpdate::DeleteOneVersion { timestamp, .. } if timestamp == ms - 1));
-    assert!(matches!(upd.cells[2], ColumnUpdate::DeleteAllVersions { .. }));
-    let del = changes.iter().find(|c| c.op == ChangeOp::DeleteRow).unwrap();
+    assert!(
+        matches!(upd.cells[1], ColumnUpdate::DeleteOneVersion { timestamp, .. } if timestamp == ms - 1)
+    );
+    assert!(matches!(
+        upd.cells[2],
+        ColumnUpdate::DeleteAllVersions { .. }
+    ));
+    let del = changes
+        .iter()
+        .find(|c| c.op == ChangeOp::DeleteRow)
+        .unwrap();
     assert_eq!(key_of(del), 4);
     assert!(del.cells.is_empty());
     assert_eq!(end.t_us, t_c);
@@ -235,9 +250,13 @@ async fn a_trimmed_position_is_a_typed_error() {
     }
     let cut = now_us() + 1;
     assert_eq!(emu.trim_stream(T, cut).unwrap(), 5);
-    let err = ots_scan::stream::check_readable(&client, &start).await.unwrap_err();
+    let err = ots_scan::stream::check_readable(&client, &start)
+        .await
+        .unwrap_err();
     assert!(err.is_trimmed(), "{err}");
-    let err = capture_all(&client, &stream, &start, now_us()).await.unwrap_err();
+    let err = capture_all(&client, &stream, &start, now_us())
+        .await
+        .unwrap_err();
     assert!(err.is_trimmed(), "{err}");
     assert!(err.to_string().contains("full snapshot"), "{err}");
 }

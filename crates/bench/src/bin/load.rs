@@ -73,9 +73,15 @@ async fn main() -> ExitCode {
         })
     });
     let result = if a.existing {
-        let spec = spec;
         let rows = (0..spec.rows).map(move |i| ots_datagen::row(&spec, i));
-        ots_datagen::load_rows(&client, &a.target.table, rows, a.concurrency, loaded.clone()).await
+        ots_datagen::load_rows(
+            &client,
+            &a.target.table,
+            rows,
+            a.concurrency,
+            loaded.clone(),
+        )
+        .await
     } else {
         load_new(&client, &a, &spec, loaded.clone()).await
     };
@@ -118,25 +124,16 @@ async fn load_new(
     let result = match a.row_bytes {
         Some(bytes) => {
             create_and_load_blobs(
-                &client,
+                client,
                 &a.target.table,
-                &spec,
+                spec,
                 bytes,
                 a.concurrency,
                 loaded.clone(),
             )
             .await
         }
-        None => {
-            create_and_load(
-                &client,
-                &a.target.table,
-                &spec,
-                a.concurrency,
-                loaded.clone(),
-            )
-            .await
-        }
+        None => create_and_load(client, &a.target.table, spec, a.concurrency, loaded).await,
     };
     result?;
     if let Some(hours) = a.stream_hours {

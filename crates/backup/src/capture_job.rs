@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use ots_format::layout::change_file_path;
 use ots_format::time::{rfc3339, unix_micros};
 use ots_format::{
-    CapturePlan, CaptureRecord, ChangeCounts, FORMAT_VERSION, FileEntry, KeyPart, Plan,
+    CapturePlan, CaptureRecord, ChangeCounts, FileEntry, KeyPart, Plan,
     random_token,
 };
 use ots_manifest::Snapshot;
@@ -99,7 +99,7 @@ impl CaptureJob {
             files.push(self.close_file(f).await?);
         }
         let record = CaptureRecord {
-            format_version: FORMAT_VERSION,
+            format_version: self.plan.format_version,
             snapshot_id: self.plan.snapshot_id.clone(),
             attempt,
             end: capture.end_position(),

@@ -272,7 +272,7 @@ pub(crate) async fn new_plan(
     };
     check_partitioning(&cfg.partitioning, &meta, Some(&schema))?;
     let plan = Plan {
-        format_version: FORMAT_VERSION,
+        format_version: ots_format::format_version_for(changes.is_some()),
         snapshot_id,
         tool_version: TOOL_VERSION.to_string(),
         source: Source {
@@ -435,7 +435,7 @@ pub(crate) async fn resume_plan(
             plan.snapshot_id
         )));
     }
-    if plan.format_version < FORMAT_VERSION {
+    if plan.format_version < ots_format::SCAN_FORMAT_VERSION {
         return Err(BackupError::Usage(format!(
             "snapshot {id} was started by an older otsarchive (format {}); start a new backup instead of resuming it",
             plan.format_version

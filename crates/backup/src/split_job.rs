@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use ots_format::time::rfc3339;
-use ots_format::{CellsAfterT, FORMAT_VERSION, Plan, Split, SplitRecord, TimeScope, random_token};
+use ots_format::{CellsAfterT, Plan, Split, SplitRecord, TimeScope, random_token};
 use ots_manifest::Snapshot;
 use ots_scan::{RateLimiter, ScanOptions, SplitScanner};
 use ots_schema::SnapshotSchema;
@@ -76,7 +76,7 @@ impl SplitJob {
         let (files, stats) = sinks.finish().await?;
         let cells_after_t = self.probe_after_t().await?;
         let record = SplitRecord {
-            format_version: FORMAT_VERSION,
+            format_version: self.plan.format_version,
             snapshot_id: self.plan.snapshot_id.clone(),
             split: self.split.clone(),
             attempt,

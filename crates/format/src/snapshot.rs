@@ -10,10 +10,25 @@ use crate::schema::SnapshotSchema;
 use crate::stats::SnapshotStats;
 use crate::table::TableMeta;
 
-/// Version of the snapshot format described in docs/FORMAT.md. Version 2 keeps one record per
-/// split attempt (`splits/<split>/<attempt>.json`) and names the chosen attempt in the manifest;
-/// version 1 kept one record per split (`splits/<split>.json`). Both are read.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest version of the snapshot format described in docs/FORMAT.md, the one this build
+/// writes for a snapshot with change capture. Version 3 adds captured changes (`changes/`, the
+/// manifest's `changes`: FORMAT.md §10); version 2 keeps one record per split attempt
+/// (`splits/<split>/<attempt>.json`) and names the chosen attempt in the manifest; version 1 kept
+/// one record per split (`splits/<split>.json`). All three are read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The version written for a snapshot without change capture: nothing in it needs version 3, so
+/// older readers still read it, while they refuse a link of a chain (restoring only its scan
+/// would not be exact).
+pub const SCAN_FORMAT_VERSION: u32 = 2;
+
+/// The version a snapshot's documents are written with.
+pub fn format_version_for(captures_changes: bool) -> u32 {
+    if captures_changes {
+        FORMAT_VERSION
+    } else {
+        SCAN_FORMAT_VERSION
+    }
+}
 /// The oldest format this build still reads, verifies and restores.
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
 
@@ -306,7 +321,7 @@ impl Manifest {
             cells_after_t: after.cells,
         };
         Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: plan.format_version,
             snapshot_id: plan.snapshot_id.clone(),
             tool_version: plan.tool_version.clone(),
             source: plan.source.clone(),

@@ -644,7 +644,7 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
     match &m.changes {
         Some(c) => {
             line(
-                "consistency",
+                "guarantee",
                 format!(
                     "exact as of {} ({} µs): restoring yields the table exactly as it was then",
                     c.consistency_point.time, c.consistency_point.t_us
@@ -684,7 +684,7 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
             );
         }
         None => line(
-            "consistency",
+            "guarantee",
             "a scan without change capture (no stream): deletes during the scan may leak in (FORMAT.md §9.4)".to_string(),
         ),
     }

@@ -198,6 +198,20 @@ impl Source for BackupSource {
         if after_t > 0 {
             message.push_str(&format!(", {} dated after T", count(after_t, "cell")));
         }
+        let changes = load(&p.changes);
+        if p.capturing.load(Ordering::Relaxed) {
+            // After the scans (or, for an incremental, instead of them): the stream.
+            return Frame {
+                done: changes,
+                total: None,
+                unit: Unit::Items("changes"),
+                message: format!(
+                    "capturing changes from the stream up to the consistency point: {}, {} written",
+                    count(changes, "change"),
+                    human_bytes(load(&p.bytes_written)),
+                ),
+            };
+        }
         if total == 0 {
             return Frame {
                 done: 0,

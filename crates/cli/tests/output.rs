@@ -257,7 +257,7 @@ async fn show_and_ls_read_as_the_golden_files_say_with_aligned_columns() {
     let out = run(cmd(&f.env, &["ls", dest])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert_aligned(&text, "SNAPSHOT", &["ROWS", "FILES", "SIZE"]);
+    assert_aligned(&text, "SNAPSHOT", &["ROWS", "CHANGES", "FILES", "SIZE"]);
     golden("ls.txt", &normalize(&text, &subs));
 
     for (id, name) in [(&f.first, "show.txt"), (&f.second, "show_partitioned.txt")] {

@@ -220,6 +220,7 @@ pub struct ChainReplayStats {
 
 /// Replays every change file of `chain` (already verified, with `pins` per link) into `table`,
 /// link after link, skipping changes after `as_of_us`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn replay_chain(
     client: &ots_wire::OtsClient,
     table: &str,

@@ -11,8 +11,7 @@ use std::time::SystemTime;
 use ots_format::layout::change_file_path;
 use ots_format::time::{rfc3339, unix_micros};
 use ots_format::{
-    CapturePlan, CaptureRecord, ChangeCounts, FileEntry, KeyPart, Plan,
-    random_token,
+    CapturePlan, CaptureRecord, ChangeCounts, FileEntry, KeyPart, Plan, random_token,
 };
 use ots_manifest::Snapshot;
 use ots_scan::{Capture, CaptureOptions};

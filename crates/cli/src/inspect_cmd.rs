@@ -37,12 +37,14 @@ pub struct VerifyArgs {
     /// Snapshot: DEST/SNAPSHOT_ID, DEST/latest (the newest committed one) or DEST/ID-PREFIX
     pub snapshot: String,
     /// Also compare the snapshot with this live table (rows, cells, types, values, timestamps);
-    /// every cell of the table counts, including versions written after the snapshot. Needs
-    /// --endpoint and --instance.
+    /// every cell of the table counts, including versions written after the snapshot. A snapshot
+    /// with captured changes is compared as its chain's image at its consistency point (the
+    /// base's rows with every link's changes applied). Needs --endpoint and --instance.
     #[arg(long)]
     pub against_table: Option<String>,
     /// With --against-table: compare only cells inside the snapshot's time range, so versions
-    /// written to a live source after the snapshot are not reported.
+    /// written to a live source after the snapshot are not reported. Refused for a snapshot with
+    /// captured changes (its image is exact: every cell is compared).
     #[arg(long, requires = "against_table")]
     pub as_of_snapshot: bool,
     /// Differences to list when comparing with a table.
@@ -87,6 +89,10 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     let memory = memory_bytes(a.memory_mb)?;
     let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
     let id = snap.id().to_string();
+    if a.as_of_snapshot && snap.read_manifest().await?.changes.is_some() {
+        // Refused before the files are read: a chain's image is exact, every cell is compared.
+        return Err(ots_restore::compare::as_of_snapshot_with_changes(&id).into());
+    }
     // The client is checked before any file is read, so a bad --endpoint fails fast.
     let client = match &a.against_table {
         Some(_) => Some(crate::common::client(g)?),
@@ -105,13 +111,21 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     let comparison = match (&a.against_table, &client) {
         (Some(table), Some(client)) if report.ok() => {
             let manifest = snap.read_manifest().await?;
+            // A snapshot with captured changes is compared as its chain's image: the base's rows
+            // with every link's changes applied.
+            let chain = match manifest.changes {
+                Some(_) => Some(ots_restore::chain::resolve_chain(&snap, manifest.clone()).await?),
+                None => None,
+            };
             let compared = Arc::new(AtomicU64::new(0));
             let reporter = Reporter::start(
                 "compare",
                 show_progress,
                 Arc::new(CountSource {
                     done: compared.clone(),
-                    total: manifest.totals.rows,
+                    total: chain
+                        .as_ref()
+                        .map_or(manifest.totals.rows, |c| c.base().manifest.totals.rows),
                     unit: "rows",
                 }),
             );
@@ -122,10 +136,17 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 memory_bytes: memory,
                 ..Default::default()
             };
-            let compared = ots_restore::compare::compare_with_options(
-                client, &snap, &manifest, table, &options,
-            )
-            .await;
+            let compared = match &chain {
+                Some(chain) => {
+                    ots_restore::compare::compare_chain(client, chain, table, &options).await
+                }
+                None => {
+                    ots_restore::compare::compare_with_options(
+                        client, &snap, &manifest, table, &options,
+                    )
+                    .await
+                }
+            };
             reporter.finish().await;
             Some(compared?)
         }
@@ -244,9 +265,16 @@ fn difference_line(d: &RowDiff) -> String {
 
 fn comparison_verdict(c: &CompareReport) -> String {
     let what = if c.as_of_snapshot {
-        "cells in the snapshot's time range"
+        "cells in the snapshot's time range".to_string()
+    } else if c.chain.len() > 1 {
+        format!(
+            "every cell; the image of chain {} → {}, {} links",
+            c.chain[0],
+            c.chain[c.chain.len() - 1],
+            c.chain.len()
+        )
     } else {
-        "every cell"
+        "every cell".to_string()
     };
     if c.ok() {
         format!(

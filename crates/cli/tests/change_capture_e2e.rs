@@ -495,6 +495,106 @@ async fn consistent_full_and_incrementals_restore_exactly_at_every_link() {
     );
 }
 
+/// `verify --against-table` on a link of a chain, as JSON: the exit code and the comparison.
+async fn verify_against(
+    env: &Env,
+    snap: &str,
+    table: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = run(cmd(
+        env,
+        &["--json", "verify", snap, "--against-table", table],
+    ))
+    .await;
+    let json = serde_json::from_str(stdout(&out).trim()).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json["comparison"].clone(), stderr(&out))
+}
+
+#[tokio::test]
+async fn verify_against_table_compares_the_image_of_the_chain() {
+    let env = live_env().await;
+    let dest = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    // A consistent full link under writes: its data files alone are not the table, its image is.
+    let (full, _) = full_backup_under_writes(&env, dest.path()).await;
+    let m = manifest(&full);
+    assert!(
+        m.changes.as_ref().unwrap().counts.records() > 0,
+        "changes were captured"
+    );
+    let (code, c, err) = verify_against(&env, &full, TABLE).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "full link against its unchanged source: {c} {err}"
+    );
+    assert_eq!(c["chain"], serde_json::json!([m.snapshot_id]), "{c}");
+    assert!(c["rows_matching"].as_u64().unwrap() > 250, "{c}");
+
+    // An incremental under writes: no data files, only changes, compared as the chain's image.
+    let mut w = Writer::new(env.client.clone(), 13);
+    for _ in 0..150 {
+        w.step(360).await;
+    }
+    let (link, _) = incremental(&env, dest.path(), "latest").await;
+    let link_id = manifest(&link).snapshot_id;
+    let (code, c, err) = verify_against(&env, &link, TABLE).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "incremental against its unchanged source: {c} {err}"
+    );
+    assert_eq!(
+        c["chain"],
+        serde_json::json!([m.snapshot_id, link_id]),
+        "{c}"
+    );
+    let out = run(cmd(&env, &["verify", &link, "--against-table", TABLE])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(": OK,"), "{}", stdout(&out));
+
+    // A restored copy of the link is its image too.
+    restore(&env, &link, "r_link", &[], work.path()).await;
+    let (code, c, err) = verify_against(&env, &link, "r_link").await;
+    assert_eq!(code, Some(0), "restored copy: {c} {err}");
+
+    // --as-of-snapshot has no meaning for an exact image: refused before anything is read.
+    let out = run(cmd(
+        &env,
+        &[
+            "verify",
+            &link,
+            "--against-table",
+            TABLE,
+            "--as-of-snapshot",
+        ],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--as-of-snapshot"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A write after the link's consistency point is a difference naming its key.
+    w.put_row(5).await;
+    let out = run(cmd(&env, &["verify", &link, "--against-table", TABLE])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("k0005"), "{}", stderr(&out));
+    let (code, c, _) = verify_against(&env, &link, TABLE).await;
+    assert_eq!(code, Some(3));
+    assert_eq!(c["different"], 1, "{c}");
+    assert_eq!(
+        c["first_differences"][0]["primary_key"][0]["value"]["string"], "k0005",
+        "{c}"
+    );
+    // The restored copy did not change.
+    let (code, _, err) = verify_against(&env, &link, "r_link").await;
+    assert_eq!(code, Some(0), "{err}");
+}
+
 #[tokio::test]
 async fn a_trimmed_parent_is_refused_and_nothing_is_written() {
     let env = live_env().await;

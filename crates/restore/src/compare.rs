@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use futures::TryStreamExt;
-use ots_manifest::{FileEntry, Manifest, Snapshot, TimeRange, display_columns};
+use ots_manifest::{FileEntry, Manifest, ManifestError, Snapshot, TimeRange, display_columns};
 use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
@@ -30,6 +30,8 @@ use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::Serialize;
 
 use crate::RestoreError;
+use crate::chain::{Chain as SnapshotChain, resolve_chain};
+use crate::image::{ChangedRows, RowChange, apply_changes, read_changes};
 use crate::reader::{FilePin, FileSource, open_file};
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +89,10 @@ impl CellValue {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CompareReport {
     pub table: String,
+    /// The snapshots whose image was compared, base first: the snapshot alone when it captured no
+    /// changes, else its chain (the base's data files with every link's changes applied, the table
+    /// as of the last link's consistency point).
+    pub chain: Vec<String>,
     /// Whether only the snapshot's time range was compared (`--as-of-snapshot`).
     pub as_of_snapshot: bool,
     /// Cell timestamps compared, `[start, end)` ms; `None` = every cell, whatever its timestamp.
@@ -414,6 +420,68 @@ impl<'a> Merge<'a> {
     }
 }
 
+/// The rows a split of the table should hold, in key order: the data files' rows (the merge),
+/// with the changed keys of the split (none without captured changes) applied to them.
+struct Expected<'a> {
+    merge: Merge<'a>,
+    changed: std::iter::Peekable<std::vec::IntoIter<(Vec<PkColumn>, Vec<RowChange>)>>,
+    max_versions: Option<usize>,
+    /// The next row, once computed.
+    head: Option<Row>,
+}
+
+impl<'a> Expected<'a> {
+    fn new(
+        merge: Merge<'a>,
+        changed: Vec<(Vec<PkColumn>, Vec<RowChange>)>,
+        max_versions: Option<usize>,
+    ) -> Self {
+        Expected {
+            merge,
+            changed: changed.into_iter().peekable(),
+            max_versions,
+            head: None,
+        }
+    }
+
+    /// Computes the next row into `head`, unless it is there or every row was taken.
+    async fn fill(&mut self) -> Result<(), RestoreError> {
+        while self.head.is_none() {
+            let order = match (self.merge.peek(), self.changed.peek()) {
+                (None, None) => return Ok(()),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(row), Some((key, _))) => cmp_primary_keys(
+                    row.primary_key.iter().map(|c| c.value.as_ref()),
+                    key.iter().map(|c| c.value.as_ref()),
+                ),
+            };
+            if order == Ordering::Less {
+                self.head = self.merge.next().await?;
+                continue;
+            }
+            let base = match order {
+                Ordering::Equal => self.merge.next().await?,
+                _ => None,
+            };
+            if let Some((key, changes)) = self.changed.next() {
+                self.head = apply_changes(key, base, &changes, self.max_versions);
+            }
+        }
+        Ok(())
+    }
+
+    async fn peek(&mut self) -> Result<Option<&Row>, RestoreError> {
+        self.fill().await?;
+        Ok(self.head.as_ref())
+    }
+
+    async fn next(&mut self) -> Result<Option<Row>, RestoreError> {
+        self.fill().await?;
+        Ok(self.head.take())
+    }
+}
+
 fn scan_error(table: &str, e: ScanError) -> RestoreError {
     match e {
         ScanError::Ots(o) if o.is_not_found() => RestoreError::TableNotFound {
@@ -443,7 +511,8 @@ pub async fn compare_with_table(
     compare_with_options(client, snapshot, manifest, table, &options).await
 }
 
-/// Compares snapshot `id` with `table` as `options` say.
+/// Compares snapshot `id` with `table` as `options` say. A snapshot that captured changes is
+/// compared as the image of its chain ([`compare_chain`]).
 pub async fn compare_with_options(
     client: &OtsClient,
     snapshot: &Snapshot,
@@ -451,6 +520,87 @@ pub async fn compare_with_options(
     table: &str,
     options: &CompareOptions,
 ) -> Result<CompareReport, RestoreError> {
+    if manifest.changes.is_some() {
+        let chain = resolve_chain(snapshot, manifest.clone()).await?;
+        return compare_chain(client, &chain, table, options).await;
+    }
+    let image = Image {
+        snapshot,
+        manifest,
+        chain: vec![snapshot.id().to_string()],
+        changed: ChangedRows::default(),
+        max_versions: None,
+    };
+    compare_image(client, image, table, options).await
+}
+
+/// Why `--as-of-snapshot` does not apply to a chain.
+pub fn as_of_snapshot_with_changes(id: &str) -> RestoreError {
+    RestoreError::Usage(format!(
+        "--as-of-snapshot does not apply to snapshot {id}: it captured changes, so its image (its \
+         chain's data with every change up to its consistency point) is exact and every cell of \
+         the table is compared with it. Leave out --as-of-snapshot; a table written to after the \
+         consistency point shows those writes as differences"
+    ))
+}
+
+/// Compares the image of `chain` — the base's data files with every change of every link applied
+/// in order, the table as of the last link's consistency point — with `table`, every cell.
+///
+/// The changes are read first and held in memory grouped by key, within half of
+/// [`CompareOptions::memory_bytes`] (a usage error beyond it); the data files are merged split by
+/// split as for a single snapshot, each changed key applied where it falls. The versions a column
+/// keeps are bounded by the table's `max_versions` as the last link (else the base) recorded it.
+/// `as_of_snapshot` is refused: the image is exact, there is no time range to cut it to.
+pub async fn compare_chain(
+    client: &OtsClient,
+    chain: &SnapshotChain,
+    table: &str,
+    options: &CompareOptions,
+) -> Result<CompareReport, RestoreError> {
+    if options.as_of_snapshot && chain.has_changes() {
+        return Err(as_of_snapshot_with_changes(chain.last().id()));
+    }
+    let changed = read_changes(chain, options.memory_bytes / 2).await?;
+    let max_versions = [chain.last(), chain.base()]
+        .iter()
+        .find_map(|l| l.manifest.source.table.max_versions)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0);
+    let base = chain.base();
+    let image = Image {
+        snapshot: &base.snapshot,
+        manifest: &base.manifest,
+        chain: chain.links.iter().map(|l| l.id().to_string()).collect(),
+        changed,
+        max_versions,
+    };
+    compare_image(client, image, table, options).await
+}
+
+/// What a table is compared with: the data files of `manifest` (the chain's base) and the changed
+/// keys (none for a snapshot without captured changes).
+struct Image<'a> {
+    snapshot: &'a Snapshot,
+    manifest: &'a Manifest,
+    chain: Vec<String>,
+    changed: ChangedRows,
+    max_versions: Option<usize>,
+}
+
+async fn compare_image(
+    client: &OtsClient,
+    image: Image<'_>,
+    table: &str,
+    options: &CompareOptions,
+) -> Result<CompareReport, RestoreError> {
+    let Image {
+        snapshot,
+        manifest,
+        chain,
+        mut changed,
+        max_versions,
+    } = image;
     let time_range = if options.as_of_snapshot {
         (manifest.time_range.start_ms, manifest.time_range.end_ms)
     } else {
@@ -459,6 +609,7 @@ pub async fn compare_with_options(
     };
     let mut report = CompareReport {
         table: table.to_string(),
+        chain,
         as_of_snapshot: options.as_of_snapshot,
         time_range_ms: options.as_of_snapshot.then_some(time_range),
         ..Default::default()
@@ -467,6 +618,12 @@ pub async fn compare_with_options(
     let scan = ScanOptions {
         time_range,
         ..ScanOptions::up_to(manifest.time_range.t_ms)
+    };
+    let bad_split = |e: ots_format::KeyError| {
+        RestoreError::Manifest(ManifestError::Invalid {
+            url: snapshot.url_of("manifest.json"),
+            detail: format!("a split's key range: {e}"),
+        })
     };
     for split in manifest.splits.iter().map(|s| s.range()) {
         let files = Files {
@@ -481,7 +638,16 @@ pub async fn compare_with_options(
             .iter()
             .filter(|f| f.split == split.id)
             .collect();
-        let mut want = Merge::new(files, split_files).await?;
+        let split_changes = if changed.keys() == 0 {
+            Vec::new()
+        } else {
+            changed.take_range(
+                &split.start_columns().map_err(bad_split)?,
+                &split.end_columns().map_err(bad_split)?,
+            )
+        };
+        let merge = Merge::new(files, split_files).await?;
+        let mut want = Expected::new(merge, split_changes, max_versions);
         let mut scanner = SplitScanner::new(client.clone(), table, split.clone(), scan.clone())
             .map_err(|e| scan_error(table, e))?;
         while let Some(page) = scanner
@@ -504,7 +670,7 @@ pub async fn compare_with_options(
             for got in live {
                 report.rows_in_table += 1;
                 loop {
-                    match want.peek().map(|w| pk_order(w, &got)) {
+                    match want.peek().await?.map(|w| pk_order(w, &got)) {
                         Some(Ordering::Less) => {
                             if let Some(w) = want.next().await? {
                                 report.rows_in_snapshot += 1;
@@ -554,6 +720,15 @@ pub async fn compare_with_options(
         if let Some(n) = &options.rows_compared {
             n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
         }
+    }
+    if let Some(key) = changed.first_left() {
+        return Err(RestoreError::Manifest(ManifestError::Invalid {
+            url: snapshot.url_of("manifest.json"),
+            detail: format!(
+                "changed key {} lies in none of the splits, which must cover every key",
+                display_columns(key)
+            ),
+        }));
     }
     Ok(report)
 }

@@ -22,6 +22,7 @@ pub mod compare;
 pub mod config;
 pub mod dead_letter;
 mod error;
+mod image;
 pub mod integrity;
 pub mod journal;
 mod pipeline;

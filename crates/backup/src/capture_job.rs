@@ -10,9 +10,7 @@ use std::time::SystemTime;
 
 use ots_format::layout::change_file_path;
 use ots_format::time::{rfc3339, unix_micros};
-use ots_format::{
-    CapturePlan, CaptureRecord, ChangeCounts, FileEntry, KeyPart, Plan, random_token,
-};
+use ots_format::{CapturePlan, CaptureRecord, ChangeCounts, FileEntry, Plan, random_token};
 use ots_manifest::Snapshot;
 use ots_scan::{Capture, CaptureOptions};
 use ots_schema::changes::ChangeBatchBuilder;
@@ -136,28 +134,15 @@ impl CaptureJob {
     }
 
     async fn close_file(&self, f: OpenChangeFile) -> Result<FileEntry, BackupError> {
-        let written = f.writer.close().await?;
-        self.progress.files.fetch_add(1, Ordering::Relaxed);
-        self.progress
-            .bytes_written
-            .fetch_add(written.bytes, Ordering::Relaxed);
-        let parts = |pk: Option<Vec<PkColumn>>| {
-            pk.unwrap_or_default()
-                .iter()
-                .map(KeyPart::from_column)
-                .collect::<Vec<_>>()
-        };
-        Ok(FileEntry {
-            path: written.path,
-            split: 0,
-            partition: Default::default(),
-            rows: written.rows,
-            cells: f.cells,
-            bytes: written.bytes,
-            sha256: written.sha256,
-            pk_min: parts(f.pk_min),
-            pk_max: parts(f.pk_max),
-        })
+        crate::sink::finish_file(
+            f.writer,
+            &self.progress,
+            0,
+            Default::default(),
+            f.cells,
+            (f.pk_min, f.pk_max),
+        )
+        .await
     }
 }
 

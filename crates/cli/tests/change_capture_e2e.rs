@@ -301,6 +301,26 @@ async fn restore(
     serde_json::from_str(stdout(&out).trim()).unwrap()
 }
 
+/// A consistent full backup of the quiet table through the CLI; returns the snapshot's URL.
+async fn full_backup(env: &Env, dest: &Path) -> String {
+    let out = run(cmd(
+        env,
+        &[
+            "-q",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.to_str().unwrap(),
+            "--stream-settle-ms",
+            "100",
+        ],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).lines().last().unwrap().to_string()
+}
+
 async fn incremental(env: &Env, dest: &Path, parent: &str) -> (String, serde_json::Value) {
     let out = run(cmd(
         env,
@@ -599,21 +619,7 @@ async fn verify_against_table_compares_the_image_of_the_chain() {
 async fn a_trimmed_parent_is_refused_and_nothing_is_written() {
     let env = live_env().await;
     let dest = tempfile::tempdir().unwrap();
-    let out = run(cmd(
-        &env,
-        &[
-            "-q",
-            "backup",
-            "--table",
-            TABLE,
-            "--to",
-            dest.path().to_str().unwrap(),
-            "--stream-settle-ms",
-            "100",
-        ],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    full_backup(&env, dest.path()).await;
     let mut w = Writer::new(env.client.clone(), 3);
     for _ in 0..20 {
         w.step(300).await;
@@ -645,21 +651,7 @@ async fn a_shard_split_inside_the_window_keeps_every_key_in_order() {
     let env = live_env().await;
     let dest = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let out = run(cmd(
-        &env,
-        &[
-            "-q",
-            "backup",
-            "--table",
-            TABLE,
-            "--to",
-            dest.path().to_str().unwrap(),
-            "--stream-settle-ms",
-            "100",
-        ],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    full_backup(&env, dest.path()).await;
     let mut w = Writer::new(env.client.clone(), 5);
     for round in 0..3 {
         for _ in 0..60 {
@@ -699,21 +691,7 @@ async fn a_killed_incremental_resumes_and_restores_exactly() {
     let env = live_env().await;
     let dest = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let out = run(cmd(
-        &env,
-        &[
-            "-q",
-            "backup",
-            "--table",
-            TABLE,
-            "--to",
-            dest.path().to_str().unwrap(),
-            "--stream-settle-ms",
-            "100",
-        ],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    full_backup(&env, dest.path()).await;
     let mut w = Writer::new(env.client.clone(), 9);
     for _ in 0..200 {
         w.step(320).await;

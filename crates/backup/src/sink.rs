@@ -341,6 +341,40 @@ fn batch_cells(batch: &arrow_array::RecordBatch) -> u64 {
     n
 }
 
+/// Closes `writer` (the upload completes), counts the file in the progress, and describes it for a
+/// record: its split, partition, cells and smallest and largest key.
+pub(crate) async fn finish_file(
+    writer: ParquetFileWriter,
+    progress: &Progress,
+    split: u32,
+    partition: std::collections::BTreeMap<String, String>,
+    cells: u64,
+    (pk_min, pk_max): (Option<Vec<PkColumn>>, Option<Vec<PkColumn>>),
+) -> Result<FileEntry, BackupError> {
+    let written = writer.close().await?;
+    progress.files.fetch_add(1, Ordering::Relaxed);
+    progress
+        .bytes_written
+        .fetch_add(written.bytes, Ordering::Relaxed);
+    let parts = |pk: Option<Vec<PkColumn>>| {
+        pk.unwrap_or_default()
+            .iter()
+            .map(KeyPart::from_column)
+            .collect::<Vec<_>>()
+    };
+    Ok(FileEntry {
+        path: written.path,
+        split,
+        partition,
+        rows: written.rows,
+        cells,
+        bytes: written.bytes,
+        sha256: written.sha256,
+        pk_min: parts(pk_min),
+        pk_max: parts(pk_max),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -522,38 +556,4 @@ mod tests {
             files.iter().map(|f| f.partition.clone()).collect();
         assert_eq!(partitions.len(), 40);
     }
-}
-
-/// Closes `writer` (the upload completes), counts the file in the progress, and describes it for a
-/// record: its split, partition, cells and smallest and largest key.
-pub(crate) async fn finish_file(
-    writer: ParquetFileWriter,
-    progress: &Progress,
-    split: u32,
-    partition: std::collections::BTreeMap<String, String>,
-    cells: u64,
-    (pk_min, pk_max): (Option<Vec<PkColumn>>, Option<Vec<PkColumn>>),
-) -> Result<FileEntry, BackupError> {
-    let written = writer.close().await?;
-    progress.files.fetch_add(1, Ordering::Relaxed);
-    progress
-        .bytes_written
-        .fetch_add(written.bytes, Ordering::Relaxed);
-    let parts = |pk: Option<Vec<PkColumn>>| {
-        pk.unwrap_or_default()
-            .iter()
-            .map(KeyPart::from_column)
-            .collect::<Vec<_>>()
-    };
-    Ok(FileEntry {
-        path: written.path,
-        split,
-        partition,
-        rows: written.rows,
-        cells,
-        bytes: written.bytes,
-        sha256: written.sha256,
-        pk_min: parts(pk_min),
-        pk_max: parts(pk_max),
-    })
 }

@@ -3,8 +3,9 @@
 //! of each key, every cell operation with its column, op, timestamp and value, and the changes of a
 //! time window. pyarrow sees the `otsarchive.changes` metadata.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::run_python;
 
 use ots_format::change::{Change, ChangeOp};
 use ots_schema::ChangeBatchBuilder;
@@ -13,39 +14,7 @@ use ots_wire::types::*;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde_json::{Value as Json, json};
-
-/// The Python with DuckDB and pyarrow that `tests/run.sh` prepares.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("OTSARCHIVE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../.venv/bin/python"
-    ));
-    assert!(
-        venv.exists(),
-        "no Python referee: run the tests with `bash tests/run.sh`, which creates .venv with \
-         duckdb and pyarrow (or set OTSARCHIVE_TEST_PYTHON)"
-    );
-    venv
-}
-
-fn run_python(script: &str, arg: &str) -> Json {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(arg)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python printed JSON")
-}
+use serde_json::json;
 
 /// 2023-11-14T22:13:20Z in µs.
 const T0_US: i64 = 1_700_000_000_000_000;

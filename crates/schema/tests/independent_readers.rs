@@ -1,8 +1,10 @@
 //! DuckDB and pyarrow, readers we did not write, find every kind of cell where FORMAT.md says it
 //! is, in a zstd Parquet file written with the snapshot layout.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod support;
+
+use support::run_python;
+
 use std::sync::Arc;
 
 use ots_schema::BatchBuilder;
@@ -12,39 +14,6 @@ use ots_wire::types::*;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde_json::Value as Json;
-
-/// The Python with DuckDB and pyarrow that `tests/run.sh` prepares.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("OTSARCHIVE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../.venv/bin/python"
-    ));
-    assert!(
-        venv.exists(),
-        "no Python referee: run the tests with `bash tests/run.sh`, which creates .venv with \
-         duckdb and pyarrow (or set OTSARCHIVE_TEST_PYTHON)"
-    );
-    venv
-}
-
-fn run_python(script: &str, arg: &str) -> Json {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(arg)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python printed JSON")
-}
 
 fn table() -> (SnapshotSchema, Vec<Row>) {
     let schema = SnapshotSchema::new(

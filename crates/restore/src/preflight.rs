@@ -402,7 +402,7 @@ pub(crate) fn index_notes(meta: &TableMeta, table: &str, target: Vec<IndexMetaDo
     for want in &meta.indexes {
         match target.iter().find(|t| t.name == want.name) {
             None => notes.push(format!(
-                "the snapshot's table had secondary index {}, which '{table}' lacks: the restore writes                  rows only (index tables are never copied); create the index with CreateIndex                  (include_base_data) if you need it",
+                "the snapshot's table had secondary index {}, which '{table}' lacks: the restore writes rows only (index tables are never copied); create the index with CreateIndex (include_base_data) if you need it",
                 want.text()
             )),
             Some(got) if got != want => notes.push(format!(

@@ -207,7 +207,7 @@ impl PartialRow {
             Ok(())
         } else {
             Err(format!(
-                "the continuation of a row split with next_token repeats or goes back: its first                  cell {}@{:?} is not after the last cell received {name}@{ts:?}",
+                "the continuation of a row split with next_token repeats or goes back: its first cell {}@{:?} is not after the last cell received {name}@{ts:?}",
                 first.name, first.timestamp
             ))
         }

@@ -687,6 +687,72 @@ async fn a_shard_split_inside_the_window_keeps_every_key_in_order() {
 }
 
 #[tokio::test]
+async fn shards_split_while_a_capture_runs_and_the_chain_stays_exact() {
+    let env = live_env().await;
+    let dest = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    full_backup(&env, dest.path()).await;
+    let mut w = Writer::new(env.client.clone(), 17);
+    for _ in 0..100 {
+        w.step(320).await;
+    }
+    let existing: Vec<String> = std::fs::read_dir(dest.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // A long settle keeps the capture reading while shards split and writes go on around its
+    // consistency point.
+    let mut c = cmd(
+        &env,
+        &[
+            "--json",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.path().to_str().unwrap(),
+            "--incremental-from",
+            "latest",
+            "--stream-settle-ms",
+            "1500",
+        ],
+    );
+    let child = tokio::task::spawn_blocking(move || c.output().unwrap());
+    loop {
+        let planned = std::fs::read_dir(dest.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|n| !existing.contains(&n) && dest.path().join(&n).join("plan.json").exists());
+        if planned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        for _ in 0..40 {
+            w.step(320).await;
+        }
+        env.emu.split_stream_shards(TABLE).unwrap();
+    }
+    let out = child.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The changes after the first link's consistency point, in children it could not reach or
+    // stopped in, are the next link's.
+    for _ in 0..40 {
+        w.step(320).await;
+    }
+    let (last, _) = incremental(&env, dest.path(), "latest").await;
+    let source = sdk_scan(&env, TABLE).await;
+    let r = restore(&env, &last, "r_split_live", &[], work.path()).await;
+    assert_eq!(r["chain"].as_array().unwrap().len(), 3, "{r}");
+    assert_same(
+        "splits during a capture",
+        &source,
+        &sdk_scan(&env, "r_split_live").await,
+    );
+}
+
+#[tokio::test]
 async fn a_killed_incremental_resumes_and_restores_exactly() {
     let env = live_env().await;
     let dest = tempfile::tempdir().unwrap();

@@ -147,6 +147,10 @@ pub struct RestoreArgs {
     /// between the base's consistency point and --from's.
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// With --create-table: append SUFFIX to the name of every secondary index created (index
+    /// names are unique in an instance, so a copy beside the source table needs other names).
+    #[arg(long, value_name = "SUFFIX")]
+    pub index_suffix: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -311,6 +315,7 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     cfg.skip_verify = a.skip_verify;
     cfg.memory_mb = a.memory_mb;
     cfg.as_of_us = a.as_of.as_deref().map(parse_as_of).transpose()?;
+    cfg.index_suffix = a.index_suffix.clone();
 
     if a.dry_run {
         let plan = plan_restore(&client, &snap, &cfg).await?;

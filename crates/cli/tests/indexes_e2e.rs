@@ -210,6 +210,55 @@ async fn indexes_are_kept_in_the_manifest_and_recreated_by_create_table() {
     }
     assert!(described_indexes(&env, "plain").await.is_empty());
 
+    // Beside the source, the index names are taken: the CreateTable is refused and nothing is
+    // written; --index-suffix gives the copy's indexes their own names.
+    let mut c = cmd(
+        &env,
+        &[
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "people_copy",
+            "--create-table",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--index-suffix"), "{}", stderr(&out));
+    assert!(
+        env.client.describe_table("people_copy").await.is_err(),
+        "no table was created"
+    );
+    let mut c = cmd(
+        &env,
+        &[
+            "restore",
+            "--from",
+            &snap,
+            "--table",
+            "people_copy",
+            "--create-table",
+            "--index-suffix",
+            "_copy",
+            "--dead-letter",
+            "copy.dead-letter.jsonl",
+            "--checkpoint",
+            "copy.checkpoint.json",
+        ],
+    );
+    c.current_dir(work.path());
+    let out = run(c).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy: Vec<String> = described_indexes(&env, "people_copy")
+        .await
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(copy, ["people_by_city_copy", "people_local_age_copy"]);
+    env.client.delete_table("people_copy").await.unwrap();
+
     // Index names are the instance's: recreate the table where its indexes are free (the
     // source dropped, as after a loss). The dry run names what it would create.
     env.client.delete_table("people").await.unwrap();

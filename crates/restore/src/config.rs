@@ -128,6 +128,9 @@ pub struct RestoreConfig {
     /// Restore the chain to this instant (µs since the epoch; `--as-of`): changes logged after it
     /// are not replayed.
     pub as_of_us: Option<i64>,
+    /// Appended to the name of every secondary index a `create_table` creates (index names are
+    /// unique in an instance, so a copy beside the source needs other names).
+    pub index_suffix: Option<String>,
 }
 
 impl RestoreConfig {
@@ -157,6 +160,7 @@ impl RestoreConfig {
             skip_verify: false,
             memory_mb: DEFAULT_MEMORY_MB,
             as_of_us: None,
+            index_suffix: None,
         }
     }
 
@@ -181,6 +185,22 @@ impl RestoreConfig {
         let usage = |m: String| Err(RestoreError::Usage(m));
         if self.table.is_empty() {
             return usage("--table: the target table name is empty".into());
+        }
+        if let Some(suffix) = &self.index_suffix
+            && (suffix.is_empty()
+                || !suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return usage(format!(
+                "--index-suffix '{suffix}': index names take letters, digits and '_' only"
+            ));
+        }
+        if self.index_suffix.is_some() && !self.create_table {
+            return usage(
+                "--index-suffix names the indexes --create-table creates; add --create-table"
+                    .into(),
+            );
         }
         let (lo, hi) = CONCURRENCY_RANGE;
         if !(lo..=hi).contains(&self.concurrency) {

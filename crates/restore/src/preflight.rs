@@ -215,12 +215,14 @@ pub(crate) async fn check_target(
                      original timestamps are accepted"
                 ));
             }
-            Some(create_table_request(
-                meta,
-                &cfg.table,
-                cfg.auto_increment,
-                deviation,
-            ))
+            let mut req = create_table_request(meta, &cfg.table, cfg.auto_increment, deviation);
+            if let Some(suffix) = &cfg.index_suffix {
+                // Index names share the instance's namespace: beside the source, new names.
+                for m in &mut req.index_metas {
+                    m.name.push_str(suffix);
+                }
+            }
+            Some(req)
         }
         (None, false) => {
             return Err(RestoreError::Usage(format!(
@@ -420,10 +422,22 @@ pub(crate) fn index_notes(meta: &TableMeta, table: &str, target: Vec<IndexMetaDo
 /// Creates the table [`check_target`] decided to create; `true` when it did.
 pub(crate) async fn create_target(client: &OtsClient, t: &Target) -> Result<bool, RestoreError> {
     match &t.create {
-        Some(req) => {
-            client.create_table(req).await?;
-            Ok(true)
-        }
+        Some(req) => match client.create_table(req).await {
+            Ok(_) => Ok(true),
+            // Index names are the instance's: the likeliest reason beside the source.
+            Err(e) if !req.index_metas.is_empty() && e.code() == Some("OTSParameterInvalid") => {
+                Err(RestoreError::Preflight(format!(
+                    "creating table '{}' with the snapshot's secondary indexes ({}) was refused: {e};                      index names are unique in an instance, so beside the source table pass                      --index-suffix SUFFIX to give the copy's indexes other names",
+                    req.table_meta.table_name,
+                    req.index_metas
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+            Err(e) => Err(e.into()),
+        },
         None => Ok(false),
     }
 }

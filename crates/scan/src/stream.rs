@@ -486,3 +486,135 @@ pub fn decode_record(
         cells,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ots_wire::plainbuffer::PlainBufferWriter;
+    use ots_wire::types::{PkValueRef, ValueRef};
+
+    const SEQ: RecordSequence = RecordSequence {
+        epoch: 1,
+        timestamp_us: 1_700_000_000_000_123,
+        row_index: 0,
+    };
+
+    fn record(
+        action: i32,
+        build: impl FnOnce(&mut PlainBufferWriter),
+    ) -> pb::get_stream_record_response::StreamRecord {
+        let mut w = PlainBufferWriter::new();
+        w.pk("id", PkValueRef::Integer(7));
+        build(&mut w);
+        pb::get_stream_record_response::StreamRecord {
+            action_type: action,
+            record: Bytes::from(w.into_bytes()),
+            origin_record: None,
+        }
+    }
+
+    fn detail(e: StreamError) -> String {
+        match e {
+            StreamError::Protocol { shard, detail } => {
+                assert_eq!(shard, "s0");
+                detail
+            }
+            other => panic!("expected a protocol error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn records_of_every_action_decode() {
+        let put = record(1, |w| {
+            w.cell("a", Some(ValueRef::Integer(1)), None, Some(5))
+                .end_record(SEQ);
+        });
+        let c = decode_record("s0", &put, 3).unwrap();
+        assert_eq!((c.op, c.ordinal, c.sequence), (ChangeOp::PutRow, 3, SEQ));
+        assert_eq!(
+            c.cells,
+            vec![ColumnUpdate::Put {
+                name: "a".into(),
+                value: ots_wire::types::Value::Integer(1),
+                timestamp: Some(5)
+            }]
+        );
+        let update = record(2, |w| {
+            w.cell("a", None, Some(CellOp::DeleteOneVersion), Some(5))
+                .cell("b", None, Some(CellOp::DeleteAllVersions), None)
+                .end_record(SEQ);
+        });
+        let c = decode_record("s0", &update, 0).unwrap();
+        assert_eq!(c.cells.len(), 2);
+        // With or without the delete marker, DELETE_ROW is decided by the action.
+        for marker in [true, false] {
+            let delete = record(3, |w| {
+                if marker {
+                    w.delete_marker();
+                }
+                w.end_record(SEQ);
+            });
+            let c = decode_record("s0", &delete, 0).unwrap();
+            assert_eq!(c.op, ChangeOp::DeleteRow);
+            assert!(c.cells.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_protocol_errors_naming_the_shard() {
+        let no_sequence = record(1, |w| {
+            w.cell("a", Some(ValueRef::Integer(1)), None, Some(5))
+                .end_row();
+        });
+        assert!(detail(decode_record("s0", &no_sequence, 0).unwrap_err()).contains("sequence"));
+
+        let unknown_action = record(9, |w| {
+            w.end_record(SEQ);
+        });
+        assert!(detail(decode_record("s0", &unknown_action, 0).unwrap_err()).contains("action"));
+
+        let put_without_timestamp = record(1, |w| {
+            w.cell("a", Some(ValueRef::Integer(1)), None, None)
+                .end_record(SEQ);
+        });
+        assert!(
+            detail(decode_record("s0", &put_without_timestamp, 0).unwrap_err())
+                .contains("unexpected shape")
+        );
+
+        let delete_in_a_put = record(1, |w| {
+            w.cell("a", None, Some(CellOp::DeleteAllVersions), None)
+                .end_record(SEQ);
+        });
+        assert!(decode_record("s0", &delete_in_a_put, 0).is_err());
+
+        let increment = record(2, |w| {
+            w.cell(
+                "n",
+                Some(ValueRef::Integer(1)),
+                Some(CellOp::Increment),
+                None,
+            )
+            .end_record(SEQ);
+        });
+        assert!(decode_record("s0", &increment, 0).is_err());
+
+        let mut damaged = record(1, |w| {
+            w.cell("a", Some(ValueRef::Integer(1)), None, Some(5))
+                .end_record(SEQ);
+        });
+        let mut bytes = damaged.record.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        damaged.record = Bytes::from(bytes);
+        assert!(detail(decode_record("s0", &damaged, 0).unwrap_err()).contains("decode"));
+
+        let empty = pb::get_stream_record_response::StreamRecord {
+            action_type: 1,
+            record: Bytes::new(),
+            origin_record: None,
+        };
+        assert!(decode_record("s0", &empty, 0).is_err());
+    }
+}

@@ -320,6 +320,21 @@ impl Source for RestoreSource {
                     .into(),
             };
         }
+        let changes = load(&p.changes_read);
+        if changes > 0 {
+            // After the data files: a chain's changes, replayed in order.
+            return Frame {
+                done: changes,
+                total: None,
+                unit: Unit::Items("changes"),
+                message: format!(
+                    "replaying changes: {} read ({}/s), {} rows of data files written before",
+                    count(changes, "change"),
+                    per_sec(changes, elapsed.as_secs_f64()),
+                    thousands(load(&p.rows_written)),
+                ),
+            };
+        }
         let written = load(&p.rows_written);
         let (since, base) = *self
             .writing_since

@@ -116,6 +116,10 @@ pub struct BackupArgs {
     /// record up to it, in milliseconds (covers writes in flight and clock skew).
     #[arg(long, default_value_t = 1000)]
     pub stream_settle_ms: u64,
+    /// Serve the run's counters in Prometheus text format at http://HOST:PORT/metrics while it
+    /// runs (metric names: docs/OPERATIONS.md, "Metrics").
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -309,6 +313,25 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     let client = client(g)?;
 
     let progress = Arc::new(Progress::default());
+    let _metrics = match &a.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::serve(
+                addr,
+                Arc::new(crate::metrics::BackupMetrics {
+                    progress: progress.clone(),
+                    client: client.clone(),
+                    table: a.table.clone(),
+                }),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &_metrics
+        && !g.quiet
+    {
+        eprintln!("metrics: http://{}/metrics", m.local);
+    }
     let reporter = Reporter::start(
         "backup",
         !g.quiet && !g.json,

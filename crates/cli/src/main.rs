@@ -8,6 +8,7 @@ mod config;
 mod demo_cmd;
 mod gc_cmd;
 mod inspect_cmd;
+mod metrics;
 mod progress;
 mod restore_cmd;
 mod snapshot_name;

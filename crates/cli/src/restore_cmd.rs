@@ -124,7 +124,7 @@ pub struct RestoreArgs {
     /// `.retry-<time>`).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "create_table", "dry_run", "resume", "checkpoint", "start_key", "end_key", "columns",
-        "partition", "skip_verify", "allow_version_loss", "allow_expiry",
+        "partition", "skip_verify", "allow_version_loss", "allow_expiry", "metrics_addr",
     ])]
     pub retry_dead_letter: Option<PathBuf>,
     /// Memory the restore's data may hold, in MiB (32 to 1048576): half for files being read
@@ -151,6 +151,10 @@ pub struct RestoreArgs {
     /// names are unique in an instance, so a copy beside the source table needs other names).
     #[arg(long, value_name = "SUFFIX")]
     pub index_suffix: Option<String>,
+    /// Serve the run's counters in Prometheus text format at http://HOST:PORT/metrics while it
+    /// runs (metric names: docs/OPERATIONS.md, "Metrics").
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "dry_run")]
+    pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -323,6 +327,25 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let progress = Arc::new(RestoreProgress::default());
+    let _metrics = match &a.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::serve(
+                addr,
+                Arc::new(crate::metrics::RestoreMetrics {
+                    progress: progress.clone(),
+                    client: client.clone(),
+                    table: a.table.clone(),
+                }),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &_metrics
+        && !g.quiet
+    {
+        eprintln!("metrics: http://{}/metrics", m.local);
+    }
     let reporter = Reporter::start(
         "restore",
         !g.quiet && !g.json,

@@ -18,6 +18,7 @@ pub mod partition;
 mod plan;
 mod sink;
 mod split_job;
+pub mod workers;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub enum BackupError {
     Stream(#[from] StreamError),
     #[error("encoding changes: {0}")]
     Changes(#[from] ots_schema::changes::ChangeFileError),
+    /// `commit` before every split has a record.
+    #[error("snapshot {id} cannot be committed yet: {detail}")]
+    NotReady { id: String, detail: String },
 }
 
 impl BackupError {
@@ -352,9 +356,40 @@ async fn run_splits(
     cfg: &BackupConfig,
     progress: Arc<Progress>,
 ) -> Result<(Manifest, usize), BackupError> {
+    let plan = Arc::new(plan);
+    let (own, resumed) = scan_splits(
+        client,
+        snapshot,
+        plan.clone(),
+        cfg,
+        progress.clone(),
+        |_| true,
+    )
+    .await?;
+    let capture = match &plan.changes {
+        Some(capture_plan) => {
+            Some(capture(client, snapshot, &plan, capture_plan, cfg, &progress).await?)
+        }
+        None => None,
+    };
+    let manifest = commit::commit(snapshot, &plan, &own, capture.as_ref()).await?;
+    Ok((manifest, resumed))
+}
+
+/// Scans every split that `mine` selects and that has no record yet; returns the records found
+/// plus those written, and how many splits were done before.
+pub(crate) async fn scan_splits(
+    client: &OtsClient,
+    snapshot: &ots_manifest::Snapshot,
+    plan: Arc<ots_format::Plan>,
+    cfg: &BackupConfig,
+    progress: Arc<Progress>,
+    mine: impl Fn(u32) -> bool,
+) -> Result<(Vec<ots_format::SplitRecord>, usize), BackupError> {
+    let selected = plan.splits.iter().filter(|s| mine(s.id)).count();
     progress
         .splits_total
-        .store(plan.splits.len() as u64, Ordering::Relaxed);
+        .store(selected as u64, Ordering::Relaxed);
     // Splits that some attempt (this run's predecessor, or a process beside it) has finished.
     let existing: Vec<ots_format::SplitRecord> = snapshot
         .records()
@@ -363,7 +398,7 @@ async fn run_splits(
         .filter(|r| r.snapshot_id == plan.snapshot_id)
         .collect();
     let mut done = HashSet::new();
-    for s in &plan.splits {
+    for s in plan.splits.iter().filter(|s| mine(s.id)) {
         if let Some(r) = choose_record(s, &existing) {
             done.insert(s.id);
             progress.splits_done.fetch_add(1, Ordering::Relaxed);
@@ -378,7 +413,6 @@ async fn run_splits(
         ..ScanOptions::up_to(plan.time_range.t_ms)
     };
     options.read_limiter = limiter.clone();
-    let plan = Arc::new(plan);
     let schema = Arc::new(plan.schema.clone());
     let memory = cfg.memory_plan()?;
     tracing::debug!(?memory, "memory budget per split");
@@ -389,7 +423,11 @@ async fn run_splits(
     };
     let sem = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
     let mut set = JoinSet::new();
-    for split in plan.splits.iter().filter(|s| !done.contains(&s.id)) {
+    for split in plan
+        .splits
+        .iter()
+        .filter(|s| mine(s.id) && !done.contains(&s.id))
+    {
         let job = SplitJob {
             client: client.clone(),
             table: cfg.table.clone(),
@@ -423,19 +461,12 @@ async fn run_splits(
             }
         }
     }
-    let capture = match &plan.changes {
-        Some(capture_plan) => {
-            Some(capture(client, snapshot, &plan, capture_plan, cfg, &progress).await?)
-        }
-        None => None,
-    };
-    let manifest = commit::commit(snapshot, &plan, &own, capture.as_ref()).await?;
-    Ok((manifest, done.len()))
+    Ok((own, done.len()))
 }
 
 /// The capture record of the snapshot: one a previous attempt finished (the smallest attempt
 /// token, like splits), or a fresh capture from the plan's start to a T_c chosen now.
-async fn capture(
+pub(crate) async fn capture(
     client: &OtsClient,
     snapshot: &ots_manifest::Snapshot,
     plan: &Arc<ots_format::Plan>,

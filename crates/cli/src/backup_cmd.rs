@@ -120,6 +120,17 @@ pub struct BackupArgs {
     /// runs (metric names: docs/OPERATIONS.md, "Metrics").
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Write the snapshot's plan (splits, schema, partitioning, snapshot time or stream position)
+    /// and stop: nothing is scanned. The snapshot's URL is the last line on stdout; workers
+    /// (`--resume ID --worker K/N`) scan it and `otsarchive commit URL` commits it.
+    #[arg(long, conflicts_with_all = ["resume", "worker"])]
+    pub plan_only: bool,
+    /// Scan only worker K's share of the planned snapshot given by --resume (splits K, K+N,
+    /// K+2N, …, counted from 0) and never commit: the way to spread one snapshot over N machines
+    /// (a Kubernetes Indexed Job, any array job). Running a worker again redoes only its
+    /// unfinished splits.
+    #[arg(long, value_name = "K/N", requires = "resume")]
+    pub worker: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -311,6 +322,47 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         cfg.incremental_from = Some(parent_choice(spec, &dest)?);
     }
     let client = client(g)?;
+    if a.plan_only {
+        let p = ots_backup::workers::plan_backup(&client, dest, &cfg).await?;
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "snapshot_id": p.snapshot_id,
+                    "url": p.url,
+                    "table": a.table,
+                    "splits": p.plan.splits.len(),
+                    "kind": p.plan.changes.as_ref().map(|c| c.kind),
+                    "plan_only": true,
+                })
+            );
+        } else {
+            if !g.quiet {
+                eprintln!(
+                    "planned snapshot {} of '{}': {}{}; nothing scanned yet (workers: --resume {} --worker K/N, then commit)",
+                    p.snapshot_id,
+                    a.table,
+                    count(p.plan.splits.len() as u64, "split"),
+                    if p.plan.changes.is_some() {
+                        ", stream position taken (the commit captures the changes)"
+                    } else {
+                        ""
+                    },
+                    p.snapshot_id
+                );
+            }
+            println!("{}", p.url);
+        }
+        return Ok(());
+    }
+    let worker = a
+        .worker
+        .as_deref()
+        .map(|w| {
+            w.parse::<ots_format::WorkerSlot>()
+                .map_err(|e| CliError::Usage(format!("--worker {e}")))
+        })
+        .transpose()?;
 
     let progress = Arc::new(Progress::default());
     let _metrics = match &a.metrics_addr {
@@ -338,6 +390,43 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         Arc::new(BackupSource(progress.clone())),
     );
     let started = Instant::now();
+    if let Some(slot) = worker {
+        let result =
+            ots_backup::workers::run_worker(&client, dest, &cfg, slot, progress.clone()).await;
+        reporter.finish().await;
+        let o = result?;
+        if g.json {
+            let mut v = serde_json::to_value(&o).unwrap_or_default();
+            v["rows"] = serde_json::json!(progress.rows.load(std::sync::atomic::Ordering::Relaxed));
+            v["elapsed_secs"] = serde_json::json!(started.elapsed().as_secs_f64());
+            println!("{v}");
+        } else {
+            if !g.quiet {
+                if o.already_committed {
+                    eprintln!(
+                        "worker {}: snapshot {} is committed already; nothing to do",
+                        o.worker, o.snapshot_id
+                    );
+                } else {
+                    eprintln!(
+                        "worker {}: {} of its {} scanned ({} done before), {} in {:.1} s; not committed (otsarchive commit {})",
+                        o.worker,
+                        thousands(o.splits_scanned as u64),
+                        count(o.splits_assigned as u64, "split"),
+                        thousands(o.splits_done_before as u64),
+                        count(
+                            progress.rows.load(std::sync::atomic::Ordering::Relaxed),
+                            "row"
+                        ),
+                        started.elapsed().as_secs_f64(),
+                        o.url
+                    );
+                }
+            }
+            println!("{}", o.url);
+        }
+        return Ok(());
+    }
     let result = run_backup(&client, dest, &cfg, progress.clone()).await;
     reporter.finish().await;
     let outcome = result.map_err(|e| {

@@ -11,6 +11,7 @@ mod inspect_cmd;
 mod metrics;
 mod progress;
 mod restore_cmd;
+mod scale_cmd;
 mod snapshot_name;
 mod text;
 
@@ -66,6 +67,11 @@ enum Command {
     Show(inspect_cmd::ShowArgs),
     /// Infer a table's snapshot schema and print it as JSON (edit it, then pin it with --schema).
     Schema(backup_cmd::SchemaArgs),
+    /// Commit a snapshot whose splits workers scanned (`backup --plan-only`, then `backup
+    /// --resume ID --worker K/N`): writes the manifest once every split has a record.
+    Commit(scale_cmd::CommitArgs),
+    /// Show a snapshot in flight: splits done per worker, rows, bytes, last heartbeats.
+    Status(scale_cmd::StatusArgs),
     /// Remove leftovers no manifest lists (interrupted attempts, abandoned snapshots) after a
     /// grace period. The only command that deletes.
     Gc(gc_cmd::GcArgs),
@@ -122,6 +128,8 @@ fn main() -> ExitCode {
             Command::Ls(a) => inspect_cmd::ls(&cli.global, a).await,
             Command::Show(a) => inspect_cmd::show(&cli.global, a).await,
             Command::Gc(a) => gc_cmd::run(&cli.global, a).await,
+            Command::Commit(a) => scale_cmd::commit(&cli.global, a).await,
+            Command::Status(a) => scale_cmd::status(&cli.global, a).await,
         }
     });
     match result {

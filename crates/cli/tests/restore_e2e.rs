@@ -104,41 +104,6 @@ async fn put_cell(
     put_cells(&env.client, table, pk, &[Cell::new(name, value, ts)]).await;
 }
 
-/// The official SDK scans two tables (all versions) and says whether they hold the same rows.
-const SDK_COMPARE: &str = r#"
-import json, sys, tablestore
-from tablestore import OTSClient, INF_MIN, INF_MAX
-endpoint, ak, sk, inst, a, b = sys.argv[1:7]
-c = OTSClient(endpoint, ak, sk, inst, retry_policy=tablestore.retry.NoRetryPolicy())
-def norm(v):
-    return {"bin": v.hex()} if isinstance(v, (bytes, bytearray)) else v
-def scan(t):
-    meta = c.describe_table(t).table_meta
-    start = [(p[0], INF_MIN) for p in meta.schema_of_primary_key]
-    end = [(p[0], INF_MAX) for p in meta.schema_of_primary_key]
-    out, nxt = [], start
-    while nxt:
-        _, nxt, rows, _ = c.get_range(t, "FORWARD", nxt, end, max_version=100)
-        for r in rows:
-            out.append([[ [k, norm(v)] for k, v in r.primary_key ],
-                        [ [col[0], norm(col[1]), col[2]] for col in r.attribute_columns ]])
-    return out
-ra, rb = scan(a), scan(b)
-first = next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), None)
-print(json.dumps({"equal": ra == rb, "rows_a": len(ra), "rows_b": len(rb),
-                  "cells_a": sum(len(r[1]) for r in ra), "first_diff": first}))
-"#;
-
-/// Runs off the async runtime: the in-process emulator must keep serving while Python waits.
-async fn sdk_compare(env: &Env, a: &str, b: &str) -> serde_json::Value {
-    let (endpoint, a, b) = (env.emu.endpoint(), a.to_string(), b.to_string());
-    tokio::task::spawn_blocking(move || {
-        run_python(SDK_COMPARE, &[&endpoint, AK, SK, INSTANCE, &a, &b])
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn round_trip_into_a_new_table_is_identical() {
     let env = env_with_table(

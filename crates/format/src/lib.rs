@@ -14,6 +14,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod table;
 pub mod time;
+pub mod worker;
 
 pub use change::{
     CapturePlan, CaptureRecord, Change, ChangeCounts, ChangeOp, ChangeSet, EXACT_STATEMENT,
@@ -27,6 +28,7 @@ pub use schema::{ColumnSchema, PkColumnSchema, SchemaError, SnapshotSchema};
 pub use snapshot::*;
 pub use stats::{ColumnStats, SnapshotStats};
 pub use table::{IndexMetaDoc, IndexType, IndexUpdateMode, TableMeta, TableMetaError, pk_text};
+pub use worker::WorkerSlot;
 
 /// What kind of failure an error is, so that the CLI maps every library error to its exit code in
 /// one place: 2 for bad usage or input, 3 for a verification mismatch, 1 for anything else.

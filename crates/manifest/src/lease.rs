@@ -40,6 +40,11 @@ pub struct Lease {
     /// The owner is done: the lease is no longer held, whatever the times say.
     #[serde(default)]
     pub released: bool,
+    /// `None`: the lease excludes every other holder (a backup, a resume, gc). `Some(scope)`:
+    /// it excludes only exclusive leases and leases of the same scope — one per worker of a
+    /// sharded backup (`worker 2/8`), the committer (`commit`).
+    #[serde(default)]
+    pub scope: Option<String>,
     /// Human-readable forms of the two times above.
     pub started_at: String,
     pub expires_at: String,
@@ -51,6 +56,23 @@ pub struct Lease {
 impl Lease {
     pub fn path(&self) -> String {
         lease_path(&self.owner, self.renewal)
+    }
+
+    /// Whether a lease of scope `mine` and this one cannot be held at once.
+    pub fn conflicts_with(&self, mine: Option<&str>) -> bool {
+        match (mine, self.scope.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
+    /// When this renewal was written, by the holder's clock (ms).
+    pub fn written_at_ms(&self) -> i64 {
+        if self.released {
+            self.expires_at_ms
+        } else {
+            self.expires_at_ms - self.ttl_ms.max(0)
+        }
     }
 
     /// Held at `now_ms`: not released, not expired by the holder's clock, and not older (by the
@@ -129,7 +151,14 @@ pub struct LeaseGuard {
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn lease_at(owner: &str, renewal: u32, command: &str, started_ms: i64, ttl: Duration) -> Lease {
+fn lease_at(
+    owner: &str,
+    renewal: u32,
+    command: &str,
+    scope: Option<&str>,
+    started_ms: i64,
+    ttl: Duration,
+) -> Lease {
     let now = SystemTime::now();
     let expires = now + ttl;
     Lease {
@@ -143,6 +172,7 @@ fn lease_at(owner: &str, renewal: u32, command: &str, started_ms: i64, ttl: Dura
         expires_at_ms: unix_millis(expires),
         ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
         released: false,
+        scope: scope.map(str::to_string),
         started_at: rfc3339(
             SystemTime::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64),
         ),
@@ -186,12 +216,24 @@ async fn write_next(
     }
 }
 
-/// Takes the snapshot's lease for `command`. Refuses when another owner's lease is live, unless
-/// `take_over`. Two processes that start at once both write a lease, then the one that started
-/// later (ties: the larger owner token) steps back, so at most one proceeds.
+/// Takes the snapshot's exclusive lease for `command`. Refuses when another owner's lease is
+/// live, unless `take_over`. Two processes that start at once both write a lease, then the one
+/// that started later (ties: the larger owner token) steps back, so at most one proceeds.
 pub async fn acquire(
     snapshot: &Snapshot,
     command: &str,
+    take_over: bool,
+    ttl: Duration,
+) -> Result<LeaseGuard, LeaseError> {
+    acquire_scoped(snapshot, command, None, take_over, ttl).await
+}
+
+/// [`acquire`] for a lease of `scope` (see [`Lease::scope`]): refused only by live leases it
+/// conflicts with.
+pub async fn acquire_scoped(
+    snapshot: &Snapshot,
+    command: &str,
+    scope: Option<&str>,
     take_over: bool,
     ttl: Duration,
 ) -> Result<LeaseGuard, LeaseError> {
@@ -200,7 +242,9 @@ pub async fn acquire(
     let held_by_other = |leases: Vec<Lease>, now: i64| {
         leases
             .into_iter()
-            .filter(|l| l.owner != owner && l.is_live(now) && !l.holder_is_gone())
+            .filter(|l| {
+                l.owner != owner && l.conflicts_with(scope) && l.is_live(now) && !l.holder_is_gone()
+            })
             .collect::<Vec<_>>()
     };
     if !take_over && let Some(other) = held_by_other(snapshot.leases().await?, now).first() {
@@ -209,7 +253,7 @@ pub async fn acquire(
             holder: other.describe(),
         });
     }
-    let first = lease_at(&owner, 0, command, now, ttl);
+    let first = lease_at(&owner, 0, command, scope, now, ttl);
     snapshot.create_lease(&first).await?;
     let holder = Arc::new(std::sync::Mutex::new(Holder {
         lease: first.clone(),
@@ -219,11 +263,20 @@ pub async fn acquire(
         let snapshot = snapshot.clone();
         let holder = holder.clone();
         let command = command.to_string();
+        let scope = scope.map(str::to_string);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                let renew =
-                    |l: &Lease, n: u32| lease_at(&l.owner, n, &command, l.started_at_ms, ttl);
+                let renew = |l: &Lease, n: u32| {
+                    lease_at(
+                        &l.owner,
+                        n,
+                        &command,
+                        scope.as_deref(),
+                        l.started_at_ms,
+                        ttl,
+                    )
+                };
                 if let Err(e) = write_next(&snapshot, &holder, renew).await {
                     tracing::warn!("could not renew the lease on the snapshot: {e}");
                 }

@@ -124,7 +124,7 @@ pub struct RestoreArgs {
     /// `.retry-<time>`).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "create_table", "dry_run", "resume", "checkpoint", "start_key", "end_key", "columns",
-        "partition", "skip_verify", "allow_version_loss", "allow_expiry", "metrics_addr",
+        "partition", "skip_verify", "allow_version_loss", "allow_expiry", "metrics_addr", "worker",
     ])]
     pub retry_dead_letter: Option<PathBuf>,
     /// Memory the restore's data may hold, in MiB (32 to 1048576): half for files being read
@@ -155,6 +155,13 @@ pub struct RestoreArgs {
     /// runs (metric names: docs/OPERATIONS.md, "Metrics").
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "dry_run")]
     pub metrics_addr: Option<String>,
+    /// Restore only worker K's share of the files (of N, counted from 0; shares balanced by
+    /// bytes, the same on every machine), with its own checkpoint and dead-letter file: N
+    /// processes restore one snapshot side by side (a Kubernetes Indexed Job, any array job).
+    /// With --create-table, a worker creates the table if it is absent and takes one another
+    /// worker created; the rows other workers wrote are expected there.
+    #[arg(long, value_name = "K/N")]
+    pub worker: Option<String>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -309,6 +316,22 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
     cfg.concurrency = a.concurrency;
     cfg.file_concurrency = a.file_concurrency;
     cfg.rows_per_sec = a.rows_per_sec;
+    if let Some(w) = &a.worker {
+        let slot: ots_format::WorkerSlot = w
+            .parse()
+            .map_err(|e| CliError::Usage(format!("--worker {e}")))?;
+        // Each worker keeps its own journal and dead letters.
+        let suffix = format!("worker-{}-of-{}", slot.index, slot.count);
+        cfg.checkpoint = PathBuf::from(format!(
+            "otsarchive-restore-{id}-{}-{suffix}.checkpoint.json",
+            a.table
+        ));
+        cfg.dead_letter = PathBuf::from(format!(
+            "otsarchive-restore-{id}-{}-{suffix}.dead-letter.jsonl",
+            a.table
+        ));
+        cfg.worker = Some(slot);
+    }
     if let Some(p) = a.dead_letter {
         cfg.dead_letter = p;
     }
@@ -565,6 +588,7 @@ fn print_plan(p: &RestorePlan, g: &GlobalArgs) {
         p.timestamps
     );
     for (what, c) in [
+        ("--worker: other workers' share", &p.skipped_by_worker),
         ("--partition", &p.skipped_by_partition),
         ("--start-key/--end-key", &p.skipped_by_key_range),
         (

@@ -202,21 +202,74 @@ async fn three_workers_one_killed_then_rerun_commit_and_restore_identical() {
         stderr(&out)
     );
 
+    // Three restore workers at once, each creating the table if it is absent.
     let work = tempfile::tempdir().unwrap();
-    let mut c = cmd(
+    let restorers: Vec<Child> = (0..3)
+        .map(|k| {
+            cmd(
+                &env,
+                &[
+                    "--json",
+                    "restore",
+                    "--from",
+                    &url,
+                    "--table",
+                    "orders_copy",
+                    "--create-table",
+                    "--worker",
+                    &format!("{k}/3"),
+                ],
+            )
+            .current_dir(work.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut files = 0;
+    for r in restorers {
+        let out = tokio::task::spawn_blocking(move || r.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let o: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        files += o["files"].as_u64().unwrap();
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dest.path().join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        files,
+        manifest["files"].as_array().unwrap().len() as u64,
+        "every file restored by exactly one worker"
+    );
+    // Each worker keeps its own journal (removed when it finishes): the dry run names it.
+    let out = run(cmd(
         &env,
         &[
+            "--json",
             "restore",
             "--from",
             &url,
             "--table",
             "orders_copy",
-            "--create-table",
+            "--mode",
+            "overwrite",
+            "--dry-run",
+            "--worker",
+            "1/3",
         ],
-    );
-    c.current_dir(work.path());
-    let out = run(c).await;
+    ))
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
+    let p: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(
+        p["checkpoint"].as_str().unwrap().contains("worker-1-of-3"),
+        "{p}"
+    );
+    assert!(p["skipped_by_worker"]["files"].as_u64().unwrap() > 0, "{p}");
     let cmp = sdk_compare(&env, "orders", "orders_copy").await;
     assert_eq!(cmp["equal"], true, "{cmp}");
     assert_eq!(cmp["rows_a"], 3000);

@@ -131,6 +131,9 @@ pub struct RestoreConfig {
     /// Appended to the name of every secondary index a `create_table` creates (index names are
     /// unique in an instance, so a copy beside the source needs other names).
     pub index_suffix: Option<String>,
+    /// Restore only this worker's share of the files (`--worker K/N`): several processes restore
+    /// one snapshot side by side, each with its own checkpoint.
+    pub worker: Option<ots_format::WorkerSlot>,
 }
 
 impl RestoreConfig {
@@ -161,6 +164,7 @@ impl RestoreConfig {
             memory_mb: DEFAULT_MEMORY_MB,
             as_of_us: None,
             index_suffix: None,
+            worker: None,
         }
     }
 

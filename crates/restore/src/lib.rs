@@ -131,6 +131,8 @@ pub struct RestorePlan {
     pub skipped_by_key_range: FileCounts,
     /// Files a resumed checkpoint lists as done.
     pub skipped_by_checkpoint: FileCounts,
+    /// Files other workers restore (`--worker K/N`).
+    pub skipped_by_worker: FileCounts,
     /// Filters applied row by row inside the files read, in words; with any, the rows and cells
     /// of `write` are upper bounds.
     pub row_filters: Vec<String>,
@@ -184,7 +186,30 @@ async fn prepare(
     check_replay_options(cfg, &chain)?;
     // The data files are the base's; the links add their changes.
     let manifest = chain.base().manifest.clone();
-    let selection = select_files(&manifest, cfg)?;
+    let mut selection = select_files(&manifest, cfg)?;
+    // A worker takes its share of the selected files.
+    let mut skipped_by_worker = FileCounts::default();
+    if let Some(slot) = cfg.worker {
+        if chain.has_changes() {
+            return Err(RestoreError::Usage(format!(
+                "--worker {slot}: snapshot {} replays captured changes, which must follow every data file of every worker; restore it with one process",
+                chain.last().id()
+            )));
+        }
+        let shares = worker_shares(&selection.files, slot.count);
+        let mut mine = Vec::new();
+        let mut selected = FileCounts::default();
+        for (f, k) in selection.files.iter().zip(shares) {
+            if k == slot.index {
+                selected.add(f);
+                mine.push(*f);
+            } else {
+                skipped_by_worker.add(f);
+            }
+        }
+        selection.files = mine;
+        selection.selected = selected;
+    }
     // The journal before the (long) verification: a resume that cannot be done says so at once.
     let target_id = TargetIdentity::new(
         &client.config().endpoint,
@@ -276,6 +301,7 @@ async fn prepare(
         skipped_by_partition: selection.skipped_by_partition,
         skipped_by_key_range: selection.skipped_by_key_range,
         skipped_by_checkpoint,
+        skipped_by_worker,
         row_filters,
         verified: !cfg.skip_verify,
         checkpoint: cfg.checkpoint.clone(),
@@ -303,6 +329,32 @@ async fn prepare(
         todo,
         plan,
     })
+}
+
+/// Deals files out to `count` workers, largest first, each to the worker with the fewest bytes so
+/// far (ties: the lower worker): every worker computes the same shares from the manifest, and the
+/// bytes are balanced. Returns each file's worker, in the order of `files`.
+fn worker_shares(files: &[&FileEntry], count: u32) -> Vec<u32> {
+    let count = count.max(1);
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| {
+        files[b]
+            .bytes
+            .cmp(&files[a].bytes)
+            .then_with(|| files[a].path.cmp(&files[b].path))
+    });
+    let mut load = vec![0u64; count as usize];
+    let mut out = vec![0u32; files.len()];
+    for i in order {
+        let (k, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(k, b)| (**b, *k))
+            .unwrap_or((0, &0));
+        load[k] += files[i].bytes.max(1);
+        out[i] = k as u32;
+    }
+    out
 }
 
 /// The instant a chain restore reaches exactly: `--as-of`, or the last link's consistency point.
@@ -595,4 +647,50 @@ pub async fn retry_dead_letter(
         dead_letter: (failed > 0).then(|| cfg.dead_letter.clone()),
         warnings,
     })
+}
+
+#[cfg(test)]
+mod worker_share_tests {
+    use super::*;
+
+    fn file(path: &str, bytes: u64) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            split: 0,
+            partition: Default::default(),
+            rows: 1,
+            cells: 1,
+            bytes,
+            sha256: String::new(),
+            pk_min: Vec::new(),
+            pk_max: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn files_are_dealt_out_once_each_balanced_by_bytes() {
+        let files: Vec<FileEntry> = [900, 100, 500, 500, 400, 100, 300]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| file(&format!("data/part-{i}"), *b))
+            .collect();
+        let refs: Vec<&FileEntry> = files.iter().collect();
+        let shares = worker_shares(&refs, 3);
+        assert_eq!(shares.len(), files.len());
+        let mut load = [0u64; 3];
+        for (f, k) in files.iter().zip(&shares) {
+            load[*k as usize] += f.bytes;
+        }
+        // 2,800 bytes over 3 workers: no worker carries more than the largest file above its share.
+        assert!(load.iter().all(|l| *l >= 900 && *l <= 1000), "{load:?}");
+        // Deterministic, whatever order the files come in.
+        let mut reversed = refs.clone();
+        reversed.reverse();
+        let again = worker_shares(&reversed, 3);
+        for (i, f) in reversed.iter().enumerate() {
+            let j = files.iter().position(|g| g.path == f.path).unwrap();
+            assert_eq!(again[i], shares[j]);
+        }
+        assert!(worker_shares(&refs, 1).iter().all(|k| *k == 0));
+    }
 }

@@ -186,6 +186,7 @@ pub(crate) async fn check_target(
     };
     // The target's meta and options: the existing table's, or those it would be created with.
     let create = match (&existing, cfg.create_table) {
+        (Some(_), true) if cfg.worker.is_some() => None,
         (Some(_), true) => {
             warnings.push(format!(
                 "table '{}' already exists: --create-table did nothing; its schema was checked instead",
@@ -312,8 +313,10 @@ pub(crate) async fn check_target(
     let needed = versions_needed(m, &cfg.columns);
     warnings.extend(check_versions(cfg, needed.as_ref(), &options)?);
 
-    // Rows already in an existing table are replaced only by an explicit choice.
-    let holds_rows = if existing.is_some() && cfg.mode.is_none() && !resuming {
+    // Rows already in an existing table are replaced only by an explicit choice. Workers given
+    // --create-table share a table one of them created: rows another worker wrote are expected.
+    let sibling_table = cfg.worker.is_some() && cfg.create_table;
+    let holds_rows = if existing.is_some() && cfg.mode.is_none() && !resuming && !sibling_table {
         let first = first_row(client, &cfg.table, &target_meta.primary_key).await?;
         if let Some(first) = first {
             return Err(RestoreError::Usage(format!(
@@ -424,6 +427,19 @@ pub(crate) async fn create_target(client: &OtsClient, t: &Target) -> Result<bool
     match &t.create {
         Some(req) => match client.create_table(req).await {
             Ok(_) => Ok(true),
+            // Another worker created it between our check and our CreateTable: take it if it is
+            // the table we would have created (same primary key).
+            Err(e) if e.code() == Some("OTSObjectAlreadyExist") => {
+                let d = client.describe_table(&req.table_meta.table_name).await?;
+                if d.table_meta.primary_key == req.table_meta.primary_key {
+                    Ok(false)
+                } else {
+                    Err(RestoreError::Preflight(format!(
+                        "table '{}' appeared while this restore was creating it, with another primary key: {e}",
+                        req.table_meta.table_name
+                    )))
+                }
+            }
             // Index names are the instance's: the likeliest reason beside the source.
             Err(e) if !req.index_metas.is_empty() && e.code() == Some("OTSParameterInvalid") => {
                 Err(RestoreError::Preflight(format!(

@@ -193,3 +193,122 @@ async fn a_wrong_secret_is_refused_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// One snapshot, three workers, over the S3 API as OSS is addressed: the plan alone, workers 0
+/// and 2 complete, worker 1 stopped mid-way (its task dropped, as a killed process), the commit
+/// refused naming worker 1's splits, worker 1 again, the commit, and `verify`.
+#[tokio::test]
+async fn three_workers_over_s3_one_stopped_then_commit() {
+    use ots_backup::workers::{CommitOptions, commit_snapshot, plan_backup, run_worker};
+    use ots_format::WorkerSlot;
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("snapshots")).unwrap();
+    let port = s3_server(root.path()).await;
+    let emu = Emulator::builder()
+        .instance("s3inst")
+        .credentials("ak", "sk")
+        .start()
+        .await
+        .unwrap();
+    let client = OtsClient::new(ClientConfig::new(
+        emu.endpoint(),
+        "s3inst",
+        Credentials::new("ak", "sk"),
+    ))
+    .unwrap();
+    let spec = DatasetSpec::new(1500, 5);
+    create_and_load(&client, "t", &spec, 4, Arc::new(AtomicU64::new(0)))
+        .await
+        .unwrap();
+    let creds = S3Credentials {
+        access_key_id: S3_AK.into(),
+        secret_access_key: S3_SK.into(),
+        session_token: None,
+    };
+    let dest = open_oss(
+        "oss://snapshots/w",
+        "snapshots",
+        "w",
+        creds,
+        &oss_options(port),
+    )
+    .unwrap();
+    let mut cfg = BackupConfig::new("t", emu.endpoint(), "s3inst");
+    cfg.split_size = SplitSize {
+        units: 32,
+        unit_bytes: 1024,
+    };
+    cfg.concurrency = 1;
+    let planned = plan_backup(&client, dest.clone(), &cfg).await.unwrap();
+    let splits = planned.plan.splits.len() as u32;
+    assert!(splits >= 9, "{splits} splits");
+    cfg.resume = Some(planned.snapshot_id.clone());
+    let slot = |k| WorkerSlot { index: k, count: 3 };
+    for k in [0, 2] {
+        let o = run_worker(
+            &client,
+            dest.clone(),
+            &cfg,
+            slot(k),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o.splits_scanned, o.splits_assigned);
+    }
+    // Worker 1 stops once it has a record: its future is dropped, as a process killed.
+    let snap = Snapshot::new(dest.clone(), &planned.snapshot_id);
+    {
+        let progress = Arc::new(Progress::default());
+        let run = run_worker(&client, dest.clone(), &cfg, slot(1), progress.clone());
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => panic!("worker 1 finished before it was stopped: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {
+                    if progress.splits_done.load(std::sync::atomic::Ordering::Relaxed) >= 1 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let options = CommitOptions {
+        take_over: true,
+        ..Default::default()
+    };
+    let err = commit_snapshot(
+        Some(&client),
+        &snap,
+        &options,
+        Arc::new(Progress::default()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("(worker 1/3)"), "{err}");
+    assert!(!snap.has_manifest().await.unwrap());
+    let mut again = cfg.clone();
+    again.take_over = true;
+    let o = run_worker(
+        &client,
+        dest.clone(),
+        &again,
+        slot(1),
+        Arc::new(Progress::default()),
+    )
+    .await
+    .unwrap();
+    assert!(o.splits_done_before >= 1 && o.splits_scanned >= 1, "{o:?}");
+    let c = commit_snapshot(
+        Some(&client),
+        &snap,
+        &options,
+        Arc::new(Progress::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.manifest.totals.rows, 1500);
+    let report = verify_snapshot(&snap, &()).await.unwrap();
+    assert!(report.ok(), "{:?}", report.issues);
+}

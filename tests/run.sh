@@ -21,3 +21,9 @@ cargo test --workspace --locked
 cargo build --locked -p ots-emulator --bin ots-emulator
 OTS_SDK_NATIVE=1 .venv/bin/python -m pytest -q tests/conformance
 OTS_SDK_NATIVE=0 .venv/bin/python -m pytest -q tests/conformance
+
+# The Kubernetes manifests under deploy/kubernetes: schema-validated with the official Kubernetes
+# client's models, and each Job's command run as written against the emulator (plan, workers,
+# commit, restore workers, the incremental CronJob), refereed by the official Tablestore SDK.
+cargo build --locked -p otsarchive --bin otsarchive
+.venv/bin/python -m pytest -q tests/deploy

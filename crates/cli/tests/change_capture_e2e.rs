@@ -301,6 +301,46 @@ async fn restore(
     serde_json::from_str(stdout(&out).trim()).unwrap()
 }
 
+/// The entries of the destination folder (snapshot ids).
+fn folder_names(dest: &Path) -> Vec<String> {
+    std::fs::read_dir(dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits until a snapshot not in `existing` has its plan written; returns its id.
+async fn new_planned_snapshot(dest: &Path, existing: &[String]) -> String {
+    loop {
+        let planned = folder_names(dest)
+            .into_iter()
+            .find(|n| !existing.contains(n) && dest.join(n).join("plan.json").exists());
+        if let Some(id) = planned {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An incremental from `latest` whose capture waits `settle_ms` after its consistency point.
+fn slow_incremental(env: &Env, dest: &Path, settle_ms: &str) -> std::process::Command {
+    cmd(
+        env,
+        &[
+            "--json",
+            "backup",
+            "--table",
+            TABLE,
+            "--to",
+            dest.to_str().unwrap(),
+            "--incremental-from",
+            "latest",
+            "--stream-settle-ms",
+            settle_ms,
+        ],
+    )
+}
+
 /// A consistent full backup of the quiet table through the CLI; returns the snapshot's URL.
 async fn full_backup(env: &Env, dest: &Path) -> String {
     let out = run(cmd(
@@ -696,38 +736,12 @@ async fn shards_split_while_a_capture_runs_and_the_chain_stays_exact() {
     for _ in 0..100 {
         w.step(320).await;
     }
-    let existing: Vec<String> = std::fs::read_dir(dest.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let existing = folder_names(dest.path());
     // A long settle keeps the capture reading while shards split and writes go on around its
     // consistency point.
-    let mut c = cmd(
-        &env,
-        &[
-            "--json",
-            "backup",
-            "--table",
-            TABLE,
-            "--to",
-            dest.path().to_str().unwrap(),
-            "--incremental-from",
-            "latest",
-            "--stream-settle-ms",
-            "1500",
-        ],
-    );
+    let mut c = slow_incremental(&env, dest.path(), "1500");
     let child = tokio::task::spawn_blocking(move || c.output().unwrap());
-    loop {
-        let planned = std::fs::read_dir(dest.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .any(|n| !existing.contains(&n) && dest.path().join(&n).join("plan.json").exists());
-        if planned {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    new_planned_snapshot(dest.path(), &existing).await;
     for _ in 0..3 {
         for _ in 0..40 {
             w.step(320).await;
@@ -762,39 +776,14 @@ async fn a_killed_incremental_resumes_and_restores_exactly() {
     for _ in 0..200 {
         w.step(320).await;
     }
-    let existing: Vec<String> = std::fs::read_dir(dest.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let existing = folder_names(dest.path());
     // A long settle keeps the capture running: kill it once its plan is written.
-    let mut child = cmd(
-        &env,
-        &[
-            "backup",
-            "--table",
-            TABLE,
-            "--to",
-            dest.path().to_str().unwrap(),
-            "--incremental-from",
-            "latest",
-            "--stream-settle-ms",
-            "5000",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    let id = loop {
-        let new = std::fs::read_dir(dest.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .find(|n| !existing.contains(n) && dest.path().join(n).join("plan.json").exists());
-        if let Some(id) = new {
-            break id;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut child = slow_incremental(&env, dest.path(), "5000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = new_planned_snapshot(dest.path(), &existing).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().unwrap();
     child.wait().unwrap();

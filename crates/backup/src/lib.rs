@@ -72,6 +72,8 @@ pub enum BackupError {
     Stream(#[from] StreamError),
     #[error("encoding changes: {0}")]
     Changes(#[from] ots_schema::changes::ChangeFileError),
+    #[error("signing the snapshot: {0}")]
+    Signing(#[from] ots_manifest::signing::SigningError),
     /// `commit` before every split has a record.
     #[error("snapshot {id} cannot be committed yet: {detail}")]
     NotReady { id: String, detail: String },
@@ -184,6 +186,8 @@ pub struct BackupConfig {
     /// Take an incremental snapshot: the changes since this parent.
     pub incremental_from: Option<ParentChoice>,
     pub capture: CaptureOptions,
+    /// Sign `plan.json` and `manifest.json` with this key (`--sign-key-file`).
+    pub sign_key: Option<Arc<ots_manifest::signing::SigningKey>>,
 }
 
 impl BackupConfig {
@@ -214,6 +218,7 @@ impl BackupConfig {
             stream: StreamChoice::Auto,
             incremental_from: None,
             capture: CaptureOptions::default(),
+            sign_key: None,
         }
     }
 
@@ -325,6 +330,7 @@ pub async fn run_backup(
     if let Ok(mut slot) = progress.snapshot_id.lock() {
         *slot = Some(id.clone());
     }
+    sign(&snapshot, ots_format::layout::PLAN_FILE, cfg).await?;
     let guard = lease::acquire(&snapshot, command, cfg.take_over, LEASE_TTL).await?;
     // Under the lease, the snapshot is as it was when its plan was read: gc removes nothing
     // while someone holds it, and a gc that finished just before is caught here.
@@ -340,12 +346,25 @@ pub async fn run_backup(
     let result = run_splits(client, &snapshot, plan, cfg, progress).await;
     guard.release().await;
     let (manifest, resumed) = result?;
+    sign(&snapshot, ots_format::layout::MANIFEST_FILE, cfg).await?;
     Ok(BackupOutcome {
         url: snapshot.url(),
         snapshot_id: id,
         manifest,
         splits_resumed: resumed,
     })
+}
+
+/// Signs document `rel` of `snapshot` when a key is configured (a signature already there is kept).
+pub(crate) async fn sign(
+    snapshot: &ots_manifest::Snapshot,
+    rel: &str,
+    cfg: &BackupConfig,
+) -> Result<(), BackupError> {
+    if let Some(key) = &cfg.sign_key {
+        ots_manifest::signing::sign_document(snapshot, rel, key).await?;
+    }
+    Ok(())
 }
 
 /// Scans every split without a record, then commits.

@@ -43,6 +43,7 @@ pub async fn plan_backup(
         Some(parent) => plan::new_incremental_plan(client, &snapshots, cfg, parent).await?,
         None => plan::new_plan(client, &snapshots, cfg).await?,
     };
+    crate::sign(&snapshot, ots_format::layout::PLAN_FILE, cfg).await?;
     Ok(PlanOutcome {
         snapshot_id: plan.snapshot_id.clone(),
         url: snapshot.url(),
@@ -172,6 +173,8 @@ pub struct CommitOptions {
     pub capture: ots_scan::CaptureOptions,
     /// The memory budget of the capture (`--memory-mb`).
     pub memory_bytes: usize,
+    /// Sign `manifest.json` (and `plan.json`, if unsigned) with this key.
+    pub sign_key: Option<Arc<ots_manifest::signing::SigningKey>>,
 }
 
 impl Default for CommitOptions {
@@ -180,6 +183,7 @@ impl Default for CommitOptions {
             take_over: false,
             capture: ots_scan::CaptureOptions::default(),
             memory_bytes: crate::DEFAULT_MEMORY_MB << 20,
+            sign_key: None,
         }
     }
 }
@@ -195,7 +199,14 @@ pub async fn commit_snapshot(
     progress: Arc<Progress>,
 ) -> Result<CommitOutcome, BackupError> {
     let id = snapshot.id().to_string();
+    let signer = BackupConfig {
+        sign_key: options.sign_key.clone(),
+        ..BackupConfig::new("", "", "")
+    };
     if snapshot.has_manifest().await? {
+        // A commit run again signs what a crash left unsigned.
+        crate::sign(snapshot, ots_format::layout::PLAN_FILE, &signer).await?;
+        crate::sign(snapshot, ots_format::layout::MANIFEST_FILE, &signer).await?;
         return Ok(CommitOutcome {
             url: snapshot.url(),
             manifest: snapshot.read_manifest().await?,
@@ -263,6 +274,7 @@ pub async fn commit_snapshot(
     cfg.capture = options.capture;
     cfg.memory_bytes = options.memory_bytes;
     let plan = Arc::new(plan);
+    cfg.sign_key = options.sign_key.clone();
     let result = async {
         let capture = match (&plan.changes, client) {
             (Some(c), Some(client)) => {
@@ -270,7 +282,10 @@ pub async fn commit_snapshot(
             }
             _ => None,
         };
-        crate::commit::commit(snapshot, &plan, &records, capture.as_ref()).await
+        let m = crate::commit::commit(snapshot, &plan, &records, capture.as_ref()).await?;
+        crate::sign(snapshot, ots_format::layout::PLAN_FILE, &cfg).await?;
+        crate::sign(snapshot, ots_format::layout::MANIFEST_FILE, &cfg).await?;
+        Ok::<_, BackupError>(m)
     }
     .await;
     guard.release().await;

@@ -131,6 +131,11 @@ pub struct BackupArgs {
     /// unfinished splits.
     #[arg(long, value_name = "K/N", requires = "resume")]
     pub worker: Option<String>,
+    /// Sign plan.json and manifest.json with this Ed25519 seed file (`otsarchive keygen`):
+    /// detached signatures `plan.json.sig` and `manifest.json.sig`, checked by
+    /// `verify --sign-key-file`.
+    #[arg(long, value_name = "PATH")]
+    pub sign_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -300,6 +305,7 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         StreamChoice::Auto
     };
     cfg.capture.settle = std::time::Duration::from_millis(a.stream_settle_ms);
+    cfg.sign_key = crate::keys_cmd::signing_key(a.sign_key_file.as_deref())?;
     if a.incremental_from.is_some() && a.resume.is_some() {
         return Err(CliError::Usage(
             "--incremental-from starts a new incremental; to finish an interrupted one, run with --resume ID alone".into(),

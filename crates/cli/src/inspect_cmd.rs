@@ -54,6 +54,11 @@ pub struct VerifyArgs {
     /// sized in bytes from it).
     #[arg(long, requires = "against_table", default_value_t = ots_restore::config::DEFAULT_MEMORY_MB)]
     pub memory_mb: usize,
+    /// Check the detached signatures of manifest.json and plan.json with this key (the seed
+    /// `otsarchive keygen` wrote, or its `.pub` public key): any change to the signed bytes, a
+    /// signature by another key, or a missing signature fails (exit 3).
+    #[arg(long, value_name = "PATH")]
+    pub sign_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -87,6 +92,12 @@ fn memory_bytes(mb: usize) -> Result<usize, CliError> {
 
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     let memory = memory_bytes(a.memory_mb)?;
+    let trusted = a
+        .sign_key_file
+        .as_deref()
+        .map(ots_manifest::signing::TrustedKey::from_file)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--sign-key-file {e}")))?;
     let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
     let id = snap.id().to_string();
     if a.as_of_snapshot && snap.read_manifest().await?.changes.is_some() {
@@ -107,7 +118,23 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     );
     let report = verify_snapshot(&snap, &*counters).await;
     reporter.finish().await;
-    let report = report?;
+    let mut report = report?;
+    // The signatures: of the exact bytes of the manifest and the plan.
+    let mut signed_by = None;
+    if let Some(key) = &trusted {
+        for rel in [
+            ots_format::layout::MANIFEST_FILE,
+            ots_format::layout::PLAN_FILE,
+        ] {
+            match ots_manifest::signing::verify_document(&snap, rel, key)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?
+            {
+                Ok(key_id) => signed_by = Some(key_id),
+                Err(problem) => report.issue(&ots_manifest::signing::signature_path(rel), problem),
+            }
+        }
+    }
     let comparison = match (&a.against_table, &client) {
         (Some(table), Some(client)) if report.ok() => {
             let manifest = snap.read_manifest().await?;
@@ -160,6 +187,7 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 "snapshot": a.snapshot,
                 "snapshot_id": id,
                 "ok": report.ok() && compared_ok,
+                "signed_by": signed_by,
                 "report": report,
                 "comparison": comparison,
             }))
@@ -199,7 +227,13 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
             count(report.rows_in_footers, "row")
         );
         if report.ok() {
-            println!("snapshot {id}: OK, {checked}");
+            println!(
+                "snapshot {id}: OK, {checked}{}",
+                signed_by
+                    .as_ref()
+                    .map(|k| format!("; manifest and plan signed by key {k}"))
+                    .unwrap_or_default()
+            );
         } else {
             println!(
                 "snapshot {id}: FAILED, {} ({checked})",

@@ -8,6 +8,7 @@ mod config;
 mod demo_cmd;
 mod gc_cmd;
 mod inspect_cmd;
+mod keys_cmd;
 mod metrics;
 mod progress;
 mod restore_cmd;
@@ -72,6 +73,8 @@ enum Command {
     Commit(scale_cmd::CommitArgs),
     /// Show a snapshot in flight: splits done per worker, rows, bytes, last heartbeats.
     Status(scale_cmd::StatusArgs),
+    /// Write a new Ed25519 key for signed manifests (`--sign-key-file`): a seed and its public key.
+    Keygen(keys_cmd::KeygenArgs),
     /// Remove leftovers no manifest lists (interrupted attempts, abandoned snapshots) after a
     /// grace period. The only command that deletes.
     Gc(gc_cmd::GcArgs),
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
             Command::Gc(a) => gc_cmd::run(&cli.global, a).await,
             Command::Commit(a) => scale_cmd::commit(&cli.global, a).await,
             Command::Status(a) => scale_cmd::status(&cli.global, a).await,
+            Command::Keygen(a) => keys_cmd::keygen(&cli.global, a).await,
         }
     });
     match result {

@@ -27,6 +27,9 @@ pub struct CommitArgs {
     /// Memory budget of the change capture in MiB.
     #[arg(long, default_value_t = ots_backup::DEFAULT_MEMORY_MB)]
     pub memory_mb: usize,
+    /// Sign manifest.json (and plan.json, if unsigned) with this Ed25519 seed file.
+    #[arg(long, value_name = "PATH")]
+    pub sign_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -58,6 +61,7 @@ pub async fn commit(g: &GlobalArgs, a: CommitArgs) -> Result<(), CliError> {
             ..Default::default()
         },
         memory_bytes: a.memory_mb.saturating_mul(1 << 20),
+        sign_key: crate::keys_cmd::signing_key(a.sign_key_file.as_deref())?,
     };
     let o = commit_snapshot(
         client.as_ref(),

@@ -8,12 +8,14 @@
 //! DEST/<snapshot-id>/splits/<split>/<attempt>.json     create-once, after the attempt's files
 //! DEST/<snapshot-id>/leases/<owner>-<renewal>.json     create-once, while a process works
 //! DEST/<snapshot-id>/manifest.json                     create-once, last: the commit point
+//! DEST/<snapshot-id>/manifest.json.sig, plan.json.sig  create-once, with --sign-key-file
 //! ```
 //!
 //! Nothing here overwrites; only [`gc`] deletes.
 
 pub mod gc;
 pub mod lease;
+pub mod signing;
 pub mod snapshot;
 pub mod verify;
 

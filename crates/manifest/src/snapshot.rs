@@ -318,6 +318,37 @@ impl Snapshot {
         Ok(records)
     }
 
+    /// The bytes of object `rel`, exactly as stored; `NotFound` when it does not exist.
+    pub async fn read_bytes(&self, rel: &str) -> Result<bytes::Bytes, ManifestError> {
+        let Some(got) = self.get(rel).await? else {
+            return Err(self.not_found(match rel {
+                MANIFEST_FILE => MANIFEST_FILE,
+                PLAN_FILE => PLAN_FILE,
+                _ => "object",
+            }));
+        };
+        got.bytes()
+            .await
+            .map_err(|source| ManifestError::store(self.url_of(rel), source))
+    }
+
+    /// Writes a JSON document once (`Exists` when it is there already).
+    pub async fn create_document<T: Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+    ) -> Result<(), ManifestError> {
+        self.create_json(rel, value).await
+    }
+
+    /// Reads a JSON document, `Ok(None)` when it does not exist.
+    pub async fn read_document<T: DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<T>, ManifestError> {
+        self.get_json(rel, "JSON document").await
+    }
+
     /// Writes one capture attempt's record, once.
     pub async fn create_capture_record(&self, record: &CaptureRecord) -> Result<(), ManifestError> {
         self.create_json(&capture_record_path(&record.attempt), record)

@@ -42,7 +42,7 @@ impl VerifyReport {
         self.issues.is_empty()
     }
 
-    fn issue(&mut self, path: &str, problem: String) {
+    pub fn issue(&mut self, path: &str, problem: String) {
         self.issues.push(VerifyIssue {
             path: path.to_string(),
             problem,

@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ots_format::layout::{MANIFEST_FILE, PLAN_FILE};
 use ots_format::{ErrorKind, Manifest, Partitioning, choose_record};
 use ots_manifest::{LEASE_TTL, LeaseError, ManifestError, Snapshots, lease};
 use ots_scan::{CaptureOptions, RateLimiter, ScanError, ScanOptions, SplitSize, StreamError};
@@ -330,7 +331,7 @@ pub async fn run_backup(
     if let Ok(mut slot) = progress.snapshot_id.lock() {
         *slot = Some(id.clone());
     }
-    sign(&snapshot, ots_format::layout::PLAN_FILE, cfg).await?;
+    sign(&snapshot, &[PLAN_FILE], cfg.sign_key.as_deref()).await?;
     let guard = lease::acquire(&snapshot, command, cfg.take_over, LEASE_TTL).await?;
     // Under the lease, the snapshot is as it was when its plan was read: gc removes nothing
     // while someone holds it, and a gc that finished just before is caught here.
@@ -346,7 +347,7 @@ pub async fn run_backup(
     let result = run_splits(client, &snapshot, plan, cfg, progress).await;
     guard.release().await;
     let (manifest, resumed) = result?;
-    sign(&snapshot, ots_format::layout::MANIFEST_FILE, cfg).await?;
+    sign(&snapshot, &[MANIFEST_FILE], cfg.sign_key.as_deref()).await?;
     Ok(BackupOutcome {
         url: snapshot.url(),
         snapshot_id: id,
@@ -355,14 +356,16 @@ pub async fn run_backup(
     })
 }
 
-/// Signs document `rel` of `snapshot` when a key is configured (a signature already there is kept).
+/// Signs documents `rels` of `snapshot` when there is a key (a signature already there is kept).
 pub(crate) async fn sign(
     snapshot: &ots_manifest::Snapshot,
-    rel: &str,
-    cfg: &BackupConfig,
+    rels: &[&str],
+    key: Option<&ots_manifest::signing::SigningKey>,
 ) -> Result<(), BackupError> {
-    if let Some(key) = &cfg.sign_key {
-        ots_manifest::signing::sign_document(snapshot, rel, key).await?;
+    if let Some(key) = key {
+        for rel in rels {
+            ots_manifest::signing::sign_document(snapshot, rel, key).await?;
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ots_format::layout::{MANIFEST_FILE, PLAN_FILE};
 use ots_format::time::unix_millis;
 use ots_format::{Manifest, Plan, WorkerSlot, choose_record};
 use ots_manifest::lease::{self, Lease, LeaseGuard};
@@ -43,7 +44,7 @@ pub async fn plan_backup(
         Some(parent) => plan::new_incremental_plan(client, &snapshots, cfg, parent).await?,
         None => plan::new_plan(client, &snapshots, cfg).await?,
     };
-    crate::sign(&snapshot, ots_format::layout::PLAN_FILE, cfg).await?;
+    crate::sign(&snapshot, &[PLAN_FILE], cfg.sign_key.as_deref()).await?;
     Ok(PlanOutcome {
         snapshot_id: plan.snapshot_id.clone(),
         url: snapshot.url(),
@@ -84,7 +85,7 @@ async fn acquire_waiting(
             Ok(g) => return Ok(g),
             Err(LeaseError::Held { holder, .. })
                 if tokio::time::Instant::now() < deadline
-                    && !holder_is_exclusive(snapshot, &holder).await =>
+                    && !exclusive_lease_is_live(snapshot).await =>
             {
                 tracing::warn!("waiting for the lease of {holder} to expire");
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -95,7 +96,7 @@ async fn acquire_waiting(
 }
 
 /// Whether a live exclusive lease (gc, a whole-snapshot resume) is there: worth no wait.
-async fn holder_is_exclusive(snapshot: &Snapshot, _holder: &str) -> bool {
+async fn exclusive_lease_is_live(snapshot: &Snapshot) -> bool {
     let now = unix_millis(SystemTime::now());
     snapshot
         .leases()
@@ -199,14 +200,10 @@ pub async fn commit_snapshot(
     progress: Arc<Progress>,
 ) -> Result<CommitOutcome, BackupError> {
     let id = snapshot.id().to_string();
-    let signer = BackupConfig {
-        sign_key: options.sign_key.clone(),
-        ..BackupConfig::new("", "", "")
-    };
+    let key = options.sign_key.as_deref();
     if snapshot.has_manifest().await? {
         // A commit run again signs what a crash left unsigned.
-        crate::sign(snapshot, ots_format::layout::PLAN_FILE, &signer).await?;
-        crate::sign(snapshot, ots_format::layout::MANIFEST_FILE, &signer).await?;
+        crate::sign(snapshot, &[PLAN_FILE, MANIFEST_FILE], key).await?;
         return Ok(CommitOutcome {
             url: snapshot.url(),
             manifest: snapshot.read_manifest().await?,
@@ -274,7 +271,6 @@ pub async fn commit_snapshot(
     cfg.capture = options.capture;
     cfg.memory_bytes = options.memory_bytes;
     let plan = Arc::new(plan);
-    cfg.sign_key = options.sign_key.clone();
     let result = async {
         let capture = match (&plan.changes, client) {
             (Some(c), Some(client)) => {
@@ -283,8 +279,7 @@ pub async fn commit_snapshot(
             _ => None,
         };
         let m = crate::commit::commit(snapshot, &plan, &records, capture.as_ref()).await?;
-        crate::sign(snapshot, ots_format::layout::PLAN_FILE, &cfg).await?;
-        crate::sign(snapshot, ots_format::layout::MANIFEST_FILE, &cfg).await?;
+        crate::sign(snapshot, &[PLAN_FILE, MANIFEST_FILE], key).await?;
         Ok::<_, BackupError>(m)
     }
     .await;

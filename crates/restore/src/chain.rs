@@ -227,6 +227,91 @@ pub struct ChainReplayStats {
     pub changes_after_as_of: u64,
 }
 
+/// Every change of a chain, link after link, file after file, one decoded record batch at a time
+/// (within `budget` decoded bytes): the one walk over change files that replay and the comparison
+/// share.
+pub(crate) struct ChainChanges<'a> {
+    chain: &'a Chain,
+    /// Pins per link (restore, after verification); `None`: each file pinned at its first read.
+    pins: Option<&'a [Arc<FilePins>]>,
+    budget: usize,
+    reader: ots_schema::changes::ChangeReader,
+    /// The next link and file to open.
+    link: usize,
+    file: usize,
+    open: Option<(
+        parquet::arrow::async_reader::ParquetRecordBatchStream<crate::reader::FileSource>,
+        String,
+        String,
+    )>,
+    /// Change files read to their end so far.
+    pub files_read: u64,
+}
+
+impl<'a> ChainChanges<'a> {
+    pub(crate) fn new(chain: &'a Chain, pins: Option<&'a [Arc<FilePins>]>, budget: usize) -> Self {
+        ChainChanges {
+            reader: ots_schema::changes::ChangeReader::new(
+                &chain.base().manifest.source.table.primary_key,
+            ),
+            chain,
+            pins,
+            budget: budget.max(1),
+            link: 0,
+            file: 0,
+            open: None,
+            files_read: 0,
+        }
+    }
+
+    /// The next batch of changes (in file order), or `None` after the last file.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<ots_format::Change>>, RestoreError> {
+        loop {
+            if let Some((batches, path, url)) = &mut self.open {
+                match batches
+                    .try_next()
+                    .await
+                    .map_err(|e| RestoreError::parquet(path, e))?
+                {
+                    Some(batch) => {
+                        return self.reader.read_batch(&batch).map(Some).map_err(|e| {
+                            RestoreError::Changes {
+                                path: url.clone(),
+                                detail: e.to_string(),
+                            }
+                        });
+                    }
+                    None => {
+                        self.open = None;
+                        self.files_read += 1;
+                    }
+                }
+            }
+            let Some(link) = self.chain.links.get(self.link) else {
+                return Ok(None);
+            };
+            let Some(f) = link.changes().and_then(|c| c.files.get(self.file)) else {
+                self.link += 1;
+                self.file = 0;
+                continue;
+            };
+            self.file += 1;
+            let (store, path) = link.snapshot.object(&f.path);
+            let pin = self
+                .pins
+                .and_then(|p| p.get(self.link))
+                .map_or(crate::reader::FilePin::FirstRead, |p| p.pin(&path));
+            let source =
+                crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin).await?;
+            let (batches, _) = source
+                .batches_within(self.budget, 8192)
+                .await
+                .map_err(|e| RestoreError::parquet(&f.path, e))?;
+            self.open = Some((batches, f.path.clone(), link.snapshot.url_of(&f.path)));
+        }
+    }
+}
+
 /// Replays every change file of `chain` (already verified, with `pins` per link) into
 /// `cfg.table`, link after link, skipping changes after `cfg.as_of_us`, with `cfg.concurrency`
 /// lanes and a quarter of the memory budget for decoded changes.
@@ -237,50 +322,24 @@ pub(crate) async fn replay_chain(
     pins: &[Arc<FilePins>],
     progress: &crate::RestoreProgress,
 ) -> Result<ChainReplayStats, RestoreError> {
-    let decoded_budget = cfg.memory_budget().read_bytes / 2;
     use std::sync::atomic::Ordering;
-    let pk = &chain.base().manifest.source.table.primary_key;
-    let reader = ots_schema::changes::ChangeReader::new(pk);
     let mut options = crate::replay::ReplayOptions::new(cfg.table.clone());
     options.concurrency = cfg.concurrency;
     options.as_of_us = cfg.as_of_us;
     options.rows_per_sec = cfg.rows_per_sec;
     let mut applier = crate::replay::ChangeApplier::new(client, options)?;
-    let mut stats = ChainReplayStats::default();
-    for (i, link) in chain.links.iter().enumerate() {
-        stats.links += 1;
-        let Some(c) = link.changes() else { continue };
-        for f in &c.files {
-            let (store, path) = link.snapshot.object(&f.path);
-            let pin = pins
-                .get(i)
-                .map(|p| p.pin(&path))
-                .unwrap_or(crate::reader::FilePin::FirstRead);
-            let source =
-                crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin).await?;
-            let (mut batches, _) = source
-                .batches_within(decoded_budget, 8192)
-                .await
-                .map_err(|e| RestoreError::parquet(&f.path, e))?;
-            while let Some(batch) = batches
-                .try_next()
-                .await
-                .map_err(|e| RestoreError::parquet(&f.path, e))?
-            {
-                let changes = reader
-                    .read_batch(&batch)
-                    .map_err(|e| RestoreError::Changes {
-                        path: link.snapshot.url_of(&f.path),
-                        detail: e.to_string(),
-                    })?;
-                progress
-                    .changes_read
-                    .fetch_add(changes.len() as u64, Ordering::Relaxed);
-                applier.apply(changes).await?;
-            }
-            stats.change_files += 1;
-        }
+    let mut changes = ChainChanges::new(chain, Some(pins), cfg.memory_budget().read_bytes / 2);
+    while let Some(batch) = changes.next().await? {
+        progress
+            .changes_read
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        applier.apply(batch).await?;
     }
+    let mut stats = ChainReplayStats {
+        links: chain.links.len() as u64,
+        change_files: changes.files_read,
+        ..Default::default()
+    };
     let r = applier.finish().await?;
     stats.changes_applied = r.applied();
     stats.changes_after_as_of = r.skipped_as_of;

@@ -16,13 +16,11 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashMap};
 
-use futures::TryStreamExt;
 use ots_format::change::ChangeOp;
 use ots_wire::types::{Cell, ColumnUpdate, PkColumn, PkValue, Row, Value, cmp_primary_keys};
 
 use crate::chain::Chain;
 use crate::error::RestoreError;
-use crate::reader::{FilePin, open_file};
 
 /// One captured change of a key, as the image needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -248,49 +246,19 @@ pub(crate) async fn read_changes(
     chain: &Chain,
     budget: usize,
 ) -> Result<ChangedRows, RestoreError> {
-    let pk = &chain.base().manifest.source.table.primary_key;
-    let reader = ots_schema::changes::ChangeReader::new(pk);
     let mut by_key: HashMap<Vec<PkColumn>, Vec<RowChange>> = HashMap::new();
     let mut out = ChangedRows::default();
-    for link in &chain.links {
-        let Some(c) = link.changes() else { continue };
-        for f in &c.files {
-            let (store, path) = link.snapshot.object(&f.path);
-            let source = open_file(
-                store,
-                path,
-                &f.path,
-                f.bytes,
-                &f.sha256,
-                &FilePin::FirstRead,
-            )
-            .await?;
-            let (mut batches, _) = source
-                .batches_within(budget.max(1), 8192)
-                .await
-                .map_err(|e| RestoreError::parquet(&f.path, e))?;
-            while let Some(batch) = batches
-                .try_next()
-                .await
-                .map_err(|e| RestoreError::parquet(&f.path, e))?
-            {
-                let mut changes = reader
-                    .read_batch(&batch)
-                    .map_err(|e| RestoreError::Changes {
-                        path: link.snapshot.url_of(&f.path),
-                        detail: e.to_string(),
-                    })?;
-                // Replay order within a link (files are listed in it; this makes sure).
-                changes.sort_by_key(|c| c.ordinal);
-                for change in changes {
-                    crate::replay::check_replayable(&change)?;
-                    let row_change = RowChange {
-                        op: change.op,
-                        cells: change.cells,
-                    };
-                    out.add(&mut by_key, change.primary_key, row_change, budget)?;
-                }
-            }
+    let mut changes = crate::chain::ChainChanges::new(chain, None, budget);
+    while let Some(mut batch) = changes.next().await? {
+        // Replay order within a link (files are listed in it; this makes sure).
+        batch.sort_by_key(|c| c.ordinal);
+        for change in batch {
+            crate::replay::check_replayable(&change)?;
+            let row_change = RowChange {
+                op: change.op,
+                cells: change.cells,
+            };
+            out.add(&mut by_key, change.primary_key, row_change, budget)?;
         }
     }
     out.finish(by_key);

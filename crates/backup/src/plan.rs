@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use ots_format::time::{rfc3339, unix_millis};
 use ots_format::{
-    FORMAT_VERSION, Partitioning, Plan, Source, TableMeta, TimeGranularity, TimeRange, TimeSource,
-    new_snapshot_id, pk_text,
+    Partitioning, Plan, Source, TableMeta, TimeGranularity, TimeRange, TimeSource, new_snapshot_id,
+    pk_text,
 };
 use ots_manifest::{ManifestError, Snapshot, Snapshots};
 use ots_scan::{ScanOptions, Split, SplitScanner, SplitSize, plan_splits};
@@ -271,8 +271,9 @@ pub(crate) async fn new_plan(
         }
     };
     check_partitioning(&cfg.partitioning, &meta, Some(&schema))?;
+    let encryption = cfg.parquet.encryption.as_ref().map(|e| e.info());
     let plan = Plan {
-        format_version: ots_format::format_version_for(changes.is_some()),
+        format_version: ots_format::format_version_for(changes.is_some(), encryption.is_some()),
         snapshot_id,
         tool_version: TOOL_VERSION.to_string(),
         source: Source {
@@ -286,6 +287,7 @@ pub(crate) async fn new_plan(
         splits: split_plan.splits,
         started_at,
         changes,
+        encryption,
     };
     let snapshot = snapshots.snapshot(&plan.snapshot_id);
     snapshot.create_plan(&plan).await?;
@@ -385,8 +387,9 @@ pub(crate) async fn new_incremental_plan(
     }
     ots_scan::stream::check_readable(client, &parent_changes.consistency_point).await?;
     let now = SystemTime::now();
+    let encryption = cfg.parquet.encryption.as_ref().map(|e| e.info());
     let plan = Plan {
-        format_version: FORMAT_VERSION,
+        format_version: ots_format::format_version_for(true, encryption.is_some()),
         snapshot_id: new_snapshot_id(now),
         tool_version: TOOL_VERSION.to_string(),
         source: Source {
@@ -406,6 +409,7 @@ pub(crate) async fn new_incremental_plan(
             parent: Some(pid),
             base: parent_changes.base.clone(),
         }),
+        encryption,
     };
     let snapshot = snapshots.snapshot(&plan.snapshot_id);
     snapshot.create_plan(&plan).await?;
@@ -453,7 +457,30 @@ pub(crate) async fn resume_plan(
             plan.source.table.table_name, cfg.table
         )));
     }
+    check_resume_encryption(&plan, cfg)?;
     Ok(plan)
+}
+
+/// A resumed run must encrypt exactly as the plan says: one snapshot never mixes plaintext files
+/// with encrypted ones, or files under two master keys.
+fn check_resume_encryption(plan: &Plan, cfg: &BackupConfig) -> Result<(), BackupError> {
+    let id = &plan.snapshot_id;
+    let given = cfg.parquet.encryption.as_ref().map(|e| e.key_id());
+    match (&plan.encryption, given) {
+        (None, None) => Ok(()),
+        (Some(p), Some(g)) if p.master_key_id == g => Ok(()),
+        (Some(p), Some(g)) => Err(BackupError::Usage(format!(
+            "snapshot {id} is encrypted under master key {}, but --encryption-key-file gives {g}: resume it with the same key",
+            p.master_key_id
+        ))),
+        (Some(p), None) => Err(BackupError::Usage(format!(
+            "snapshot {id} is encrypted under master key {}: resume it with --encryption-key-file (the same key)",
+            p.master_key_id
+        ))),
+        (None, Some(_)) => Err(BackupError::Usage(format!(
+            "snapshot {id} was started without encryption: resume it without --encryption-key-file, or start a new backup"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,8 @@ pub struct BackupArgs {
     #[arg(long, value_name = "PATH")]
     pub sign_key_file: Option<PathBuf>,
     #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
+    #[command(flatten)]
     pub dest: DestArgs,
 }
 
@@ -306,6 +308,7 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     };
     cfg.capture.settle = std::time::Duration::from_millis(a.stream_settle_ms);
     cfg.sign_key = crate::keys_cmd::signing_key(a.sign_key_file.as_deref())?;
+    cfg.parquet.encryption = a.keys.encryptor(g)?;
     if a.incremental_from.is_some() && a.resume.is_some() {
         return Err(CliError::Usage(
             "--incremental-from starts a new incremental; to finish an interrupted one, run with --resume ID alone".into(),

@@ -9,6 +9,8 @@
 //! # optional; the ALIBABA_CLOUD_* environment variables win when set
 //! access_key_id = "LTAI..."
 //! access_key_secret = "..."
+//! # optional: encrypt backups and read encrypted snapshots with this master key
+//! encryption_key_file = "/etc/otsarchive/master.key"
 //! ```
 //!
 //! Precedence: flags, then environment variables, then the profile.
@@ -36,6 +38,8 @@ pub struct Profile {
     pub access_key_id: Option<String>,
     pub access_key_secret: Option<String>,
     pub security_token: Option<String>,
+    /// Master key file for encrypted snapshots (`--encryption-key-file`).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Profile {

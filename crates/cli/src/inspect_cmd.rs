@@ -60,6 +60,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PATH")]
     pub sign_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
+    #[command(flatten)]
     pub dest: DestArgs,
 }
 
@@ -75,6 +77,8 @@ pub struct LsArgs {
 pub struct ShowArgs {
     /// Snapshot: DEST/SNAPSHOT_ID, DEST/latest (the newest committed one) or DEST/ID-PREFIX
     pub snapshot: String,
+    #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -98,8 +102,16 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
         .map(ots_manifest::signing::TrustedKey::from_file)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--sign-key-file {e}")))?;
-    let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
+    let snap = open_snapshot(&a.snapshot, &a.dest, g)
+        .await?
+        .with_keys(a.keys.read_keys(g)?);
     let id = snap.id().to_string();
+    // Keys that were given but do not read this snapshot are a mistake to name, not a note.
+    if snap.keys().is_some() {
+        let m = snap.read_manifest().await?;
+        ots_manifest::ReadKeys::check(snap.keys(), m.encryption.as_ref())
+            .map_err(|e| CliError::Usage(format!("snapshot {id}: {e}")))?;
+    }
     if a.as_of_snapshot && snap.read_manifest().await?.changes.is_some() {
         // Refused before the files are read: a chain's image is exact, every cell is compared.
         return Err(ots_restore::compare::as_of_snapshot_with_changes(&id).into());
@@ -220,12 +232,20 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
             }
         }
         // The verdict, on stdout.
-        let checked = format!(
-            "{}, {} and {} checked",
-            count(report.files_checked, "file"),
-            human_bytes(report.bytes_checked),
-            count(report.rows_in_footers, "row")
-        );
+        let checked = if report.content_checks_skipped.is_some() {
+            format!(
+                "{} and {} checked (sizes and SHA-256 of the encrypted bytes)",
+                count(report.files_checked, "file"),
+                human_bytes(report.bytes_checked),
+            )
+        } else {
+            format!(
+                "{}, {} and {} checked",
+                count(report.files_checked, "file"),
+                human_bytes(report.bytes_checked),
+                count(report.rows_in_footers, "row")
+            )
+        };
         if report.ok() {
             println!(
                 "snapshot {id}: OK, {checked}{}",
@@ -239,6 +259,9 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 "snapshot {id}: FAILED, {} ({checked})",
                 count(report.issues.len() as u64, "problem")
             );
+        }
+        if let Some(why) = &report.content_checks_skipped {
+            println!("note: {why}");
         }
         if let Some(c) = &comparison {
             println!("{}", comparison_verdict(c));
@@ -620,7 +643,9 @@ fn partitions_table(m: &Manifest) -> Option<(String, usize)> {
 }
 
 pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
-    let snap = open_snapshot(&a.snapshot, &a.dest, g).await?;
+    let snap = open_snapshot(&a.snapshot, &a.dest, g)
+        .await?
+        .with_keys(a.keys.read_keys(g)?);
     let m = snap.read_manifest().await?;
     if g.json {
         println!("{}", serde_json::to_string(&m).unwrap_or_default());
@@ -768,6 +793,16 @@ pub async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<(), CliError> {
         ),
     );
     line("partitions", partitioning_words(&m.partitioning));
+    if let Some(e) = &m.encryption {
+        let key = match ots_manifest::ReadKeys::check(snap.keys(), Some(e)) {
+            Ok(()) => "key given".to_string(),
+            Err(_) => "key not given: pass --encryption-key-file to read the files".to_string(),
+        };
+        line(
+            "encryption",
+            format!("{} under master key {} ({key})", e.scheme, e.master_key_id),
+        );
+    }
     // The key column has no header: skip the header line of the two-column table.
     for l in head.render().lines().skip(1) {
         println!("{l}");

@@ -163,6 +163,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "K/N")]
     pub worker: Option<String>,
     #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
+    #[command(flatten)]
     pub dest: DestArgs,
 }
 
@@ -262,7 +264,9 @@ pub async fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<(), CliError> {
             "--from DEST/SNAPSHOT_ID is required (or --retry-dead-letter FILE)".into(),
         ));
     };
-    let snap = open_snapshot(from, &a.dest, g).await?;
+    let snap = open_snapshot(from, &a.dest, g)
+        .await?
+        .with_keys(a.keys.read_keys(g)?);
     let id = snap.id().to_string();
     let manifest = snap.read_manifest().await?;
     let client = client(g)?;

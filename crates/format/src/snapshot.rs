@@ -10,25 +10,52 @@ use crate::schema::SnapshotSchema;
 use crate::stats::SnapshotStats;
 use crate::table::TableMeta;
 
-/// The newest version of the snapshot format described in docs/FORMAT.md, the one this build
-/// writes for a snapshot with change capture. Version 3 adds captured changes (`changes/`, the
-/// manifest's `changes`: FORMAT.md §10); version 2 keeps one record per split attempt
-/// (`splits/<split>/<attempt>.json`) and names the chosen attempt in the manifest; version 1 kept
-/// one record per split (`splits/<split>.json`). All three are read.
-pub const FORMAT_VERSION: u32 = 3;
-/// The version written for a snapshot without change capture: nothing in it needs version 3, so
-/// older readers still read it, while they refuse a link of a chain (restoring only its scan
-/// would not be exact).
+/// The newest version of the snapshot format described in docs/FORMAT.md. Version 4 adds
+/// encrypted files (the `encryption` of plan and manifest: FORMAT.md §12); version 3 adds captured
+/// changes (`changes/`, the manifest's `changes`: FORMAT.md §10); version 2 keeps one record per
+/// split attempt (`splits/<split>/<attempt>.json`) and names the chosen attempt in the manifest;
+/// version 1 kept one record per split (`splits/<split>.json`). All four are read.
+pub const FORMAT_VERSION: u32 = 4;
+/// The version written for a snapshot with change capture and plaintext files.
+pub const CHANGES_FORMAT_VERSION: u32 = 3;
+/// The version written for a snapshot without change capture or encryption: nothing in it needs
+/// a newer version, so older readers still read it, while they refuse a link of a chain
+/// (restoring only its scan would not be exact) or an encrypted snapshot (they would call its
+/// files corrupt).
 pub const SCAN_FORMAT_VERSION: u32 = 2;
 
-/// The version a snapshot's documents are written with.
-pub fn format_version_for(captures_changes: bool) -> u32 {
-    if captures_changes {
+/// The version a snapshot's documents are written with: the oldest that holds what it uses.
+pub fn format_version_for(captures_changes: bool, encrypted: bool) -> u32 {
+    if encrypted {
         FORMAT_VERSION
+    } else if captures_changes {
+        CHANGES_FORMAT_VERSION
     } else {
         SCAN_FORMAT_VERSION
     }
 }
+
+/// How a snapshot's Parquet files are encrypted (FORMAT.md §12): the scheme and the id of the
+/// master key that wraps each file's data key. Never key material.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionInfo {
+    pub scheme: String,
+    pub master_key_id: String,
+}
+
+/// Parquet modular encryption, AES-GCM with an encrypted footer, a random 256-bit data key per
+/// file wrapped under the master key into PKMT1 key material in the footer key metadata.
+pub const ENCRYPTION_SCHEME: &str = "parquet-modular/AES_GCM_V1/PKMT1";
+
+impl EncryptionInfo {
+    pub fn parquet_modular(master_key_id: &str) -> Self {
+        EncryptionInfo {
+            scheme: ENCRYPTION_SCHEME.to_string(),
+            master_key_id: master_key_id.to_string(),
+        }
+    }
+}
+
 /// The oldest format this build still reads, verifies and restores.
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
 
@@ -168,6 +195,9 @@ pub struct Plan {
     /// Change capture from the table's stream (FORMAT.md §10); `None` without a stream.
     #[serde(default)]
     pub changes: Option<crate::change::CapturePlan>,
+    /// How the files are encrypted (FORMAT.md §12); `None`: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
 }
 
 /// One data file, as the manifest and split records describe it.
@@ -278,6 +308,9 @@ pub struct Manifest {
     /// The captured changes, T_c and the chain (FORMAT.md §10); `None` without a stream.
     #[serde(default)]
     pub changes: Option<crate::change::ChangeSet>,
+    /// How the files are encrypted (FORMAT.md §12); `None`: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
 }
 
 impl Manifest {
@@ -340,6 +373,7 @@ impl Manifest {
             started_at: plan.started_at.clone(),
             finished_at,
             changes,
+            encryption: plan.encryption.clone(),
         }
     }
 }

@@ -22,5 +22,5 @@ pub mod verify;
 pub use gc::{GcFailure, GcReport, gc};
 pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
 pub use ots_format::*;
-pub use snapshot::{Committed, Listed, ManifestError, Snapshot, Snapshots};
+pub use snapshot::{Committed, Listed, ManifestError, ReadKeys, Snapshot, Snapshots};
 pub use verify::{VerifyIssue, VerifyProgress, VerifyReport, verify_manifest, verify_snapshot};

@@ -12,12 +12,16 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use ots_crypto::{CryptoError, KeyProvider};
 use ots_format::layout::{
     CHANGES_DIR, DATA_DIR, LEASES_DIR, MANIFEST_FILE, PLAN_FILE, SPLITS_DIR, capture_record_path,
     record_path,
 };
-use ots_format::{CaptureRecord, FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id};
+use ots_format::{
+    CaptureRecord, EncryptionInfo, FORMAT_VERSION, Manifest, Plan, SplitRecord, is_snapshot_id,
+};
 use ots_writer::Destination;
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -64,6 +68,61 @@ impl ManifestError {
     }
 }
 
+/// Master keys for reading encrypted snapshots (FORMAT.md §12), and the Parquet decryption
+/// properties that unwrap each file's data key with them.
+#[derive(Clone)]
+pub struct ReadKeys {
+    provider: Arc<dyn KeyProvider>,
+    decryption: Arc<FileDecryptionProperties>,
+}
+
+impl std::fmt::Debug for ReadKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadKeys")
+            .field("key_ids", &self.provider.key_ids())
+            .finish()
+    }
+}
+
+impl ReadKeys {
+    pub fn new(provider: Arc<dyn KeyProvider>) -> Result<Self, CryptoError> {
+        let decryption = ots_crypto::decryption_properties(provider.clone())?;
+        Ok(ReadKeys {
+            provider,
+            decryption,
+        })
+    }
+
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    /// Whether files encrypted as `encryption` says can be read with `keys`: an error naming the
+    /// master key to pass when they cannot (or the scheme, if this build does not know it).
+    pub fn check(
+        keys: Option<&ReadKeys>,
+        encryption: Option<&EncryptionInfo>,
+    ) -> Result<(), CryptoError> {
+        let Some(info) = encryption else {
+            return Ok(());
+        };
+        if info.scheme != ots_format::ENCRYPTION_SCHEME {
+            return Err(CryptoError::KeyMaterial(format!(
+                "encryption scheme {:?} is not known to this otsarchive ({}); upgrade otsarchive",
+                info.scheme,
+                ots_format::ENCRYPTION_SCHEME
+            )));
+        }
+        match keys {
+            Some(k) if k.provider.has_key(&info.master_key_id) => Ok(()),
+            _ => Err(CryptoError::UnknownKey {
+                id: info.master_key_id.clone(),
+                known: keys.map(|k| k.provider.key_ids()).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
 /// An object of a snapshot folder, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
@@ -78,11 +137,18 @@ pub struct Listed {
 #[derive(Clone, Debug)]
 pub struct Snapshots {
     dest: Destination,
+    keys: Option<ReadKeys>,
 }
 
 impl Snapshots {
     pub fn new(dest: Destination) -> Self {
-        Snapshots { dest }
+        Snapshots { dest, keys: None }
+    }
+
+    /// The same destination, reading encrypted files with `keys` (every snapshot opened from it).
+    pub fn with_keys(mut self, keys: Option<ReadKeys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -97,6 +163,7 @@ impl Snapshots {
         Snapshot {
             dest: self.dest.clone(),
             id: id.to_string(),
+            keys: self.keys.clone(),
         }
     }
 
@@ -125,6 +192,7 @@ impl Snapshots {
 pub struct Snapshot {
     dest: Destination,
     id: String,
+    keys: Option<ReadKeys>,
 }
 
 impl Snapshot {
@@ -132,7 +200,25 @@ impl Snapshot {
         Snapshot {
             dest,
             id: id.into(),
+            keys: None,
         }
+    }
+
+    /// The same snapshot, reading encrypted files with `keys` (its siblings too).
+    pub fn with_keys(mut self, keys: Option<ReadKeys>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The keys this snapshot's encrypted files are read with, if any were given.
+    pub fn keys(&self) -> Option<&ReadKeys> {
+        self.keys.as_ref()
+    }
+
+    /// Decryption properties for this snapshot's Parquet files: `None` when no keys were given
+    /// (a plaintext snapshot needs none; see [`ReadKeys::check`] for an encrypted one).
+    pub fn decryption(&self) -> Option<Arc<FileDecryptionProperties>> {
+        self.keys.as_ref().map(|k| k.decryption.clone())
     }
 
     pub fn id(&self) -> &str {
@@ -154,6 +240,7 @@ impl Snapshot {
         Snapshot {
             dest: self.dest.clone(),
             id: id.to_string(),
+            keys: self.keys.clone(),
         }
     }
 
@@ -176,6 +263,7 @@ impl Snapshot {
         Snapshot {
             dest: self.dest.with_store(store),
             id: self.id.clone(),
+            keys: self.keys.clone(),
         }
     }
 

@@ -23,9 +23,24 @@ pub struct ChainLink {
     pub manifest: Manifest,
 }
 
+/// Whether the keys `snapshot` was opened with read its files, as `manifest` records them.
+pub fn check_keys(snapshot: &Snapshot, manifest: &Manifest) -> Result<(), RestoreError> {
+    ots_manifest::ReadKeys::check(snapshot.keys(), manifest.encryption.as_ref()).map_err(|source| {
+        RestoreError::Key {
+            path: snapshot.url(),
+            source,
+        }
+    })
+}
+
 impl ChainLink {
     pub fn id(&self) -> &str {
         self.snapshot.id()
+    }
+
+    /// Whether the keys given can read this link's files (an encrypted link needs its master key).
+    pub fn check_keys(&self) -> Result<(), RestoreError> {
+        check_keys(&self.snapshot, &self.manifest)
     }
 
     pub fn changes(&self) -> Option<&ChangeSet> {
@@ -45,6 +60,11 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// Whether the keys given read every link's files: checked before anything is written.
+    pub fn check_keys(&self) -> Result<(), RestoreError> {
+        self.links.iter().try_for_each(ChainLink::check_keys)
+    }
+
     pub fn base(&self) -> &ChainLink {
         &self.links[0]
     }
@@ -301,8 +321,9 @@ impl<'a> ChainChanges<'a> {
                 .pins
                 .and_then(|p| p.get(self.link))
                 .map_or(crate::reader::FilePin::FirstRead, |p| p.pin(&path));
-            let source =
-                crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin).await?;
+            let source = crate::reader::open_file(store, path, &f.path, f.bytes, &f.sha256, &pin)
+                .await?
+                .with_decryption(link.snapshot.decryption());
             let (batches, _) = source
                 .batches_within(self.budget, 8192)
                 .await

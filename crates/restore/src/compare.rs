@@ -291,7 +291,8 @@ impl Chain {
                     &file.sha256,
                     &FilePin::FirstRead,
                 )
-                .await?;
+                .await?
+                .with_decryption(f.snapshot.decryption());
                 let (stream, _plan) = source
                     .batches_within(f.per_chain, f.batch_rows)
                     .await
@@ -522,8 +523,10 @@ pub async fn compare_with_options(
 ) -> Result<CompareReport, RestoreError> {
     if manifest.changes.is_some() {
         let chain = resolve_chain(snapshot, manifest.clone()).await?;
+        chain.check_keys()?;
         return compare_chain(client, &chain, table, options).await;
     }
+    crate::chain::check_keys(snapshot, manifest)?;
     let image = Image {
         snapshot,
         manifest,

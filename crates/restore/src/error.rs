@@ -95,6 +95,14 @@ pub enum RestoreError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// An encrypted snapshot whose keys were not given, or a file whose data key the given
+    /// keys do not unwrap.
+    #[error("{path}: {source}")]
+    Key {
+        path: String,
+        #[source]
+        source: ots_crypto::CryptoError,
+    },
     /// A snapshot file's object-store request.
     #[error("reading {path}: {source}")]
     Store {
@@ -225,6 +233,12 @@ impl RestoreError {
             | ChainBroken { .. }
             | Changes { .. }
             | ChangeInvalid { .. } => ErrorKind::Mismatch,
+            Key {
+                source:
+                    ots_crypto::CryptoError::WrongKey { .. } | ots_crypto::CryptoError::KeyMaterial(_),
+                ..
+            } => ErrorKind::Mismatch,
+            Key { .. } => ErrorKind::Usage,
             Ots(e) if is_auth(e) => ErrorKind::Usage,
             Scan {
                 source: ScanError::Ots(e),
@@ -240,12 +254,25 @@ impl RestoreError {
 
     /// A Parquet error of `path`, told apart when its cause is a file that changed under us.
     pub(crate) fn parquet(path: &str, e: parquet::errors::ParquetError) -> Self {
-        if let parquet::errors::ParquetError::External(inner) = &e
-            && let Some(c) = inner.downcast_ref::<crate::reader::ObjectChanged>()
-        {
-            return RestoreError::SnapshotChanged {
-                path: path.to_string(),
-                detail: c.detail.clone(),
+        if let parquet::errors::ParquetError::External(inner) = e {
+            let inner = match inner.downcast::<crate::reader::ObjectChanged>() {
+                Ok(c) => {
+                    return RestoreError::SnapshotChanged {
+                        path: path.to_string(),
+                        detail: c.detail,
+                    };
+                }
+                Err(other) => other,
+            };
+            return match inner.downcast::<ots_crypto::CryptoError>() {
+                Ok(k) => RestoreError::Key {
+                    path: path.to_string(),
+                    source: *k,
+                },
+                Err(other) => RestoreError::Parquet {
+                    path: path.to_string(),
+                    source: parquet::errors::ParquetError::External(other),
+                },
             };
         }
         RestoreError::Parquet {

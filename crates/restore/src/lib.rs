@@ -184,6 +184,8 @@ async fn prepare(
         chain.cut_at(t)?;
     }
     check_replay_options(cfg, &chain)?;
+    // Every link's files must be readable before anything is written.
+    chain.check_keys()?;
     // The data files are the base's; the links add their changes.
     let manifest = chain.base().manifest.clone();
     let mut selection = select_files(&manifest, cfg)?;

@@ -21,6 +21,7 @@ use ots_manifest::{FileEntry, Snapshot};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::types::Row;
 use ots_wire::{Idempotency, OtsClient, pb};
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -235,6 +236,7 @@ impl Pipeline<'_> {
         for (idx, f) in self.files.iter().cloned().enumerate() {
             let (store, path) = self.snapshot.object(&f.path);
             let r = Reader {
+                decryption: self.snapshot.decryption(),
                 pin: self.pins.pin(&path),
                 path,
                 file: f,
@@ -457,6 +459,7 @@ impl Batcher {
 /// Reads one file into batches of rows for the writers.
 struct Reader {
     file: FileEntry,
+    decryption: Option<Arc<FileDecryptionProperties>>,
     path: object_store::path::Path,
     pin: FilePin,
     store: Arc<dyn object_store::ObjectStore>,
@@ -483,7 +486,8 @@ impl Reader {
             &self.pin,
             self.per_reader as u64,
         )
-        .await?;
+        .await?
+        .with_decryption(self.decryption.clone());
         // Half of the share for one decoded batch, the rest for the row group as fetched.
         let (mut stream, plan) = source
             .batches_within(self.per_reader / 2, READ_BATCH_ROWS)

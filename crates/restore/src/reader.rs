@@ -28,6 +28,7 @@ use object_store::{GetOptions, ObjectStore};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::errors::{ParquetError, Result as ParquetResult};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use sha2::{Digest, Sha256};
@@ -170,6 +171,8 @@ enum Origin {
 pub struct FileSource {
     inner: Origin,
     size: u64,
+    /// Decrypts an encrypted file's footer and pages (FORMAT.md §12).
+    decryption: Option<Arc<FileDecryptionProperties>>,
 }
 
 impl FileSource {
@@ -182,12 +185,26 @@ impl FileSource {
         }
     }
 
+    /// Decrypt with these properties (the snapshot's keys); `None` reads plaintext only.
+    pub fn with_decryption(mut self, decryption: Option<Arc<FileDecryptionProperties>>) -> Self {
+        self.decryption = decryption;
+        self
+    }
+
+    async fn builder(self) -> ParquetResult<ParquetRecordBatchStreamBuilder<FileSource>> {
+        let mut options = ArrowReaderOptions::new();
+        if let Some(d) = &self.decryption {
+            options = options.with_file_decryption_properties(d.clone());
+        }
+        ParquetRecordBatchStreamBuilder::new_with_options(self, options).await
+    }
+
     /// A stream of record batches of `batch_rows` rows, one row group fetched at a time.
     pub async fn batches(
         self,
         batch_rows: usize,
     ) -> ParquetResult<ParquetRecordBatchStream<FileSource>> {
-        ParquetRecordBatchStreamBuilder::new(self)
+        self.builder()
             .await?
             .with_batch_size(batch_rows.max(1))
             .build()
@@ -202,7 +219,7 @@ impl FileSource {
         decoded_budget: usize,
         max_rows: usize,
     ) -> ParquetResult<(ParquetRecordBatchStream<FileSource>, ReadPlan)> {
-        let builder = ParquetRecordBatchStreamBuilder::new(self).await?;
+        let builder = self.builder().await?;
         let plan = ReadPlan::of(builder.metadata(), decoded_budget, max_rows);
         let stream = builder.with_batch_size(plan.batch_rows).build()?;
         Ok((stream, plan))
@@ -263,11 +280,12 @@ impl AsyncFileReader for FileSource {
 
     fn get_metadata<'a>(
         &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
+        options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
         let size = self.size;
         async move {
             let md = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
                 .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(md))
@@ -314,7 +332,11 @@ pub async fn open_file_within(
             rehash(store, &path, name, size, sha256, max).await?
         }
     };
-    Ok(FileSource { inner, size })
+    Ok(FileSource {
+        inner,
+        size,
+        decryption: None,
+    })
 }
 
 /// Reads the whole object once, hashing it and keeping a copy (in memory up to `memory_max`
@@ -570,7 +592,11 @@ mod tests {
             let inner = rehash(store.clone(), &path, "f", size, &sha(&good), max)
                 .await
                 .unwrap();
-            let src = FileSource { inner, size };
+            let src = FileSource {
+                inner,
+                size,
+                decryption: None,
+            };
             assert_eq!(src.kind(), kind);
             assert_eq!(values(src).await, (0..100).collect::<Vec<_>>());
         }

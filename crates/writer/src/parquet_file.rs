@@ -31,6 +31,8 @@ pub struct ParquetOptions {
     pub row_group_bytes: usize,
     /// Start a new file once the current one reaches this many bytes.
     pub target_file_bytes: u64,
+    /// Encrypt every file (a fresh data key each) under this master key; `None`: plaintext.
+    pub encryption: Option<ots_crypto::FileEncryptor>,
 }
 
 impl Default for ParquetOptions {
@@ -40,6 +42,7 @@ impl Default for ParquetOptions {
             row_group_rows: 128 * 1024,
             row_group_bytes: 64 * 1024 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
+            encryption: None,
         }
     }
 }
@@ -71,10 +74,16 @@ impl ParquetOptions {
         )
     }
 
+    /// Properties for one new file: call once per file, since an encrypted file gets its own
+    /// data key. Bloom filters stay off: Parquet writes them unencrypted.
     pub fn writer_properties(&self) -> Result<WriterProperties, WriteError> {
         let level = ZstdLevel::try_new(self.zstd_level)
             .map_err(|e| WriteError::Options(format!("zstd level {}: {e}", self.zstd_level)))?;
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder();
+        if let Some(encryptor) = &self.encryption {
+            builder = builder.with_file_encryption_properties(encryptor.file_properties()?);
+        }
+        Ok(builder
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_dictionary_enabled(true)
@@ -88,6 +97,8 @@ impl ParquetOptions {
 pub enum WriteError {
     #[error("invalid writer options: {0}")]
     Options(String),
+    #[error("encryption: {0}")]
+    Encryption(#[from] ots_crypto::CryptoError),
     #[error("Parquet encoding of {path}: {source}")]
     Parquet {
         path: String,

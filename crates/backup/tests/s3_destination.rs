@@ -31,8 +31,23 @@ impl DnsResolver for Loopback {
     }
 }
 
+/// One request as the S3 server received it: method, path and query, and the server-side
+/// encryption headers.
+#[derive(Clone, Debug)]
+struct SeenRequest {
+    method: String,
+    uri: String,
+    sse: Option<String>,
+    sse_kms_key_id: Option<String>,
+}
+
 /// Starts s3s-fs on an ephemeral port serving buckets as folders of `root`.
 async fn s3_server(root: &Path) -> u16 {
+    s3_server_recording(root).await.0
+}
+
+/// [`s3_server`], also recording every request's SSE headers.
+async fn s3_server_recording(root: &Path) -> (u16, Arc<std::sync::Mutex<Vec<SeenRequest>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let fs = s3s_fs::FileSystem::new(root).unwrap();
@@ -40,20 +55,39 @@ async fn s3_server(root: &Path) -> u16 {
     b.set_auth(s3s::auth::SimpleAuth::from_single(S3_AK, S3_SK));
     b.set_host(s3s::host::SingleDomain::new(&format!("s3.oss-local.test:{port}")).unwrap());
     let service = b.build();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let service = service.clone();
+            let log = log.clone();
+            let recording =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    log.lock().unwrap().push(SeenRequest {
+                        method: req.method().to_string(),
+                        uri: req.uri().to_string(),
+                        sse: header("x-amz-server-side-encryption"),
+                        sse_kms_key_id: header("x-amz-server-side-encryption-aws-kms-key-id"),
+                    });
+                    hyper::service::Service::call(&service, req)
+                });
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(stream), recording)
                     .await;
             });
         }
     });
-    port
+    (port, seen)
 }
 
 fn oss_options(port: u16) -> DestinationOptions {
@@ -311,4 +345,107 @@ async fn three_workers_over_s3_one_stopped_then_commit() {
     assert_eq!(c.manifest.totals.rows, 1500);
     let report = verify_snapshot(&snap, &()).await.unwrap();
     assert!(report.ok(), "{:?}", report.issues);
+}
+
+/// `--sse`: every request that creates an object (PutObject, CreateMultipartUpload) carries the
+/// server-side encryption headers; reads and listings need none.
+#[tokio::test]
+async fn server_side_encryption_headers_reach_the_server() {
+    use ots_writer::ServerSideEncryption;
+    let emu = Emulator::builder()
+        .instance("s3inst")
+        .credentials("ak", "sk")
+        .start()
+        .await
+        .unwrap();
+    let client = OtsClient::new(ClientConfig::new(
+        emu.endpoint(),
+        "s3inst",
+        Credentials::new("ak", "sk"),
+    ))
+    .unwrap();
+    let spec = DatasetSpec::new(300, 7);
+    create_and_load(&client, "t", &spec, 2, Arc::new(AtomicU64::new(0)))
+        .await
+        .unwrap();
+    for (sse, header, key_id) in [
+        (ServerSideEncryption::Aes256, "AES256", None),
+        (
+            ServerSideEncryption::Kms {
+                key_id: Some("kms-key-1".into()),
+            },
+            "aws:kms",
+            Some("kms-key-1"),
+        ),
+        (ServerSideEncryption::Kms { key_id: None }, "aws:kms", None),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("snapshots")).unwrap();
+        let (port, seen) = s3_server_recording(root.path()).await;
+        let creds = S3Credentials {
+            access_key_id: S3_AK.into(),
+            secret_access_key: S3_SK.into(),
+            session_token: None,
+        };
+        let options = DestinationOptions {
+            sse: Some(sse.clone()),
+            ..oss_options(port)
+        };
+        let dest = open_oss("oss://snapshots/b", "snapshots", "b", creds, &options).unwrap();
+        let cfg = BackupConfig::new("t", emu.endpoint(), "s3inst");
+        let outcome = run_backup(&client, dest.clone(), &cfg, Arc::new(Progress::default()))
+            .await
+            .unwrap();
+        assert_eq!(outcome.manifest.totals.rows, 300);
+        let seen = seen.lock().unwrap().clone();
+        let writes: Vec<&SeenRequest> = seen
+            .iter()
+            .filter(|r| {
+                (r.method == "PUT" && !r.uri.contains("partNumber="))
+                    || (r.method == "POST" && r.uri.contains("uploads"))
+            })
+            .collect();
+        assert!(
+            writes.iter().any(|r| r.uri.ends_with("/manifest.json")),
+            "{sse:?}: the manifest was written: {seen:?}"
+        );
+        assert!(
+            writes.iter().any(|r| r.uri.contains(".parquet")),
+            "{sse:?}: data files were written: {seen:?}"
+        );
+        for w in &writes {
+            assert_eq!(w.sse.as_deref(), Some(header), "{sse:?}: {w:?}");
+            assert_eq!(w.sse_kms_key_id.as_deref(), key_id, "{sse:?}: {w:?}");
+        }
+        assert!(
+            seen.iter()
+                .filter(|r| r.method == "GET")
+                .all(|r| r.sse.is_none()),
+            "reads carry no SSE headers"
+        );
+    }
+    // Parsing the flags.
+    assert_eq!(
+        ServerSideEncryption::parse(Some("KMS"), Some("k")),
+        Ok(Some(ServerSideEncryption::Kms {
+            key_id: Some("k".into())
+        }))
+    );
+    assert!(ServerSideEncryption::parse(Some("aes256"), Some("k")).is_err());
+    assert!(ServerSideEncryption::parse(None, Some("k")).is_err());
+    assert!(ServerSideEncryption::parse(Some("des"), None).is_err());
+    // Only S3-compatible stores take --sse.
+    let local = tempfile::tempdir().unwrap();
+    let e = ots_writer::open_destination(
+        local.path().to_str().unwrap(),
+        &DestinationOptions {
+            sse: Some(ServerSideEncryption::Aes256),
+            ..DestinationOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("--sse applies to s3:// and oss://"),
+        "{e}"
+    );
 }

@@ -324,7 +324,7 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         )));
     }
     let to = g.destination(a.to.as_deref(), "--to")?;
-    let mut options = a.dest.options(g);
+    let mut options = a.dest.options(g)?;
     options.create_local = true;
     let dest = open_destination(&to, &options)?;
     if let Some(spec) = &a.incremental_from {

@@ -93,13 +93,26 @@ pub struct DestArgs {
     /// Allow plain-http object-store endpoints (test servers only).
     #[arg(long)]
     pub allow_http: bool,
+    /// Server-side encryption of every object written to s3:// or oss:// (x-amz-server-side-
+    /// encryption): aes256 (keys managed by the store) or kms. On OSS prefer the bucket's default
+    /// encryption (docs/OPERATIONS.md).
+    #[arg(long, value_name = "aes256|kms")]
+    pub sse: Option<String>,
+    /// With --sse kms: the KMS key id (else the store's default KMS key).
+    #[arg(long, value_name = "ID")]
+    pub sse_kms_key_id: Option<String>,
 }
 
 impl DestArgs {
     /// Flags first, then the profile's settings.
-    pub fn options(&self, g: &GlobalArgs) -> DestinationOptions {
+    pub fn options(&self, g: &GlobalArgs) -> Result<DestinationOptions, CliError> {
         let p = g.loaded_profile.clone().unwrap_or_default();
-        DestinationOptions {
+        let sse = ots_writer::ServerSideEncryption::parse(
+            self.sse.as_deref(),
+            self.sse_kms_key_id.as_deref(),
+        )
+        .map_err(CliError::Usage)?;
+        Ok(DestinationOptions {
             oss_region: self.oss_region.clone().or(p.oss_region),
             oss_endpoint: self.oss_endpoint.clone().or(p.oss_endpoint),
             oss_internal: self.oss_internal || p.oss_internal.unwrap_or(false),
@@ -108,7 +121,8 @@ impl DestArgs {
             allow_http: self.allow_http,
             client_options: None,
             create_local: false,
-        }
+            sse,
+        })
     }
 }
 

@@ -59,7 +59,7 @@ pub async fn run(g: &GlobalArgs, a: GcArgs) -> Result<(), CliError> {
     let grace = parse_duration(&a.older_than)?;
     let dest = open_destination(
         &g.destination(a.dest_url.as_deref(), "the destination")?,
-        &a.dest.options(g),
+        &a.dest.options(g)?,
     )?;
     let now = ots_format::time::unix_millis(SystemTime::now());
     let report = gc(&Snapshots::new(dest), grace, a.dry_run, now)

@@ -356,7 +356,7 @@ fn comparison_verdict(c: &CompareReport) -> String {
 
 pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
     let url = g.destination(a.dest_url.as_deref(), "the destination")?;
-    let dest = open_destination(&url, &a.dest.options(g))?;
+    let dest = open_destination(&url, &a.dest.options(g)?)?;
     if looks_like_snapshot(&url, &dest).await {
         let trimmed = url.trim_end_matches('/');
         let parent = trimmed.rsplit_once('/').map_or(".", |(p, _)| p);

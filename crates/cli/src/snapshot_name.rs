@@ -32,7 +32,7 @@ pub async fn open_snapshot(
     g: &GlobalArgs,
 ) -> Result<Snapshot, CliError> {
     let trimmed = url.trim_end_matches('/');
-    let options = args.options(g);
+    let options = args.options(g)?;
     let usage = |why: String| {
         CliError::Usage(format!(
             "'{url}' {why}: expected DEST/SNAPSHOT_ID, DEST/{LATEST} or DEST/ID-PREFIX, \

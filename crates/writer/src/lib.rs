@@ -7,5 +7,7 @@
 pub mod destination;
 pub mod parquet_file;
 
-pub use destination::{Destination, DestinationError, DestinationOptions, open_destination};
+pub use destination::{
+    Destination, DestinationError, DestinationOptions, ServerSideEncryption, open_destination,
+};
 pub use parquet_file::{ParquetFileWriter, ParquetOptions, WriteError, WrittenFile};

@@ -391,12 +391,9 @@ pub async fn expire(
     }
     let verdicts = select(&entries, &options.policy, now_ms);
 
-    // Children before parents (ids and times grow along a chain): a run cut short leaves chains
-    // that lost their newest links, never a link without its parent.
-    let mut doomed: Vec<&Verdict> = verdicts.iter().filter(|v| !v.keep).collect();
-    doomed.sort_by(|a, b| {
-        (b.entry.time_ms, &b.entry.snapshot_id).cmp(&(a.entry.time_ms, &a.entry.snapshot_id))
-    });
+    // Children before parents: a run cut short leaves chains that lost their newest links, never
+    // a link without its parent.
+    let doomed = children_first(verdicts.iter().filter(|v| !v.keep).collect());
     // Snapshots a doomed dependent that stays (its manifest could not be deleted) still needs.
     let mut still_needed: BTreeMap<String, String> = BTreeMap::new();
     for v in doomed {
@@ -441,6 +438,31 @@ pub async fn expire(
         });
     }
     Ok(report)
+}
+
+/// Newest first, but never a snapshot before one that names it as parent or base (times can tie
+/// at millisecond precision, and ids made within one second do not sort by time).
+fn children_first(mut left: Vec<&Verdict>) -> Vec<&Verdict> {
+    left.sort_by(|a, b| {
+        (b.entry.time_ms, &b.entry.snapshot_id).cmp(&(a.entry.time_ms, &a.entry.snapshot_id))
+    });
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let needed = |id: &str| {
+            left.iter().any(|o| {
+                o.entry.snapshot_id != id
+                    && (o.entry.parent.as_deref() == Some(id)
+                        || o.entry.base.as_deref() == Some(id))
+            })
+        };
+        // A cycle cannot happen (a parent exists before its child); take the first then.
+        let i = left
+            .iter()
+            .position(|v| !needed(&v.entry.snapshot_id))
+            .unwrap_or(0);
+        out.push(left.remove(i));
+    }
+    out
 }
 
 fn status_of(state: &EntryState) -> &'static str {
@@ -980,6 +1002,30 @@ mod tests {
             reason(&v, "x"),
             "never committed, older than the grace period"
         );
+    }
+
+    #[test]
+    fn deletion_goes_children_first_whatever_the_times_and_ids() {
+        // Same millisecond, and ids that sort the wrong way round.
+        let entries = vec![
+            link("c", NOW - H, None, "c"),
+            link("b", NOW - H, Some("c"), "c"),
+            link("a", NOW - H, Some("b"), "c"),
+            full("z", "t", NOW),
+        ];
+        let v = select(
+            &entries,
+            &Policy {
+                keep_last: Some(1),
+                ..Default::default()
+            },
+            NOW,
+        );
+        let order: Vec<&str> = children_first(v.iter().filter(|v| !v.keep).collect())
+            .iter()
+            .map(|v| v.entry.snapshot_id.as_str())
+            .collect();
+        assert_eq!(order, ["a", "b", "c"]);
     }
 
     #[test]

@@ -73,14 +73,13 @@ fn dest(store: Arc<dyn ObjectStore>) -> Destination {
     Destination::from_store(store, Path::from("backups"), "mem://backups", true)
 }
 
-/// A full link, or an incremental of the newest committed snapshot; returns its id.
-async fn backup(t: &Table, backend: &Arc<InMemory>, incremental: bool) -> String {
+/// A full link, or an incremental of `parent`; returns its id. (Parents are named: ids made
+/// within one second do not sort by time, so `latest` could pick another.)
+async fn backup(t: &Table, backend: &Arc<InMemory>, parent: Option<&str>) -> String {
     let mut cfg = BackupConfig::new("t", &t.endpoint, "inst");
     cfg.concurrency = 2;
     cfg.capture.settle = Duration::from_millis(30);
-    if incremental {
-        cfg.incremental_from = Some(ParentChoice::Latest);
-    }
+    cfg.incremental_from = parent.map(|p| ParentChoice::Id(p.to_string()));
     run_backup(
         &t.client,
         dest(backend.clone()),
@@ -131,12 +130,12 @@ fn keep_last(n: u32, dry_run: bool) -> ExpireOptions {
 async fn expire_goes_manifest_first_children_first_and_reports_every_refused_delete() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
-    let f = backup(&t, &backend, false).await;
+    let f = backup(&t, &backend, None).await;
     write(&t, 20, 2).await;
-    let i1 = backup(&t, &backend, true).await;
-    let g = backup(&t, &backend, false).await;
+    let i1 = backup(&t, &backend, Some(&f)).await;
+    let g = backup(&t, &backend, None).await;
     write(&t, 20, 3).await;
-    let i2 = backup(&t, &backend, true).await;
+    let i2 = backup(&t, &backend, Some(&g)).await;
     let snapshots = Snapshots::new(dest(backend.clone()));
     let mut all = vec![f.clone(), i1.clone(), g.clone(), i2.clone()];
     all.sort();
@@ -303,8 +302,8 @@ async fn expire_goes_manifest_first_children_first_and_reports_every_refused_del
 async fn expire_leaves_snapshots_in_use_alone() {
     let t = table().await;
     let backend = Arc::new(InMemory::new());
-    let old = backup(&t, &backend, false).await;
-    let new = backup(&t, &backend, false).await;
+    let old = backup(&t, &backend, None).await;
+    let new = backup(&t, &backend, None).await;
     let snapshots = Snapshots::new(dest(backend.clone()));
     // Someone holds `old` (a live lease).
     let guard = ots_manifest::lease::acquire(

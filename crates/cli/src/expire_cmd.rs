@@ -5,7 +5,6 @@
 use std::time::SystemTime;
 
 use clap::Args;
-use ots_manifest::expire::duration_text;
 use ots_manifest::{ExpireOptions, ExpireReport, Policy, Snapshots, expire};
 use ots_writer::open_destination;
 
@@ -174,6 +173,7 @@ fn render(url: &str, r: &ExpireReport) -> String {
                 k.snapshot_id.clone(),
                 k.time.clone(),
                 k.status.to_string(),
+                k.kind.to_string(),
                 "keep".into(),
                 "-".into(),
                 "-".into(),
@@ -190,6 +190,7 @@ fn render(url: &str, r: &ExpireReport) -> String {
                 d.snapshot_id.clone(),
                 d.time.clone(),
                 d.status.to_string(),
+                d.kind.to_string(),
                 if d.complete {
                     deleted_word.to_string()
                 } else {
@@ -210,6 +211,7 @@ fn render(url: &str, r: &ExpireReport) -> String {
                 s.snapshot_id.clone(),
                 s.time.clone().unwrap_or_else(|| "-".into()),
                 "-".into(),
+                "-".into(),
                 "left".into(),
                 "-".into(),
                 "-".into(),
@@ -225,6 +227,7 @@ fn render(url: &str, r: &ExpireReport) -> String {
         ("SNAPSHOT", Align::Left),
         ("TIME", Align::Left),
         ("STATUS", Align::Left),
+        ("KIND", Align::Left),
         ("ACTION", Align::Left),
         ("OBJECTS", Align::Right),
         ("SIZE", Align::Right),
@@ -304,6 +307,7 @@ fn render_failures(r: &ExpireReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ots_manifest::expire::duration_text;
 
     fn args(last: Option<u64>, within: Option<&str>, daily: Option<u64>) -> ExpireArgs {
         ExpireArgs {

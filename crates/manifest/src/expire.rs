@@ -66,7 +66,7 @@ impl Policy {
 pub fn duration_text(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, secs) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s > 0 && s % secs == 0 {
+        if s > 0 && s.is_multiple_of(secs) {
             return format!("{}{unit}", s / secs);
         }
     }
@@ -263,6 +263,8 @@ pub struct ExpireKept {
     pub time_ms: i64,
     /// `committed` or `unfinished`.
     pub status: &'static str,
+    /// `scan` (no change capture), `full` (a chain's full link) or `incremental`.
+    pub kind: &'static str,
     pub reason: String,
 }
 
@@ -273,6 +275,7 @@ pub struct ExpireDeleted {
     pub time: String,
     pub time_ms: i64,
     pub status: &'static str,
+    pub kind: &'static str,
     pub reason: String,
     /// Objects deleted (with `--dry-run`: that would be).
     pub objects: u64,
@@ -414,6 +417,7 @@ pub async fn expire(
                     time: time_text(e.time_ms),
                     time_ms: e.time_ms,
                     status: status_of(&e.state),
+                    kind: kind_of(e),
                     reason: v.reason.clone(),
                     objects,
                     bytes,
@@ -434,6 +438,7 @@ pub async fn expire(
             time: time_text(e.time_ms),
             time_ms: e.time_ms,
             status: status_of(&e.state),
+            kind: kind_of(e),
             reason: v.reason.clone(),
         });
     }
@@ -463,6 +468,14 @@ fn children_first(mut left: Vec<&Verdict>) -> Vec<&Verdict> {
         out.push(left.remove(i));
     }
     out
+}
+
+fn kind_of(e: &Entry) -> &'static str {
+    match (&e.parent, &e.base) {
+        (Some(_), _) => "incremental",
+        (None, Some(_)) => "full",
+        (None, None) => "scan",
+    }
 }
 
 fn status_of(state: &EntryState) -> &'static str {
@@ -692,11 +705,9 @@ async fn delete_snapshot(
     match snap.list(LEASES_DIR).await {
         Ok(leases) => {
             for l in leases.iter().filter(|l| mine(&l.rel)) {
+                // Not counted: they were not part of the snapshot.
                 match snap.delete(&l.rel).await {
-                    Ok(()) => {
-                        count += 1;
-                        bytes += l.size;
-                    }
+                    Ok(()) => {}
                     Err(e) => {
                         fail(report, &l.rel, &e);
                         all = false;

@@ -323,6 +323,26 @@ mod tests {
     }
 
     #[test]
+    fn refused_deletes_are_listed_with_what_to_do() {
+        let report = ExpireReport {
+            failed: vec![ots_manifest::ExpireFailure {
+                snapshot_id: "20261206T020000Z-1a2b3c4d".into(),
+                path: "manifest.json".into(),
+                error: "oss://b/x/manifest.json: Operation not permitted: access denied".into(),
+            }],
+            ..Default::default()
+        };
+        let text = render_failures(&report);
+        assert!(text.contains("could not delete 1 object:"), "{text}");
+        assert!(
+            text.contains("20261206T020000Z-1a2b3c4d  manifest.json"),
+            "{text}"
+        );
+        assert!(text.contains("run expire again after it"), "{text}");
+        assert!(text.contains("was left whole"), "{text}");
+    }
+
+    #[test]
     fn policies_are_checked() {
         assert_eq!(policy(&args(None, None, None)).unwrap_err().exit_code(), 2);
         assert_eq!(

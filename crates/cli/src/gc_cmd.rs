@@ -1,5 +1,5 @@
-//! `otsarchive gc`: removes what no manifest lists, after a grace period. The only command that
-//! deletes; backups never do.
+//! `otsarchive gc`: removes what no manifest lists, after a grace period. With `expire`
+//! (retention), one of the two commands that delete; backups never do.
 
 use std::time::{Duration, SystemTime};
 
@@ -31,11 +31,11 @@ pub struct GcArgs {
     pub dest: DestArgs,
 }
 
-/// `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+/// `90s`, `30m`, `24h`, `7d`, `2w` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
     let bad = || {
         CliError::Usage(format!(
-            "'{text}' is not a duration: write a number with s, m, h or d, e.g. 24h or 7d"
+            "'{text}' is not a duration: write a number with s, m, h, d or w, e.g. 24h, 7d or 2w"
         ))
     };
     let t = text.trim();
@@ -49,6 +49,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
         "d" => n.checked_mul(86_400),
+        "w" => n.checked_mul(604_800),
         _ => None,
     }
     .ok_or_else(bad)?;
@@ -126,7 +127,11 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
-        for bad in ["", "h", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(1_209_600)
+        );
+        for bad in ["", "h", "7y", "-1d", "1.5h", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad).unwrap_err().exit_code(), 2, "{bad}");
         }
     }

@@ -6,6 +6,7 @@ mod backup_cmd;
 mod common;
 mod config;
 mod demo_cmd;
+mod expire_cmd;
 mod gc_cmd;
 mod inspect_cmd;
 mod keys_cmd;
@@ -76,8 +77,11 @@ enum Command {
     /// Write a new Ed25519 key for signed manifests (`--sign-key-file`): a seed and its public key.
     Keygen(keys_cmd::KeygenArgs),
     /// Remove leftovers no manifest lists (interrupted attempts, abandoned snapshots) after a
-    /// grace period. The only command that deletes.
+    /// grace period. With `expire`, one of the two commands that delete.
     Gc(gc_cmd::GcArgs),
+    /// Retention: delete committed snapshots beyond --keep-last / --keep-within / --keep-daily
+    /// (per table) and abandoned ones, never a snapshot a kept incremental needs.
+    Expire(expire_cmd::ExpireArgs),
 }
 
 /// glibc's allocator, left to itself, keeps freed 4–5 MiB page and upload buffers in per-thread
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             Command::Ls(a) => inspect_cmd::ls(&cli.global, a).await,
             Command::Show(a) => inspect_cmd::show(&cli.global, a).await,
             Command::Gc(a) => gc_cmd::run(&cli.global, a).await,
+            Command::Expire(a) => expire_cmd::run(&cli.global, a).await,
             Command::Commit(a) => scale_cmd::commit(&cli.global, a).await,
             Command::Status(a) => scale_cmd::status(&cli.global, a).await,
             Command::Keygen(a) => keys_cmd::keygen(&cli.global, a).await,

@@ -1,6 +1,7 @@
-//! `otsarchive gc`: the only code that deletes. It removes what no manifest lists — data files and
-//! records of attempts the commit did not choose, leases of finished processes, and abandoned
-//! (never committed) snapshots — once they are older than a grace period. It never touches an
+//! `otsarchive gc`: one of the two deleting paths (the other is [`crate::expire`], retention). It
+//! removes what no manifest lists — data files and records of attempts the commit did not
+//! choose, leases of finished processes, and abandoned (never committed) snapshots — once they
+//! are older than a grace period. It never touches an
 //! object a manifest lists, nor a snapshot that another process holds a live lease on: gc takes
 //! the snapshot's lease itself while it deletes, so a resume cannot start beside it (and gc steps
 //! back from one that did).

@@ -612,7 +612,8 @@ impl Snapshot {
             .map_err(|source| ManifestError::store(self.url_of(rel), source))
     }
 
-    /// Deletes one object. Only `otsarchive gc` calls this; a backup never deletes.
+    /// Deletes one object (a missing one counts as deleted). Only `otsarchive gc` and
+    /// `otsarchive expire` call this; a backup never deletes.
     pub async fn delete(&self, rel: &str) -> Result<(), ManifestError> {
         match self.dest.store().delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -259,7 +259,10 @@ fn open_local(url: &str, path: &str, create: bool) -> Result<Destination, Destin
             url: url.to_string(),
             source,
         })?
-        .with_fsync(true);
+        .with_fsync(true)
+        // gc and expire delete whole snapshots: the folders they empty go too, or `ls` would
+        // still list an empty snapshot folder.
+        .with_automatic_cleanup(true);
     Ok(Destination {
         store: Arc::new(store),
         prefix: Path::default(),

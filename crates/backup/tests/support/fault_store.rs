@@ -14,7 +14,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
 /// What a wrapper does to the operations passing through it.
@@ -35,6 +35,9 @@ pub struct Faults {
     pub ambiguous_put_at: Option<u64>,
     /// Each delete first takes a permit from this semaphore (a gc paused mid-way).
     pub delete_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Deletes of paths containing any of these are refused, as a WORM bucket refuses objects
+    /// still under retention; the others go through.
+    pub deny_delete_containing: Vec<String>,
 }
 
 /// A deterministic schedule of writes over several tagged wrappers: write `i` must come from
@@ -94,6 +97,9 @@ pub struct FaultStore {
     /// The path of every write attempted, in order.
     log: Mutex<Vec<String>>,
     deletes_attempted: AtomicU64,
+    /// The path of every object delete attempted, in order (deletes that reach the last branch
+    /// of `delete_stream`: not gated, not all denied).
+    delete_log: Arc<Mutex<Vec<String>>>,
     crashed: AtomicBool,
     schedule: Option<Arc<Schedule>>,
 }
@@ -133,6 +139,7 @@ impl FaultStore {
             writes: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             deletes_attempted: AtomicU64::new(0),
+            delete_log: Arc::new(Mutex::new(Vec::new())),
             crashed: AtomicBool::new(false),
             schedule,
         })
@@ -146,6 +153,11 @@ impl FaultStore {
     /// The paths of the writes attempted so far, in order.
     pub fn write_log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The paths of the object deletes attempted so far, in order.
+    pub fn delete_log(&self) -> Vec<String> {
+        self.delete_log.lock().unwrap().clone()
     }
 
     pub fn deletes_attempted(&self) -> u64 {
@@ -247,7 +259,25 @@ impl ObjectStore for FaultStore {
                 })
                 .boxed();
         }
-        self.inner.delete_stream(locations)
+        let inner = self.inner.clone();
+        let log = self.delete_log.clone();
+        let deny = self.faults.lock().unwrap().deny_delete_containing.clone();
+        locations
+            .then(move |location| {
+                let (inner, log, deny) = (inner.clone(), log.clone(), deny.clone());
+                async move {
+                    let location = location?;
+                    log.lock().unwrap().push(location.to_string());
+                    if deny.iter().any(|d| location.as_ref().contains(d.as_str())) {
+                        return Err(object_store::Error::PermissionDenied {
+                            path: location.to_string(),
+                            source: "injected: object under retention (WORM), delete denied".into(),
+                        });
+                    }
+                    inner.delete(&location).await.map(|()| location)
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {

@@ -324,17 +324,11 @@ async fn parent_manifest(
             Ok(manifest)
         }
         ParentChoice::Latest => {
-            let mut ids = snapshots.list_ids().await?;
-            ids.sort();
-            for id in ids.iter().rev() {
-                let snapshot = snapshots.snapshot(id);
-                if !snapshot.has_manifest().await? {
-                    continue;
-                }
-                let manifest = snapshot.read_manifest().await?;
-                if of_this_table(&manifest) && manifest.changes.is_some() {
-                    return Ok(manifest);
-                }
+            let newest = snapshots
+                .newest_committed(|m| of_this_table(m) && m.changes.is_some())
+                .await?;
+            if let Some((_, manifest)) = newest {
+                return Ok(manifest);
             }
             Err(BackupError::Usage(format!(
                 "--incremental-from latest: no committed snapshot of table '{}' with captured changes under {}; take a full snapshot first (with the table's stream enabled)",

@@ -956,3 +956,46 @@ async fn an_ambiguous_lease_renewal_does_not_let_the_lease_lapse() {
         "{leases:?}"
     );
 }
+
+/// `latest` (for `DEST/latest` and `--incremental-from latest`) is the newest snapshot by the
+/// instant it restores to, not by id: ids of one second order by their random suffix.
+#[tokio::test]
+async fn latest_is_the_newest_instant_even_within_one_second() {
+    let t = table().await;
+    let backend = Arc::new(InMemory::new());
+    let out = backup(&t, backend.clone(), true, None, false)
+        .await
+        .unwrap();
+    let snapshots = Snapshots::new(dest(backend.clone(), true));
+    let m = snapshots
+        .snapshot(&out.snapshot_id)
+        .read_manifest()
+        .await
+        .unwrap();
+    // Two copies of the manifest in one later second: the smaller id holds the later instant.
+    for (id, shift_ms) in [
+        ("20990101T000000Z-00000000", 2_000),
+        ("20990101T000000Z-ffffffff", 1_000),
+    ] {
+        let mut copy: Manifest = m.clone();
+        copy.snapshot_id = id.to_string();
+        copy.time_range.t_ms += shift_ms;
+        backend
+            .put(
+                &Path::from(format!("backups/{id}/manifest.json")),
+                PutPayload::from(serde_json::to_vec(&copy).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    let (newest, manifest) = snapshots.newest_committed(|_| true).await.unwrap().unwrap();
+    assert_eq!(newest.id(), "20990101T000000Z-00000000");
+    assert_eq!(manifest.time_range.t_ms, m.time_range.t_ms + 2_000);
+    // A filter that accepts none of them falls back to nothing (older seconds are not searched
+    // once a second had a candidate, but here none had).
+    let none = snapshots
+        .newest_committed(|m| m.source.table.table_name == "another")
+        .await
+        .unwrap();
+    assert!(none.is_none());
+}

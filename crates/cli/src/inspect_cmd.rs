@@ -376,6 +376,7 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
                 "status": "committed",
                 "table": m.source.table.table_name,
                 "snapshot_time_ms": m.time_range.t_ms,
+                "instant_us": m.instant_us(),
                 "finished_at": m.finished_at,
                 "rows": m.totals.rows,
                 "files": m.totals.files + m.changes.as_ref().map_or(0, |c| c.files.len() as u64),
@@ -431,7 +432,20 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         ("FINISHED", Align::Left),
     ]);
     let mut committed = 0;
-    let mut latest = None;
+    // The snapshot `DEST/latest` names: the newest by the instant it restores to (ids order
+    // snapshots of one second arbitrarily).
+    let latest = rows
+        .iter()
+        .filter(|r| r["status"] == "committed")
+        .max_by_key(|r| {
+            (
+                r["instant_us"].as_i64().unwrap_or(i64::MIN),
+                r["finished_at"].as_str().unwrap_or_default().to_string(),
+                r["snapshot_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .and_then(|r| r["snapshot_id"].as_str())
+        .map(str::to_string);
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         let n = |k: &str| r[k].as_u64().map_or("-".to_string(), thousands);
@@ -443,7 +457,6 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
             ),
             "committed" => {
                 committed += 1;
-                latest = Some(s("snapshot_id"));
                 "committed".to_string()
             }
             other => other.to_string(),

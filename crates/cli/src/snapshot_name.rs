@@ -103,11 +103,8 @@ pub async fn open_snapshot(
 
 /// The newest snapshot of `ids` that has a manifest.
 async fn latest(snapshots: &Snapshots, ids: &[String], dest: &str) -> Result<Snapshot, CliError> {
-    for id in ids.iter().rev() {
-        let snap = snapshots.snapshot(id);
-        if snap.has_manifest().await? {
-            return Ok(snap);
-        }
+    if let Some((snap, _)) = snapshots.newest_committed(|_| true).await? {
+        return Ok(snap);
     }
     Err(CliError::Usage(if ids.is_empty() {
         format!("{dest}/{LATEST}: there is no snapshot under {dest}")

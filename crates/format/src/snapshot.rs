@@ -314,6 +314,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The instant the snapshot restores to, in µs since the epoch: the consistency point T_c of a
+    /// snapshot that captured changes, else the snapshot time T.
+    pub fn instant_us(&self) -> i64 {
+        match &self.changes {
+            Some(c) => c.consistency_point.t_us,
+            None => self.time_range.t_ms.saturating_mul(1000),
+        }
+    }
+
     /// Builds the manifest from the plan, the chosen record of every split, in split order, and
     /// (for a snapshot that captures changes) the chosen capture record.
     pub fn assemble(

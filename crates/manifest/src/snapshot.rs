@@ -167,6 +167,48 @@ impl Snapshots {
         }
     }
 
+    /// The newest committed snapshot that `wanted` accepts, by the instant it restores to
+    /// ([`Manifest::instant_us`]). Ids sort by time only to the second (their random suffix
+    /// orders snapshots taken within one second arbitrarily), so every accepted snapshot of the
+    /// newest second that has one is read and compared; older seconds are not read.
+    pub async fn newest_committed(
+        &self,
+        wanted: impl Fn(&Manifest) -> bool,
+    ) -> Result<Option<(Snapshot, Manifest)>, ManifestError> {
+        let ids = self.list_ids().await?;
+        let second = |id: &str| id.split('-').next().unwrap_or_default().to_string();
+        let mut best: Option<(Snapshot, Manifest)> = None;
+        for id in ids.iter().rev() {
+            if let Some((b, _)) = &best
+                && second(id) != second(b.id())
+            {
+                break;
+            }
+            let snapshot = self.snapshot(id);
+            if !snapshot.has_manifest().await? {
+                continue;
+            }
+            let manifest = snapshot.read_manifest().await?;
+            if !wanted(&manifest) {
+                continue;
+            }
+            let newer = match &best {
+                None => true,
+                Some((b, m)) => {
+                    (
+                        manifest.instant_us(),
+                        manifest.finished_at.as_str(),
+                        id.as_str(),
+                    ) > (m.instant_us(), m.finished_at.as_str(), b.id())
+                }
+            };
+            if newer {
+                best = Some((snapshot, manifest));
+            }
+        }
+        Ok(best)
+    }
+
     /// Snapshot ids under the destination, sorted (= by time). Folders whose names are not
     /// snapshot ids are not snapshots and are left out.
     pub async fn list_ids(&self) -> Result<Vec<String>, ManifestError> {

@@ -462,3 +462,166 @@ async fn bad_key_files_are_refused_by_name() {
         "nothing written"
     );
 }
+
+/// A consistent full snapshot and an incremental, both encrypted: the change files are encrypted
+/// too, the chain restores exactly with the key, and a link's key is checked before anything is
+/// written. A backup resumed with another key is refused.
+#[tokio::test]
+async fn an_encrypted_chain_restores_exactly_and_resume_keeps_its_key() {
+    use ots_wire::pb;
+    let env = env_with_table("orders", 200, PageLimits::default()).await;
+    env.client
+        .update_table(&pb::UpdateTableRequest {
+            table_name: "orders".into(),
+            reserved_throughput: None,
+            table_options: None,
+            stream_spec: Some(pb::StreamSpecification {
+                enable_stream: true,
+                expiration_time: Some(24),
+                columns_to_get: Vec::new(),
+            }),
+        })
+        .await
+        .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    let key_id = keygen(&env, &key_file).await;
+    let key = key_file.to_str().unwrap();
+    let to = dest.path().to_str().unwrap();
+    let backup = |extra: Vec<&str>| {
+        let mut args = vec!["--json", "backup", "--table", "orders", "--to", to];
+        args.extend(["--stream-settle-ms", "200", "--encryption-key-file", key]);
+        args.extend(extra);
+        cmd(&env, &args)
+    };
+    let o = run(backup(vec![])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let full_url = full["url"].as_str().unwrap().to_string();
+
+    // Changes after the full snapshot: new versions of some rows and a deleted row.
+    let expected = env.expected_rows();
+    for r in expected.iter().take(20) {
+        put_cells(
+            &env.client,
+            "orders",
+            &r.primary_key,
+            &[ots_wire::types::Cell {
+                name: "note".into(),
+                value: ots_wire::types::Value::String("changed".into()),
+                timestamp: None,
+            }],
+        )
+        .await;
+    }
+    let o = run(backup(vec!["--incremental-from", &full_url])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inc: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let inc_url = inc["url"].as_str().unwrap().to_string();
+    let m: ots_manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(Path::new(&inc_url).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m.encryption.as_ref().unwrap().master_key_id, key_id);
+    let changes = m.changes.as_ref().unwrap();
+    assert_eq!(changes.counts.update_row, 20, "{:?}", changes.counts);
+    for f in &changes.files {
+        let raw = std::fs::read(Path::new(&inc_url).join(&f.path)).unwrap();
+        assert_eq!(&raw[raw.len() - 4..], b"PARE", "{} is encrypted", f.path);
+    }
+
+    // Without the key: refused before anything is written.
+    let o = run(cmd(
+        &env,
+        &[
+            "restore",
+            "--from",
+            &inc_url,
+            "--table",
+            "chain_nokey",
+            "--create-table",
+        ],
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&key_id), "{}", stderr(&o));
+    assert!(
+        !env.client
+            .list_table()
+            .await
+            .unwrap()
+            .contains(&"chain_nokey".to_string())
+    );
+
+    let o = run(cmd(
+        &env,
+        &[
+            "-q",
+            "restore",
+            "--from",
+            &inc_url,
+            "--table",
+            "chain_copy",
+            "--create-table",
+            "--encryption-key-file",
+            key,
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = sdk_compare(&env, "orders", "chain_copy").await;
+    assert_eq!(v["equal"], true, "{v}");
+    let o = run(cmd(
+        &env,
+        &[
+            "verify",
+            &inc_url,
+            "--against-table",
+            "orders",
+            "--encryption-key-file",
+            key,
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A backup planned under one key resumes only under it.
+    let o = run(backup(vec!["--plan-only"])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let planned: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    let id = planned["snapshot_id"]
+        .as_str()
+        .expect("plan-only names the snapshot")
+        .to_string();
+    let other = keys.path().join("other.key");
+    let other_id = keygen(&env, &other).await;
+    let o = run(cmd(
+        &env,
+        &[
+            "backup",
+            "--table",
+            "orders",
+            "--to",
+            to,
+            "--resume",
+            &id,
+            "--encryption-key-file",
+            other.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&key_id) && stderr(&o).contains(&other_id),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(cmd(
+        &env,
+        &["backup", "--table", "orders", "--to", to, "--resume", &id],
+    ))
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&key_id), "{}", stderr(&o));
+}

@@ -164,8 +164,17 @@ fn parent_choice(spec: &str, dest: &ots_writer::Destination) -> Result<ParentCho
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
     /// Table whose schema to infer.
-    #[arg(long)]
-    pub table: String,
+    #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+    pub table: Option<String>,
+    /// Instead, print the schema of a snapshot (DEST/ID, DEST/latest, DEST/ID-PREFIX), to pin
+    /// the next backup to it with --schema. With its key (an encrypted snapshot), the copy of the
+    /// schema inside a data file is read and checked against the manifest's.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
+    #[command(flatten)]
+    pub dest: DestArgs,
     /// Rows sampled per split.
     #[arg(long, default_value_t = 2000)]
     pub sample_rows: usize,
@@ -543,24 +552,89 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `schema --from SNAPSHOT`: the snapshot's schema, as `--schema` takes it. The manifest holds it;
+/// every data file holds a copy in its footer (encrypted with the file), which is read and must
+/// agree when the file can be read.
+async fn snapshot_schema(g: &GlobalArgs, a: &SchemaArgs, from: &str) -> Result<(), CliError> {
+    let snap = crate::snapshot_name::open_snapshot(from, &a.dest, g)
+        .await?
+        .with_keys(a.keys.read_keys(g)?);
+    let m = snap.read_manifest().await?;
+    let readable = ots_manifest::ReadKeys::check(snap.keys(), m.encryption.as_ref());
+    if let (Err(e), Some(_)) = (&readable, snap.keys()) {
+        return Err(CliError::Usage(format!("snapshot {}: {e}", snap.id())));
+    }
+    let mut embedded_checked = None;
+    if let (Ok(()), Some(f)) = (&readable, m.files.first()) {
+        let footer = ots_manifest::read_footer(&snap, &f.path, None, f.bytes, snap.decryption())
+            .await
+            .map_err(|e| CliError::Mismatch(format!("{}: {e}", snap.url_of(&f.path))))?;
+        let embedded = footer
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|k| k.key == ots_schema::layout::SCHEMA_METADATA_KEY)
+            })
+            .and_then(|k| k.value.as_deref())
+            .map(ots_format::SnapshotSchema::from_json);
+        match embedded {
+            Some(Ok(s)) if s == m.schema => embedded_checked = Some(f.path.clone()),
+            Some(Ok(_)) => {
+                return Err(CliError::Mismatch(format!(
+                    "{}: the schema inside the file differs from the manifest's",
+                    snap.url_of(&f.path)
+                )));
+            }
+            Some(Err(e)) => {
+                return Err(CliError::Mismatch(format!(
+                    "{}: the schema inside the file is not valid: {e}",
+                    snap.url_of(&f.path)
+                )));
+            }
+            None => {}
+        }
+    }
+    if g.json {
+        let out = serde_json::json!({
+            "schema": m.schema,
+            "snapshot_id": snap.id(),
+            "checked_against_file": embedded_checked,
+        });
+        println!("{out}");
+    } else {
+        println!("{}", m.schema.to_json());
+        if readable.is_err() && !g.quiet {
+            eprintln!(
+                "note: the schema comes from the manifest; the copy inside the encrypted data files was not read (pass --encryption-key-file to check it)"
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
+    if let Some(from) = a.from.clone() {
+        return snapshot_schema(g, &a, &from).await;
+    }
+    let table = a.table.clone().unwrap_or_default();
     if a.sample_rows == 0 || a.max_typed_columns == 0 {
         return Err(CliError::Usage(
             "--sample-rows and --max-typed-columns must be at least 1".into(),
         ));
     }
     let client = client(g)?;
-    let described = client.describe_table(&a.table).await?;
-    let meta = ots_format::TableMeta::from_describe(&a.table, &described)
+    let described = client.describe_table(&table).await?;
+    let meta = ots_format::TableMeta::from_describe(&table, &described)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let plan = ots_scan::plan_splits(&client, &a.table, SplitSize::default())
+    let plan = ots_scan::plan_splits(&client, &table, SplitSize::default())
         .await
         .map_err(scan_error)?;
     let t = ots_format::time::unix_millis(std::time::SystemTime::now());
     let options = ots_scan::ScanOptions::up_to(t);
     let mut inferrer = ots_schema::SchemaInferrer::new();
     for split in plan.splits {
-        let mut s = ots_scan::SplitScanner::new(client.clone(), &a.table, split, options.clone())
+        let mut s = ots_scan::SplitScanner::new(client.clone(), &table, split, options.clone())
             .map_err(scan_error)?;
         let mut seen = 0usize;
         while seen < a.sample_rows {

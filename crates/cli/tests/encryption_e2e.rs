@@ -301,6 +301,32 @@ async fn encrypted_snapshots_interoperate_with_pyarrow_and_restore_exactly() {
     assert!(v["report"].get("content_checks_skipped").is_none(), "{v}");
     assert_eq!(v["report"]["rows_in_footers"], 300, "{v}");
 
+    // schema --from: the manifest's schema; with the key, also the copy inside a data file.
+    let o = run(cmd(&env, &["--json", "schema", "--from", &snap])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["schema"], serde_json::to_value(&manifest.schema).unwrap());
+    assert!(v["checked_against_file"].is_null(), "{v}");
+    let o = run(cmd(
+        &env,
+        &[
+            "--json",
+            "schema",
+            "--from",
+            &snap,
+            "--encryption-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        v["checked_against_file"],
+        manifest.files[0].path.as_str(),
+        "{v}"
+    );
+
     // show names the scheme and key.
     let o = run(cmd(&env, &["show", &snap])).await;
     assert!(

@@ -28,4 +28,6 @@ pub use gc::{GcFailure, GcReport, gc};
 pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
 pub use ots_format::*;
 pub use snapshot::{Committed, Listed, ManifestError, ReadKeys, Snapshot, Snapshots};
-pub use verify::{VerifyIssue, VerifyProgress, VerifyReport, verify_manifest, verify_snapshot};
+pub use verify::{
+    VerifyIssue, VerifyProgress, VerifyReport, read_footer, verify_manifest, verify_snapshot,
+};

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::TryStreamExt;
 use parquet::encryption::decrypt::FileDecryptionProperties;
-use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -278,7 +278,35 @@ async fn footer_rows(
     size: u64,
     decryption: Option<Arc<FileDecryptionProperties>>,
 ) -> Result<u64, String> {
+    let md = read_footer(snap, rel, Some(tail), size, decryption).await?;
+    Ok(md.file_metadata().num_rows().max(0) as u64)
+}
+
+/// The decoded footer of snapshot file `rel` (`size` bytes; its last 8 bytes in `tail` when
+/// already read), decrypted with `decryption` when it is encrypted. The error says what is wrong
+/// with the file, or which key it needs.
+pub async fn read_footer(
+    snap: &Snapshot,
+    rel: &str,
+    tail: Option<&[u8]>,
+    size: u64,
+    decryption: Option<Arc<FileDecryptionProperties>>,
+) -> Result<ParquetMetaData, String> {
     let unreadable = |e: String| format!("not a readable Parquet file: {e}");
+    if size < 8 {
+        return Err(unreadable("shorter than a Parquet footer".to_string()));
+    }
+    let fetched;
+    let tail = match tail {
+        Some(t) => t,
+        None => {
+            fetched = snap
+                .get_range(rel, size - 8..size)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?;
+            &fetched[..]
+        }
+    };
     let tail: [u8; 8] = tail
         .try_into()
         .map_err(|_| unreadable("shorter than a Parquet footer".to_string()))?;
@@ -300,6 +328,5 @@ async fn footer_rows(
             Some(k) => format!("cannot decrypt its footer: {k}"),
             None => unreadable(e.to_string()),
         })?;
-    let md = reader.finish().map_err(|e| unreadable(e.to_string()))?;
-    Ok(md.file_metadata().num_rows().max(0) as u64)
+    reader.finish().map_err(|e| unreadable(e.to_string()))
 }

@@ -133,7 +133,9 @@ impl<'a> RowReader<'a> {
     /// Row `i`, cell for cell.
     pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
         let primary_key = self.primary_key(i);
-        let mut cells = Vec::new();
+        let offsets = self.cells.value_offsets();
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let mut cells = Vec::with_capacity(self.typed.len() + (end - start));
         for (k, (c, a)) in self.schema.columns.iter().zip(&self.typed).enumerate() {
             if a.is_null(i) {
                 continue;
@@ -144,8 +146,6 @@ impl<'a> RowReader<'a> {
             });
             cells.push(Cell::new(&c.name, typed_value(c.value_type, a, i), ts));
         }
-        let offsets = self.cells.value_offsets();
-        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
         let (names, tss) = (self.cell_names, self.cell_ts);
         for j in start..end {
             let kind = self.cell_types.value(j);
@@ -168,12 +168,17 @@ impl<'a> RowReader<'a> {
             cells.push(Cell::new(names.value(j), typed_value(t, values, j), ts));
         }
         // Tablestore's order: by column name, newest first. Stable, so equal keys keep file order.
-        cells.sort_by(|a, b| {
+        // Rows usually come out in order already (typed columns are sorted by name, and most
+        // rows have no $cells): checking is cheaper than sorting.
+        let order = |a: &Cell, b: &Cell| {
             a.name
                 .as_bytes()
                 .cmp(b.name.as_bytes())
                 .then_with(|| b.timestamp.cmp(&a.timestamp))
-        });
+        };
+        if !cells.is_sorted_by(|a, b| order(a, b).is_le()) {
+            cells.sort_by(order);
+        }
         Ok(Row { primary_key, cells })
     }
 

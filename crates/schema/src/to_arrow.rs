@@ -321,7 +321,12 @@ impl BatchBuilder {
                     st.overflow_cells += 1;
                 }
                 None => {
-                    let st = self.stats.columns.entry(cell.name.to_string()).or_default();
+                    // Look up before inserting: most overflow cells repeat a known name, and
+                    // `entry` would allocate the name for every one of them.
+                    let st = match self.stats.columns.get_mut(cell.name) {
+                        Some(st) => st,
+                        None => self.stats.columns.entry(cell.name.to_string()).or_default(),
+                    };
                     st.observe_cell(value.value_type(), cell.timestamp);
                     st.observe_versions(versions);
                     st.overflow_cells += 1;

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
@@ -38,7 +37,20 @@ pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// base64(MD5(body)), standard alphabet with padding.
 pub fn content_md5(body: &[u8]) -> String {
-    B64.encode(Md5::digest(body).as_slice())
+    B64.encode(md5(body))
+}
+
+/// MD5 of `data`. This digest covers every byte of every request and response (it was ~18% of a
+/// backup's CPU), so it uses aws-lc's assembly implementation, already linked for TLS:
+/// measured 1.25× the portable `md-5` crate (760 vs 608 MB/s).
+fn md5(data: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    // SAFETY: MD5 reads exactly `data.len()` bytes from `data` and writes 16 bytes to `out`;
+    // both stay borrowed for the call, and it keeps no pointer to either.
+    unsafe {
+        aws_lc_sys::MD5(data.as_ptr(), data.len(), out.as_mut_ptr());
+    }
+    out
 }
 
 /// base64(k4) of the §1.4 HMAC-SHA256 chain; its ASCII bytes are the V4 HMAC key.
@@ -160,6 +172,31 @@ pub(super) fn response_signature(
 
 #[cfg(test)]
 mod tests {
+    /// RFC 1321's test suite, as base64.
+    #[test]
+    fn content_md5_matches_rfc_1321() {
+        use base64::Engine as _;
+        let b64 = |hex: &str| {
+            super::B64.encode(
+                (0..16)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        for (input, hex) in [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ] {
+            assert_eq!(super::content_md5(input.as_bytes()), b64(hex), "{input:?}");
+        }
+    }
+
     use super::*;
     use crate::auth::test_support::*;
 

@@ -117,10 +117,34 @@ impl BytePool {
     }
 }
 
+/// The row a batch entry encodes ([`encode_row`]'s PlainBuffer of a PutRow or an UpdateRow of
+/// puts), for its dead letter: the encoding is lossless, so this is the row the reader decoded.
+fn decoded_row(encoded: &[u8], table: &str) -> Result<Row, RestoreError> {
+    match ots_wire::plainbuffer::decode_single_row(encoded) {
+        Ok(Some(row)) => Ok(row.to_row()),
+        Ok(None) => Err(RestoreError::DecodePage {
+            table: table.to_string(),
+            source: ots_wire::plainbuffer::DecodeError::Truncated {
+                offset: 0,
+                what: "an encoded row",
+                needed: 1,
+                remaining: 0,
+            },
+        }),
+        Err(source) => Err(RestoreError::DecodePage {
+            table: table.to_string(),
+            source,
+        }),
+    }
+}
+
 /// What one writer job writes.
 enum Work {
-    /// Rows that each fit in one write, as one BatchWriteRow.
-    Batch(Vec<(Row, Bytes)>),
+    /// Rows that each fit in one write, as one BatchWriteRow: only their PlainBuffer encoding.
+    /// The decoded rows are dropped by the reader that made them (cheaper for the allocator than
+    /// freeing them on a writer's thread); a row that fails for good is decoded again for its
+    /// dead letter ([`decoded_row`]).
+    Batch(Vec<Bytes>),
     /// One row that needs several writes ([`crate::split`]), sent one after the other.
     Split { row: Row, parts: Vec<RowPart> },
 }
@@ -336,7 +360,7 @@ struct Batcher {
     idx: usize,
     kind: WriteKind,
     regenerate: bool,
-    batch: Vec<(Row, Bytes)>,
+    batch: Vec<Bytes>,
     bytes: usize,
     tx: mpsc::Sender<WriteJob>,
     states: Arc<FileStates>,
@@ -378,7 +402,7 @@ impl Batcher {
                 self.flush().await?;
             }
             self.bytes += encoded.len() + ROW_OVERHEAD;
-            self.batch.push((row, encoded));
+            self.batch.push(encoded);
             return Ok(());
         }
         drop(encoded);
@@ -435,7 +459,7 @@ impl Batcher {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.batch);
-        // The encoded rows and, about as large, the decoded ones.
+        // The encoded rows and, about as large, the request body made of them.
         let bytes = 2 * self.bytes as u64;
         self.bytes = 0;
         self.send(Work::Batch(rows), bytes).await
@@ -625,7 +649,7 @@ impl Writer {
 
     async fn write_batch(
         &self,
-        rows: &[(Row, Bytes)],
+        rows: &[Bytes],
         kind: WriteKind,
         path: &str,
     ) -> Result<(), RestoreError> {
@@ -633,12 +657,12 @@ impl Writer {
         let results = self
             .send(
                 rows.iter()
-                    .map(|(_, encoded)| row_request(kind.op, encoded.clone(), existence))
+                    .map(|encoded| row_request(kind.op, encoded.clone(), existence))
                     .collect(),
             )
             .await?;
         let mut ok = 0u64;
-        for (i, (row, _)) in rows.iter().enumerate() {
+        for (i, encoded) in rows.iter().enumerate() {
             let r = results.get(i);
             if r.is_some_and(|r| r.is_ok) {
                 ok += 1;
@@ -650,10 +674,11 @@ impl Writer {
                 continue;
             }
             self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
+            let row = decoded_row(encoded, &self.table)?;
             self.dead
                 .lock()
                 .await
-                .record(row, kind, &code, &message, path)?;
+                .record(&row, kind, &code, &message, path)?;
         }
         self.progress.rows_written.fetch_add(ok, Ordering::Relaxed);
         Ok(())
@@ -783,6 +808,28 @@ pub(crate) async fn replay(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A dead letter holds exactly the row that failed, decoded again from its encoding: every
+    /// type, many versions, an auto-increment placeholder key, as a PutRow and as an UpdateRow.
+    #[test]
+    fn a_batch_row_decodes_back_to_the_row_that_was_encoded() {
+        use ots_wire::types::{PkColumn, PkValue};
+        let spec = ots_datagen::DatasetSpec::new(300, 5);
+        let mut rows: Vec<Row> = (0..300).map(|i| ots_datagen::row(&spec, i)).collect();
+        let mut placeholder = rows[7].clone();
+        placeholder.primary_key[1] = PkColumn::new(
+            placeholder.primary_key[1].name.clone(),
+            PkValue::AutoIncrement,
+        );
+        rows.push(placeholder);
+        for op in [pb::OperationType::Put, pb::OperationType::Update] {
+            for row in &rows {
+                let encoded = crate::transform::encode_row(row, op);
+                assert_eq!(&decoded_row(&encoded, "t").unwrap(), row, "{op:?}");
+            }
+        }
+        assert!(decoded_row(b"not plainbuffer", "t").is_err());
+    }
 
     #[tokio::test]
     async fn the_byte_pool_bounds_claims_and_never_blocks_a_claim_larger_than_itself() {

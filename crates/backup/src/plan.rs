@@ -455,24 +455,24 @@ pub(crate) async fn resume_plan(
     Ok(plan)
 }
 
-/// A resumed run must encrypt exactly as the plan says: one snapshot never mixes plaintext files
-/// with encrypted ones, or files under two master keys.
-fn check_resume_encryption(plan: &Plan, cfg: &BackupConfig) -> Result<(), BackupError> {
+/// A resumed run (or a commit that writes change files) must encrypt exactly as the plan says:
+/// one snapshot never mixes plaintext files with encrypted ones, or files under two master keys.
+pub(crate) fn check_resume_encryption(plan: &Plan, cfg: &BackupConfig) -> Result<(), BackupError> {
     let id = &plan.snapshot_id;
     let given = cfg.parquet.encryption.as_ref().map(|e| e.key_id());
     match (&plan.encryption, given) {
         (None, None) => Ok(()),
         (Some(p), Some(g)) if p.master_key_id == g => Ok(()),
         (Some(p), Some(g)) => Err(BackupError::Usage(format!(
-            "snapshot {id} is encrypted under master key {}, but --encryption-key-file gives {g}: resume it with the same key",
+            "snapshot {id} is encrypted under master key {}, but --encryption-key-file gives {g}: resume or commit it with the same key",
             p.master_key_id
         ))),
         (Some(p), None) => Err(BackupError::Usage(format!(
-            "snapshot {id} is encrypted under master key {}: resume it with --encryption-key-file (the same key)",
+            "snapshot {id} is encrypted under master key {}: resume or commit it with --encryption-key-file (the same key)",
             p.master_key_id
         ))),
         (None, Some(_)) => Err(BackupError::Usage(format!(
-            "snapshot {id} was started without encryption: resume it without --encryption-key-file, or start a new backup"
+            "snapshot {id} was started without encryption, but a master key was given (--encryption-key-file, OTSARCHIVE_ENCRYPTION_KEY[_FILE] or the profile): continue it without one, or start a new backup"
         ))),
     }
 }

@@ -176,6 +176,8 @@ pub struct CommitOptions {
     pub memory_bytes: usize,
     /// Sign `manifest.json` (and `plan.json`, if unsigned) with this key.
     pub sign_key: Option<Arc<ots_manifest::signing::SigningKey>>,
+    /// The master key of an encrypted snapshot: its change files are written at the commit.
+    pub encryption: Option<ots_crypto::FileEncryptor>,
 }
 
 impl Default for CommitOptions {
@@ -185,6 +187,7 @@ impl Default for CommitOptions {
             capture: ots_scan::CaptureOptions::default(),
             memory_bytes: crate::DEFAULT_MEMORY_MB << 20,
             sign_key: None,
+            encryption: None,
         }
     }
 }
@@ -262,6 +265,16 @@ pub async fn commit_snapshot(
             id,
         });
     }
+    // The commit writes the change files: they are encrypted as the plan says, or not at all.
+    if plan.changes.is_some() {
+        let mut keyed = BackupConfig::new(
+            plan.source.table.table_name.clone(),
+            plan.source.endpoint.clone(),
+            plan.source.instance.clone(),
+        );
+        keyed.parquet.encryption = options.encryption.clone();
+        crate::plan::check_resume_encryption(&plan, &keyed)?;
+    }
     let guard = acquire_waiting(snapshot, "commit", "commit", options.take_over).await?;
     let mut cfg = BackupConfig::new(
         plan.source.table.table_name.clone(),
@@ -270,6 +283,7 @@ pub async fn commit_snapshot(
     );
     cfg.capture = options.capture;
     cfg.memory_bytes = options.memory_bytes;
+    cfg.parquet.encryption = options.encryption.clone();
     let plan = Arc::new(plan);
     let result = async {
         let capture = match (&plan.changes, client) {

@@ -30,6 +30,9 @@ pub struct CommitArgs {
     /// Sign manifest.json (and plan.json, if unsigned) with this Ed25519 seed file.
     #[arg(long, value_name = "PATH")]
     pub sign_key_file: Option<std::path::PathBuf>,
+    /// The master key of an encrypted snapshot (its change files are written at the commit).
+    #[command(flatten)]
+    pub keys: crate::keys_cmd::KeyArgs,
     #[command(flatten)]
     pub dest: DestArgs,
 }
@@ -62,6 +65,7 @@ pub async fn commit(g: &GlobalArgs, a: CommitArgs) -> Result<(), CliError> {
         },
         memory_bytes: a.memory_mb.saturating_mul(1 << 20),
         sign_key: crate::keys_cmd::signing_key(a.sign_key_file.as_deref())?,
+        encryption: a.keys.encryptor(g)?,
     };
     let o = commit_snapshot(
         client.as_ref(),

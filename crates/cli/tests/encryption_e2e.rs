@@ -650,4 +650,93 @@ async fn an_encrypted_chain_restores_exactly_and_resume_keeps_its_key() {
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains(&key_id), "{}", stderr(&o));
+
+    // The same snapshot by a worker and a commit: the commit writes the change files, so it
+    // needs the key too, and encrypts them.
+    let o = run(cmd(
+        &env,
+        &[
+            "-q",
+            "backup",
+            "--table",
+            "orders",
+            "--to",
+            to,
+            "--resume",
+            &id,
+            "--worker",
+            "0/1",
+            "--encryption-key-file",
+            key,
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snap = format!("{to}/{id}");
+    let o = run(cmd(&env, &["commit", &snap])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&key_id), "{}", stderr(&o));
+    let o = run(cmd(
+        &env,
+        &["-q", "commit", &snap, "--encryption-key-file", key],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: ots_manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(Path::new(&snap).join("manifest.json")).unwrap())
+            .unwrap();
+    let changes = m
+        .changes
+        .as_ref()
+        .expect("a stream table's snapshot captures changes");
+    for f in m.files.iter().chain(&changes.files) {
+        let raw = std::fs::read(Path::new(&snap).join(&f.path)).unwrap();
+        assert_eq!(&raw[raw.len() - 4..], b"PARE", "{} is encrypted", f.path);
+    }
+    let o = run(cmd(&env, &["verify", &snap, "--encryption-key-file", key])).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A plaintext file inside an encrypted snapshot is a verification failure.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let o = run(cmd(
+        &env,
+        &[
+            "-q",
+            "backup",
+            "--table",
+            "orders",
+            "--to",
+            plain_dir.path().to_str().unwrap(),
+            "--no-stream",
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain_snap = stdout(&o).lines().last().unwrap().to_string();
+    let pm: ots_manifest::Manifest = serde_json::from_slice(
+        &std::fs::read(Path::new(&plain_snap).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(&plain_snap).join(&pm.files[0].path),
+        Path::new(&snap).join(&m.files[0].path),
+    )
+    .unwrap();
+    // … even when the manifest lists its size and SHA-256 (as a commit without the key would
+    // have written them).
+    let manifest_path = Path::new(&snap).join("manifest.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let (old, new) = (m.files[0].bytes, pm.files[0].bytes);
+    doc["files"][0]["bytes"] = new.into();
+    doc["files"][0]["sha256"] = pm.files[0].sha256.clone().into();
+    doc["totals"]["bytes"] = (m.totals.bytes - old + new).into();
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let o = run(cmd(&env, &["verify", &snap])).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not encrypted, although the manifest records encryption"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -238,6 +238,26 @@ pub async fn verify_snapshot(
             );
             continue;
         }
+        // The file must be exactly as encrypted as the manifest says: a plaintext file in an
+        // encrypted snapshot would leak what the snapshot promises to protect.
+        let encrypted = tail.ends_with(b"PARE");
+        match (manifest.encryption.is_some(), encrypted) {
+            (true, false) => {
+                report.issue(
+                    &f.path,
+                    "not encrypted, although the manifest records encryption".into(),
+                );
+                continue;
+            }
+            (false, true) => {
+                report.issue(
+                    &f.path,
+                    "encrypted, although the manifest records no encryption".into(),
+                );
+                continue;
+            }
+            _ => {}
+        }
         if !decode_footers {
             continue;
         }

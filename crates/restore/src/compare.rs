@@ -523,7 +523,6 @@ pub async fn compare_with_options(
 ) -> Result<CompareReport, RestoreError> {
     if manifest.changes.is_some() {
         let chain = resolve_chain(snapshot, manifest.clone()).await?;
-        chain.check_keys()?;
         return compare_chain(client, &chain, table, options).await;
     }
     crate::chain::check_keys(snapshot, manifest)?;
@@ -561,6 +560,8 @@ pub async fn compare_chain(
     table: &str,
     options: &CompareOptions,
 ) -> Result<CompareReport, RestoreError> {
+    // Without the keys of an encrypted link, say so before reading anything.
+    chain.check_keys()?;
     if options.as_of_snapshot && chain.has_changes() {
         return Err(as_of_snapshot_with_changes(chain.last().id()));
     }

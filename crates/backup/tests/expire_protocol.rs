@@ -332,3 +332,37 @@ async fn expire_leaves_snapshots_in_use_alone() {
     assert_eq!(report.deleted.len(), 1);
     assert_eq!(snapshots.list_ids().await.unwrap(), [new]);
 }
+
+/// A snapshot whose manifest cannot be read could be an incremental of any other: while there is
+/// one, no committed snapshot goes, and the run says it did not finish.
+#[tokio::test]
+async fn an_unreadable_manifest_keeps_every_committed_snapshot() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let t = table().await;
+    let backend = Arc::new(InMemory::new());
+    let f = backup(&t, &backend, None).await;
+    write(&t, 10, 3).await;
+    let i1 = backup(&t, &backend, Some(&f)).await;
+    let g = backup(&t, &backend, None).await;
+    let g2 = backup(&t, &backend, None).await;
+    // I1's manifest is damaged: its parent F must stay although keep-last 1 would drop it.
+    backend
+        .put(
+            &Path::from(format!("backups/{i1}/manifest.json")),
+            PutPayload::from_static(b"{ not json"),
+        )
+        .await
+        .unwrap();
+    let snapshots = Snapshots::new(dest(backend.clone()));
+    let report = expire(&snapshots, &keep_last(1, false), now())
+        .await
+        .unwrap();
+    assert_eq!(report.unreadable, 1);
+    assert!(!report.ok(), "an unreadable snapshot makes the run fail");
+    assert!(report.deleted.is_empty(), "{:?}", report.deleted);
+    let mut ids = snapshots.list_ids().await.unwrap();
+    ids.sort();
+    let mut all = vec![f, i1, g, g2];
+    all.sort();
+    assert_eq!(ids, all);
+}

@@ -109,20 +109,30 @@ pub async fn run(g: &GlobalArgs, a: ExpireArgs) -> Result<(), CliError> {
     let report = expire(&Snapshots::new(dest), &options, now)
         .await
         .map_err(|e| CliError::from_kind(e.kind(), format!("expire: {e}")))?;
-    let failure = (!report.ok()).then(|| {
-        CliError::Failed(format!(
-            "expire could not delete {} ({} snapshot(s) affected); see the list above",
-            count(report.failed.len() as u64, "object"),
-            {
-                let mut ids: Vec<&str> = report
-                    .failed
-                    .iter()
-                    .map(|f| f.snapshot_id.as_str())
-                    .collect();
-                ids.dedup();
-                ids.len()
-            }
-        ))
+    let failure = if report.unreadable > 0 && report.failed.is_empty() {
+        Some(CliError::Failed(format!(
+            "{} could not be read (listed above as skipped), so no committed snapshot was deleted: an unreadable incremental could need any of them. Fix access to it (or remove it with care), then run expire again",
+            count(report.unreadable, "snapshot")
+        )))
+    } else {
+        None
+    };
+    let failure = failure.or_else(|| {
+        (!report.ok()).then(|| {
+            CliError::Failed(format!(
+                "expire could not delete {} ({} snapshot(s) affected); see the list above",
+                count(report.failed.len() as u64, "object"),
+                {
+                    let mut ids: Vec<&str> = report
+                        .failed
+                        .iter()
+                        .map(|f| f.snapshot_id.as_str())
+                        .collect();
+                    ids.dedup();
+                    ids.len()
+                }
+            ))
+        })
     });
     if g.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());

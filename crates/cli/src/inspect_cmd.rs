@@ -432,13 +432,22 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         ("FINISHED", Align::Left),
     ]);
     let mut committed = 0;
-    // The snapshot `DEST/latest` names: the newest by the instant it restores to (ids order
-    // snapshots of one second arbitrarily).
+    // The snapshot `DEST/latest` names (`Snapshots::newest_committed`): the committed snapshot
+    // started last, by its id's second; within that second, the one that restores to the latest
+    // instant (the ids' random suffixes order them arbitrarily).
+    let second = |r: &serde_json::Value| {
+        r["snapshot_id"]
+            .as_str()
+            .and_then(|id| id.split('-').next())
+            .unwrap_or_default()
+            .to_string()
+    };
     let latest = rows
         .iter()
         .filter(|r| r["status"] == "committed")
         .max_by_key(|r| {
             (
+                second(r),
                 r["instant_us"].as_i64().unwrap_or(i64::MIN),
                 r["finished_at"].as_str().unwrap_or_default().to_string(),
                 r["snapshot_id"].as_str().unwrap_or_default().to_string(),

@@ -87,7 +87,10 @@ pub enum EntryState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub snapshot_id: String,
-    /// The source table's name (policies apply per table).
+    /// The source instance (instance name and endpoint): tables of one name on two instances
+    /// (production and staging, say) backed up to one destination are two histories.
+    pub source: String,
+    /// The source table's name (policies apply per table of a source).
     pub table: String,
     /// The instant the snapshot restores to, ms since the epoch: the consistency point T_c of a
     /// link of a chain, else the snapshot time T.
@@ -116,9 +119,12 @@ pub struct Verdict {
 /// snapshot is kept when its entry says so; then every kept snapshot keeps its parent and base,
 /// transitively, so no kept link loses a snapshot it needs to restore. Everything else goes.
 pub fn select(entries: &[Entry], policy: &Policy, now_ms: i64) -> Vec<Verdict> {
-    let mut by_table: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    let mut by_table: BTreeMap<(&str, &str), Vec<&Entry>> = BTreeMap::new();
     for e in entries {
-        by_table.entry(e.table.as_str()).or_default().push(e);
+        by_table
+            .entry((e.table.as_str(), e.source.as_str()))
+            .or_default()
+            .push(e);
     }
     let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut order: Vec<&Entry> = Vec::with_capacity(entries.len());
@@ -331,12 +337,15 @@ pub struct ExpireReport {
     pub skipped: Vec<ExpireSkipped>,
     pub failed: Vec<ExpireFailure>,
     pub bytes_deleted: u64,
+    /// Snapshots whose manifest or plan could not be read. While there are any, no committed
+    /// snapshot is deleted: an unreadable incremental could need any of them.
+    pub unreadable: u64,
 }
 
 impl ExpireReport {
-    /// Every delete that was tried succeeded.
+    /// Every snapshot was read and every delete that was tried succeeded.
     pub fn ok(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.unreadable == 0
     }
 }
 
@@ -382,6 +391,7 @@ pub async fn expire(
             // Unreadable: never deleted, whatever its table.
             Err(e) => {
                 report.snapshots_seen += 1;
+                report.unreadable += 1;
                 report.skipped.push(ExpireSkipped {
                     snapshot_id: id,
                     table: None,
@@ -392,7 +402,21 @@ pub async fn expire(
             }
         }
     }
-    let verdicts = select(&entries, &options.policy, now_ms);
+    let mut verdicts = select(&entries, &options.policy, now_ms);
+    if report.unreadable > 0 {
+        // An unreadable snapshot may be an incremental whose parent and base this run would
+        // delete: keep every committed snapshot until it can be read (or is removed by hand).
+        for v in verdicts
+            .iter_mut()
+            .filter(|v| !v.keep && v.entry.state == EntryState::Committed)
+        {
+            v.keep = true;
+            v.reason = format!(
+                "kept: {} snapshot(s) could not be read, and could need it",
+                report.unreadable
+            );
+        }
+    }
 
     // Children before parents: a run cut short leaves chains that lost their newest links, never
     // a link without its parent.
@@ -499,6 +523,11 @@ fn need_chain(entries: &[Entry], e: &Entry, needed: &mut BTreeMap<String, String
     }
 }
 
+/// The identity of a snapshot's source for grouping: instance name and endpoint.
+fn source_of(source: &ots_format::Source) -> String {
+    format!("{} {}", source.instance, source.endpoint)
+}
+
 /// The entry of one snapshot; `Ok(None)` for a folder with nothing in it.
 async fn describe(
     snap: &Snapshot,
@@ -517,6 +546,7 @@ async fn describe(
             };
             return Ok(Some(Entry {
                 snapshot_id: snap.id().to_string(),
+                source: source_of(&m.source),
                 table: m.source.table.table_name.clone(),
                 time_ms,
                 state: EntryState::Committed,
@@ -532,7 +562,12 @@ async fn describe(
     let Some(newest) = objects.iter().map(|o| o.modified_ms).max() else {
         return Ok(None);
     };
-    let plan = snap.read_plan().await.ok();
+    // A plan that cannot be read (not merely absent) could name a parent: unreadable.
+    let plan = match snap.read_plan().await {
+        Ok(p) => Some(p),
+        Err(ManifestError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
     let leases = snap.leases().await?;
     let keep = if let Some(l) = leases.iter().find(|l| l.is_live(now_ms)) {
         Some(format!("in use: {}", l.describe()))
@@ -544,6 +579,9 @@ async fn describe(
     let capture = plan.as_ref().and_then(|p| p.changes.as_ref());
     Ok(Some(Entry {
         snapshot_id: snap.id().to_string(),
+        source: plan
+            .as_ref()
+            .map_or_else(String::new, |p| source_of(&p.source)),
         table: plan.as_ref().map_or_else(
             || "(unknown)".to_string(),
             |p| p.source.table.table_name.clone(),
@@ -751,9 +789,33 @@ mod tests {
     /// 2026-01-10T00:00:00Z.
     const NOW: i64 = 1_768_003_200_000;
 
+    #[test]
+    fn one_table_name_on_two_instances_is_two_histories() {
+        let other = |id: &str, t: i64| Entry {
+            source: "staging https://staging.example".into(),
+            ..full(id, "orders", t)
+        };
+        let entries = vec![
+            full("p1", "orders", NOW - 3 * H),
+            full("p2", "orders", NOW - 2 * H),
+            other("s1", NOW - 5 * H),
+            other("s2", NOW - H),
+        ];
+        let v = select(
+            &entries,
+            &Policy {
+                keep_last: Some(1),
+                ..Default::default()
+            },
+            NOW,
+        );
+        assert_eq!(kept(&v), ["p2", "s2"]);
+    }
+
     fn full(id: &str, table: &str, time_ms: i64) -> Entry {
         Entry {
             snapshot_id: id.into(),
+            source: "inst https://inst.example".into(),
             table: table.into(),
             time_ms,
             state: EntryState::Committed,
@@ -765,6 +827,7 @@ mod tests {
     fn link(id: &str, time_ms: i64, parent: Option<&str>, base: &str) -> Entry {
         Entry {
             snapshot_id: id.into(),
+            source: "inst https://inst.example".into(),
             table: "t".into(),
             time_ms,
             state: EntryState::Committed,

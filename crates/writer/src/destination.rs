@@ -64,6 +64,13 @@ pub struct DestinationOptions {
     pub sse: Option<ServerSideEncryption>,
 }
 
+/// object_store's setting for `x-amz-server-side-encryption` (its enum for it is not public).
+static SSE_CONFIG_KEY: std::sync::LazyLock<AmazonS3ConfigKey> = std::sync::LazyLock::new(|| {
+    "aws_server_side_encryption"
+        .parse()
+        .expect("object_store names this setting")
+});
+
 /// Server-side encryption of an S3-compatible store (`--sse`): the store encrypts each object
 /// at rest with its own keys (SSE-S3) or with a KMS key (SSE-KMS).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +90,9 @@ impl ServerSideEncryption {
             (Some("aes256"), None) => Ok(Some(ServerSideEncryption::Aes256)),
             (Some("aes256"), Some(_)) => {
                 Err("--sse-kms-key-id applies to --sse kms, not aes256".into())
+            }
+            (Some("kms"), Some(key)) if key.trim().is_empty() => {
+                Err("--sse-kms-key-id is empty: give the KMS key id, or leave the flag out for the store's default KMS key".into())
             }
             (Some("kms"), key) => Ok(Some(ServerSideEncryption::Kms {
                 key_id: key.map(str::to_string),
@@ -450,10 +460,8 @@ fn s3_builder(
         }
         Some(ServerSideEncryption::Kms { key_id: None }) => Some("aws:kms"),
     };
-    if let Some(mode) = sse_mode
-        && let Ok(key) = "aws_server_side_encryption".parse::<AmazonS3ConfigKey>()
-    {
-        builder = builder.with_config(key, mode);
+    if let Some(mode) = sse_mode {
+        builder = builder.with_config(*SSE_CONFIG_KEY, mode);
     }
     builder
 }

@@ -107,11 +107,10 @@ impl ReadKeys {
             return Ok(());
         };
         if info.scheme != ots_format::ENCRYPTION_SCHEME {
-            return Err(CryptoError::KeyMaterial(format!(
-                "encryption scheme {:?} is not known to this otsarchive ({}); upgrade otsarchive",
-                info.scheme,
-                ots_format::ENCRYPTION_SCHEME
-            )));
+            return Err(CryptoError::UnknownScheme {
+                found: info.scheme.clone(),
+                known: ots_format::ENCRYPTION_SCHEME,
+            });
         }
         match keys {
             Some(k) if k.provider.has_key(&info.master_key_id) => Ok(()),

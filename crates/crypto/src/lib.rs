@@ -37,7 +37,9 @@ pub enum CryptoError {
     WrongKey { id: String },
     #[error("no master key to encrypt with: pass one --encryption-key-file")]
     NoWriteKey,
-    #[error("encryption scheme {found:?} is not known to this otsarchive (it reads {known}); upgrade otsarchive")]
+    #[error(
+        "encryption scheme {found:?} is not known to this otsarchive (it reads {known}); upgrade otsarchive"
+    )]
     UnknownScheme { found: String, known: &'static str },
     #[error("key material in the file is not usable: {0}")]
     KeyMaterial(String),

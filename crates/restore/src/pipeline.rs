@@ -32,8 +32,8 @@ use crate::integrity::FilePins;
 use crate::journal::Checkpoint;
 use crate::rate::AdaptiveRate;
 use crate::reader::{FilePin, open_file_within};
-use crate::split::{ROW_OVERHEAD, RowPart, SplitError, needs_split, split_row};
-use crate::transform::{RowTransform, encode_row};
+use crate::split::{ROW_OVERHEAD, RowPart, SplitError, needs_split, needs_split_counts, split_row};
+use crate::transform::{RowTransform, encode_put_direct, encode_row};
 use crate::{MAX_BATCH_BYTES, MAX_BATCH_ROWS, RestoreProgress};
 
 /// Most rows per record batch decoded from a file (fewer when rows are large: the batch is
@@ -391,19 +391,24 @@ impl Batcher {
         }
     }
 
+    /// Adds a row that one write carries, already encoded.
+    async fn push_encoded(&mut self, encoded: Bytes) -> Result<(), RestoreError> {
+        if !self.batch.is_empty()
+            && (self.batch.len() >= MAX_BATCH_ROWS
+                || self.bytes + encoded.len() + ROW_OVERHEAD > MAX_BATCH_BYTES)
+        {
+            self.flush().await?;
+        }
+        self.bytes += encoded.len() + ROW_OVERHEAD;
+        self.batch.push(encoded);
+        Ok(())
+    }
+
     /// Adds a row to write; `source` names where it came from in a dead letter.
     async fn push(&mut self, row: Row, source: &str) -> Result<(), RestoreError> {
         let encoded = Bytes::from(encode_row(&row, self.kind.op));
         if !needs_split(&row, encoded.len()) {
-            if !self.batch.is_empty()
-                && (self.batch.len() >= MAX_BATCH_ROWS
-                    || self.bytes + encoded.len() + ROW_OVERHEAD > MAX_BATCH_BYTES)
-            {
-                self.flush().await?;
-            }
-            self.bytes += encoded.len() + ROW_OVERHEAD;
-            self.batch.push(encoded);
-            return Ok(());
+            return self.push_encoded(encoded).await;
         }
         drop(encoded);
         if self.regenerate {
@@ -519,6 +524,7 @@ impl Reader {
             .map_err(|e| RestoreError::parquet(name, e))?;
         let _reading = self.read_pool.claim(plan.bytes).await?;
         let progress = self.batcher.progress.clone();
+        let direct = self.transform.is_identity();
         while let Some(rb) = stream
             .try_next()
             .await
@@ -528,12 +534,30 @@ impl Reader {
                 path: name.to_string(),
                 source,
             })?;
-            for row in rows.rows() {
-                let row = row.map_err(|source| RestoreError::Rows {
-                    path: name.to_string(),
-                    source,
-                })?;
+            let rows_error = |source| RestoreError::Rows {
+                path: name.to_string(),
+                source,
+            };
+            // Scratch for one row's borrowed cells, reused for every row of the batch.
+            let mut cells = Vec::new();
+            for i in 0..rows.len() {
                 progress.rows_read.fetch_add(1, Ordering::Relaxed);
+                if direct {
+                    // Rows that go out as read are encoded straight from the batch.
+                    match encode_put_direct(&rows, i, &mut cells).map_err(rows_error)? {
+                        None => {
+                            progress.rows_filtered.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Some((encoded, n)) if !needs_split_counts(n, encoded.len()) => {
+                            self.batcher.push_encoded(Bytes::from(encoded)).await?;
+                            continue;
+                        }
+                        // Too large for one write: split from the owned row below.
+                        Some(_) => {}
+                    }
+                }
+                let row = rows.row(i).map_err(rows_error)?;
                 let Some(row) = self.transform.apply(row) else {
                     progress.rows_filtered.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -37,7 +37,12 @@ const ROW_FRAMING: usize = 16;
 
 /// Whether a row must be split: too many cells or too many bytes for one write.
 pub fn needs_split(row: &Row, encoded_len: usize) -> bool {
-    row.cells.len() > MAX_CELLS_PER_WRITE || encoded_len > MAX_PART_BYTES
+    needs_split_counts(row.cells.len(), encoded_len)
+}
+
+/// [`needs_split`] of a row of `cells` cells encoded in `encoded_len` bytes.
+pub fn needs_split_counts(cells: usize, encoded_len: usize) -> bool {
+    cells > MAX_CELLS_PER_WRITE || encoded_len > MAX_PART_BYTES
 }
 
 /// An upper bound of a cell's encoded size.

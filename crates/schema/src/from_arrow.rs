@@ -8,13 +8,22 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::DataType;
-use ots_wire::types::{Cell, PkColumn, PkType, PkValue, Row, Value, ValueType};
+use ots_wire::types::{Cell, PkColumn, PkType, PkValue, PkValueRef, Row, ValueRef, ValueType};
 
 use crate::layout::{ArrowLayout, CELLS_COLUMN, SnapshotSchema, cell_field, value_type_from_name};
 use crate::to_arrow::ConvertError;
 
 fn layout_err(msg: impl Into<String>) -> ConvertError {
     ConvertError::Layout(msg.into())
+}
+
+/// One cell of a row, borrowed from a record batch ([`RowReader::cells_into`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CellView<'a> {
+    pub name: &'a str,
+    pub value: ValueRef<'a>,
+    /// Milliseconds since the epoch.
+    pub timestamp: Option<i64>,
 }
 
 /// Reads rows back out of one record batch of the snapshot layout.
@@ -130,13 +139,29 @@ impl<'a> RowReader<'a> {
             .collect()
     }
 
-    /// Row `i`, cell for cell.
-    pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
-        let primary_key = self.primary_key(i);
-        let offsets = self.cells.value_offsets();
-        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let mut cells = Vec::with_capacity(self.typed.len() + (end - start));
+    /// The primary key of row `i`, borrowed from the batch.
+    pub fn primary_key_refs(&self, i: usize) -> impl Iterator<Item = (&'a str, PkValueRef<'a>)> {
+        self.schema
+            .primary_key
+            .iter()
+            .zip(&self.pk)
+            .map(move |(c, a)| {
+                let a: &'a ArrayRef = a;
+                let v = match c.pk_type {
+                    PkType::Integer => PkValueRef::Integer(a.as_primitive::<Int64Type>().value(i)),
+                    PkType::String => PkValueRef::String(a.as_string::<i32>().value(i)),
+                    PkType::Binary => PkValueRef::Binary(a.as_binary::<i32>().value(i)),
+                };
+                (c.name.as_str(), v)
+            })
+    }
+
+    /// The cells of row `i`, borrowed from the batch, into `out` (cleared first), in
+    /// Tablestore's order: by column name, newest version first.
+    pub fn cells_into(&self, i: usize, out: &mut Vec<CellView<'a>>) -> Result<(), ConvertError> {
+        out.clear();
         for (k, (c, a)) in self.schema.columns.iter().zip(&self.typed).enumerate() {
+            let a: &'a ArrayRef = a;
             if a.is_null(i) {
                 continue;
             }
@@ -144,14 +169,20 @@ impl<'a> RowReader<'a> {
                 let t = s.column(k).as_primitive::<Int64Type>();
                 t.is_valid(i).then(|| t.value(i))
             });
-            cells.push(Cell::new(&c.name, typed_value(c.value_type, a, i), ts));
+            out.push(CellView {
+                name: c.name.as_str(),
+                value: typed_value(c.value_type, a, i),
+                timestamp: ts,
+            });
         }
+        let offsets = self.cells.value_offsets();
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
         let (names, tss) = (self.cell_names, self.cell_ts);
         for j in start..end {
             let kind = self.cell_types.value(j);
             let t = value_type_from_name(kind)
                 .ok_or_else(|| layout_err(format!("{CELLS_COLUMN} entry has type '{kind}'")))?;
-            let values = self.cell_values[match t {
+            let values: &'a ArrayRef = self.cell_values[match t {
                 ValueType::Integer => 0,
                 ValueType::Double => 1,
                 ValueType::Boolean => 2,
@@ -165,21 +196,37 @@ impl<'a> RowReader<'a> {
                 )));
             }
             let ts = tss.is_valid(j).then(|| tss.value(j));
-            cells.push(Cell::new(names.value(j), typed_value(t, values, j), ts));
+            out.push(CellView {
+                name: names.value(j),
+                value: typed_value(t, values, j),
+                timestamp: ts,
+            });
         }
-        // Tablestore's order: by column name, newest first. Stable, so equal keys keep file order.
-        // Rows usually come out in order already (typed columns are sorted by name, and most
-        // rows have no $cells): checking is cheaper than sorting.
-        let order = |a: &Cell, b: &Cell| {
+        // Stable, so equal keys keep file order. Rows usually come out in order already (typed
+        // columns are sorted by name, and most rows have no $cells): checking is cheaper.
+        let order = |a: &CellView, b: &CellView| {
             a.name
                 .as_bytes()
                 .cmp(b.name.as_bytes())
                 .then_with(|| b.timestamp.cmp(&a.timestamp))
         };
-        if !cells.is_sorted_by(|a, b| order(a, b).is_le()) {
-            cells.sort_by(order);
+        if !out.is_sorted_by(|a, b| order(a, b).is_le()) {
+            out.sort_by(order);
         }
-        Ok(Row { primary_key, cells })
+        Ok(())
+    }
+
+    /// Row `i`, cell for cell.
+    pub fn row(&self, i: usize) -> Result<Row, ConvertError> {
+        let mut cells = Vec::new();
+        self.cells_into(i, &mut cells)?;
+        Ok(Row {
+            primary_key: self.primary_key(i),
+            cells: cells
+                .into_iter()
+                .map(|c| Cell::new(c.name, c.value.to_owned(), c.timestamp))
+                .collect(),
+        })
     }
 
     pub fn rows(&self) -> impl Iterator<Item = Result<Row, ConvertError>> + '_ {
@@ -187,13 +234,13 @@ impl<'a> RowReader<'a> {
     }
 }
 
-fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> Value {
+fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> ValueRef<'_> {
     match t {
-        ValueType::Integer => Value::Integer(a.as_primitive::<Int64Type>().value(i)),
-        ValueType::Double => Value::Double(a.as_primitive::<Float64Type>().value(i)),
-        ValueType::Boolean => Value::Boolean(a.as_boolean().value(i)),
-        ValueType::String => Value::String(a.as_string::<i32>().value(i).to_owned()),
-        ValueType::Binary => Value::Binary(a.as_binary::<i32>().value(i).to_vec()),
+        ValueType::Integer => ValueRef::Integer(a.as_primitive::<Int64Type>().value(i)),
+        ValueType::Double => ValueRef::Double(a.as_primitive::<Float64Type>().value(i)),
+        ValueType::Boolean => ValueRef::Boolean(a.as_boolean().value(i)),
+        ValueType::String => ValueRef::String(a.as_string::<i32>().value(i)),
+        ValueType::Binary => ValueRef::Binary(a.as_binary::<i32>().value(i)),
     }
 }
 

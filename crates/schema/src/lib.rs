@@ -17,7 +17,7 @@ pub use changes::{
     CHANGE_LAYOUT_VERSION, CHANGES_METADATA_KEY, ChangeBatchBuilder, ChangeFileError,
     ChangeFileMeta, ChangeReader, change_arrow_schema,
 };
-pub use from_arrow::RowReader;
+pub use from_arrow::{CellView, RowReader};
 pub use infer::SchemaInferrer;
 pub use layout::{ArrowLayout, ColumnSchema, PkColumnSchema, SnapshotSchema};
 pub use to_arrow::{BatchBuilder, ColumnStats, ConvertError, SnapshotStats};

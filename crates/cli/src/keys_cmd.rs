@@ -28,11 +28,21 @@ impl KeyArgs {
     pub fn keys(&self, g: &GlobalArgs) -> Result<Option<Arc<LocalKeys>>, CliError> {
         let usage = |e: ots_crypto::CryptoError| CliError::Usage(e.to_string());
         let mut keys = Vec::new();
+        let load = |path: &std::path::Path| {
+            if MasterKey::file_is_shared(path) {
+                tracing::warn!(
+                    "the encryption key file {} can be read by other users: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+            MasterKey::from_file(path).map_err(usage)
+        };
         for path in &self.encryption_key_files {
-            keys.push(MasterKey::from_file(path).map_err(usage)?);
+            keys.push(load(path)?);
         }
         if let Some(path) = std::env::var_os(KEY_FILE_ENV).filter(|p| !p.is_empty()) {
-            keys.push(MasterKey::from_file(std::path::Path::new(&path)).map_err(usage)?);
+            keys.push(load(std::path::Path::new(&path))?);
         }
         if let Ok(text) = std::env::var(KEY_ENV)
             && !text.trim().is_empty()
@@ -44,7 +54,7 @@ impl KeyArgs {
             .as_ref()
             .and_then(|p| p.encryption_key_file.as_ref())
         {
-            keys.push(MasterKey::from_file(path).map_err(usage)?);
+            keys.push(load(path)?);
         }
         Ok((!keys.is_empty()).then(|| Arc::new(LocalKeys::new(keys))))
     }

@@ -25,6 +25,18 @@ pub struct MasterKey {
     bytes: [u8; MASTER_KEY_LEN],
 }
 
+impl Drop for MasterKey {
+    /// Overwrites the key when it is dropped, so that freed memory does not keep it. (Parquet's
+    /// own copies of a file's data key are outside our reach.)
+    fn drop(&mut self) {
+        for b in self.bytes.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference; a volatile write keeps the
+            // compiler from dropping the store as dead.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MasterKey").field("id", &self.id).finish()
@@ -65,6 +77,21 @@ impl MasterKey {
             reason: format!("cannot be read: {e}"),
         })?;
         MasterKey::from_base64(&text, &origin)
+    }
+
+    /// Whether the key file at `path` can be read by others than its owner (group or world
+    /// bits set): worth a warning, since the key decrypts every snapshot written under it.
+    pub fn file_is_shared(path: &Path) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            false
+        }
     }
 
     /// A new random key.
@@ -110,6 +137,20 @@ mod tests {
         assert_eq!(a.id(), MasterKey::from_bytes([7; 32]).id());
         assert_ne!(a.id(), b.id());
         assert!(a.id().starts_with("otsk-") && a.id().len() == 21);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_readable_by_others_are_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, MasterKey::generate().unwrap().to_base64()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!MasterKey::file_is_shared(&path));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(MasterKey::file_is_shared(&path));
+        assert!(MasterKey::from_file(&path).is_ok(), "a warning, not a refusal");
     }
 
     #[test]

@@ -150,7 +150,10 @@ mod tests {
         assert!(!MasterKey::file_is_shared(&path));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(MasterKey::file_is_shared(&path));
-        assert!(MasterKey::from_file(&path).is_ok(), "a warning, not a refusal");
+        assert!(
+            MasterKey::from_file(&path).is_ok(),
+            "a warning, not a refusal"
+        );
     }
 
     #[test]

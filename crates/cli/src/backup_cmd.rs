@@ -383,25 +383,18 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
         .transpose()?;
 
     let progress = Arc::new(Progress::default());
-    let _metrics = match &a.metrics_addr {
-        Some(addr) => Some(
-            crate::metrics::serve(
-                addr,
-                Arc::new(crate::metrics::BackupMetrics {
-                    progress: progress.clone(),
-                    client: client.clone(),
-                    table: a.table.clone(),
-                }),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    if let Some(m) = &_metrics
-        && !g.quiet
-    {
-        eprintln!("metrics: http://{}/metrics", m.local);
-    }
+    let _metrics = crate::metrics::serve_if_asked(
+        a.metrics_addr.as_deref(),
+        || {
+            Arc::new(crate::metrics::BackupMetrics {
+                progress: progress.clone(),
+                client: client.clone(),
+                table: a.table.clone(),
+            })
+        },
+        g.quiet,
+    )
+    .await?;
     let reporter = Reporter::start(
         "backup",
         !g.quiet && !g.json,

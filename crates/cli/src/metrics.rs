@@ -288,6 +288,23 @@ pub async fn serve(addr: &str, source: Arc<dyn MetricsSource>) -> Result<Metrics
     Ok(MetricsServer { task, local })
 }
 
+/// `--metrics-addr`, when given: serves `source` there and says where on stderr (unless
+/// `quiet`). The handle stops serving when dropped.
+pub async fn serve_if_asked(
+    addr: Option<&str>,
+    source: impl FnOnce() -> Arc<dyn MetricsSource>,
+    quiet: bool,
+) -> Result<Option<MetricsServer>, CliError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let server = serve(addr, source()).await?;
+    if !quiet {
+        eprintln!("metrics: http://{}/metrics", server.local);
+    }
+    Ok(Some(server))
+}
+
 /// The metrics endpoint of a run; stops serving when dropped.
 pub struct MetricsServer {
     task: tokio::task::JoinHandle<()>,

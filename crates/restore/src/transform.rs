@@ -324,7 +324,6 @@ pub(crate) fn encode_put_direct<'a>(
     }
     // The same size estimate encode_put_row makes: one allocation for the output.
     let mut size = 8;
-    let mut pk = Vec::with_capacity(4);
     for (name, v) in rows.primary_key_refs(i) {
         size += 20
             + name.len()
@@ -333,14 +332,13 @@ pub(crate) fn encode_put_direct<'a>(
                 PkValueRef::Binary(b) => b.len(),
                 _ => 8,
             };
-        pk.push((name, v));
     }
     size += cells
         .iter()
         .map(|c| 30 + c.name.len() + c.value.data_size())
         .sum::<usize>();
     let mut w = PlainBufferWriter::with_capacity(size);
-    for (name, v) in pk {
+    for (name, v) in rows.primary_key_refs(i) {
         w.pk(name, v);
     }
     for c in cells.iter() {

@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::layout::types_match;
+
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
 };
@@ -443,21 +445,6 @@ impl ChangeBatchBuilder {
 pub struct ChangeReader {
     pk: Vec<PkColumnSchema>,
     fields: Vec<Field>,
-}
-
-/// Names and types must match; nullability and field metadata may differ after a Parquet round
-/// trip (content is checked value by value instead).
-fn types_match(a: &DataType, b: &DataType) -> bool {
-    match (a, b) {
-        (DataType::Struct(x), DataType::Struct(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|(p, q)| p.name() == q.name() && types_match(p.data_type(), q.data_type()))
-        }
-        (DataType::List(x), DataType::List(y)) => types_match(x.data_type(), y.data_type()),
-        _ => a == b,
-    }
 }
 
 fn schema_err(msg: impl Into<String>) -> ChangeFileError {

@@ -7,10 +7,11 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
-use arrow_schema::DataType;
 use ots_wire::types::{Cell, PkColumn, PkType, PkValue, PkValueRef, Row, ValueRef, ValueType};
 
-use crate::layout::{ArrowLayout, CELLS_COLUMN, SnapshotSchema, cell_field, value_type_from_name};
+use crate::layout::{
+    ArrowLayout, CELLS_COLUMN, SnapshotSchema, cell_field, types_match, value_type_from_name,
+};
 use crate::to_arrow::ConvertError;
 
 fn layout_err(msg: impl Into<String>) -> ConvertError {
@@ -241,19 +242,5 @@ fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> ValueRef<'_> {
         ValueType::Boolean => ValueRef::Boolean(a.as_boolean().value(i)),
         ValueType::String => ValueRef::String(a.as_string::<i32>().value(i)),
         ValueType::Binary => ValueRef::Binary(a.as_binary::<i32>().value(i)),
-    }
-}
-
-/// Field nullability and metadata may differ after a Parquet round trip; names and types may not.
-fn types_match(a: &DataType, b: &DataType) -> bool {
-    match (a, b) {
-        (DataType::Struct(x), DataType::Struct(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|(p, q)| p.name() == q.name() && types_match(p.data_type(), q.data_type()))
-        }
-        (DataType::List(x), DataType::List(y)) => types_match(x.data_type(), y.data_type()),
-        _ => a == b,
     }
 }

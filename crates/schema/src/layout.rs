@@ -110,3 +110,19 @@ pub(crate) fn cells_struct_fields() -> Fields {
 pub(crate) fn cells_item_field() -> Field {
     Field::new("item", DataType::Struct(cells_struct_fields()), false)
 }
+
+/// Whether a file's Arrow type matches the layout's: names and types must agree, while field
+/// nullability and metadata may differ after a Parquet round trip (content is checked value by
+/// value instead).
+pub(crate) fn types_match(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| p.name() == q.name() && types_match(p.data_type(), q.data_type()))
+        }
+        (DataType::List(x), DataType::List(y)) => types_match(x.data_type(), y.data_type()),
+        _ => a == b,
+    }
+}

@@ -262,10 +262,16 @@ impl BackupConfig {
 impl BackupConfig {
     /// How the memory budget is shared out (an error when it is too small for the concurrency).
     pub fn memory_plan(&self) -> Result<MemoryPlan, BackupError> {
+        // Unpartitioned, a split writes one file at a time: the budget of the other "open files"
+        // would only shrink its row groups (and small row groups cost CPU and scan speed).
+        let open_files = match self.partitioning {
+            Partitioning::None => 1,
+            _ => self.max_open_partitions,
+        };
         MemoryPlan::new(
             self.memory_bytes,
             self.concurrency,
-            self.max_open_partitions,
+            open_files,
             self.parquet.row_group_bytes,
         )
     }

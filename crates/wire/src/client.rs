@@ -152,6 +152,10 @@ pub struct OtsClient {
     inner: Arc<Inner>,
 }
 
+/// Room reserved up front for a body is its Content-Length, but at most this: a header is no
+/// reason to allocate gigabytes (a page is about 4 MB).
+const MAX_BODY_HINT: usize = 16 << 20;
+
 struct Inner {
     http: reqwest::Client,
     base_url: String,
@@ -160,6 +164,8 @@ struct Inner {
     /// Set once the endpoint has sent an HTTP response. Until then a failure to connect means a
     /// wrong endpoint rather than a passing fault, and is reported at once instead of retried.
     answered: AtomicBool,
+    /// Recycled buffers that response bodies are received into.
+    bodies: Arc<crate::body::BodyPool>,
 }
 
 impl std::fmt::Debug for OtsClient {
@@ -194,6 +200,7 @@ impl OtsClient {
                 config,
                 counters: Counters::default(),
                 answered: AtomicBool::new(false),
+                bodies: Arc::default(),
             }),
         })
     }
@@ -337,10 +344,19 @@ impl OtsClient {
                 )
             })
             .collect();
-        let body = response
-            .bytes()
+        let expected = response
+            .content_length()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0).min(MAX_BODY_HINT));
+        let mut receiver = crate::body::BodyReceiver::new(&self.inner.bodies, expected);
+        let mut response = response;
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport_error(name, &e))?;
+            .map_err(|e| transport_error(name, &e))?
+        {
+            receiver.push(&chunk);
+        }
+        let (body, body_md5) = receiver.finish();
         self.inner
             .counters
             .bytes_received
@@ -359,13 +375,13 @@ impl OtsClient {
         } else {
             Some(decode_error_body(&body))
         };
-        auth::verify_response(
+        auth::verify_response_md5(
             &cfg.credentials,
             &cfg.signature,
             name,
             status,
             &header_refs,
-            &body,
+            &body_md5,
             service_error.as_ref().map(|(code, _)| code.as_str()),
             SystemTime::now(),
         )

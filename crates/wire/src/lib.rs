@@ -11,6 +11,8 @@
 
 pub mod auth;
 #[cfg(feature = "client")]
+mod body;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod date;
 #[cfg(feature = "client")]

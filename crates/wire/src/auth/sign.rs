@@ -40,6 +40,47 @@ pub fn content_md5(body: &[u8]) -> String {
     B64.encode(md5(body))
 }
 
+/// MD5 fed in pieces: a response body is hashed chunk by chunk as it arrives, while each chunk
+/// is still in cache, instead of in a second pass over the whole body.
+pub struct Md5Stream {
+    ctx: aws_lc_sys::MD5_CTX,
+}
+
+impl Default for Md5Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Md5Stream {
+    pub fn new() -> Self {
+        // SAFETY: MD5_CTX is plain integers and bytes, so all-zero is a valid value, and MD5_Init
+        // then sets it up; it cannot fail (it always returns 1).
+        let mut ctx: aws_lc_sys::MD5_CTX = unsafe { std::mem::zeroed() };
+        unsafe {
+            aws_lc_sys::MD5_Init(&mut ctx);
+        }
+        Md5Stream { ctx }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        // SAFETY: reads exactly `data.len()` bytes of `data`; `ctx` was set up by MD5_Init.
+        unsafe {
+            aws_lc_sys::MD5_Update(&mut self.ctx, data.as_ptr().cast(), data.len());
+        }
+    }
+
+    /// base64 of the digest, as [`content_md5`] gives it.
+    pub fn finish_base64(mut self) -> String {
+        let mut out = [0u8; 16];
+        // SAFETY: writes 16 bytes to `out`; `ctx` was set up by MD5_Init.
+        unsafe {
+            aws_lc_sys::MD5_Final(out.as_mut_ptr(), &mut self.ctx);
+        }
+        B64.encode(out)
+    }
+}
+
 /// MD5 of `data`. This digest covers every byte of every request and response (it was ~18% of a
 /// backup's CPU), so it uses aws-lc's assembly implementation, already linked for TLS:
 /// measured 1.25× the portable `md-5` crate (760 vs 608 MB/s).
@@ -286,6 +327,23 @@ mod tests {
     fn content_md5_values() {
         assert_eq!(content_md5(b""), MD5_EMPTY);
         assert_eq!(content_md5(b"abc"), "kAFQmDzST7DWlj99KOF/cg==");
+    }
+
+    #[test]
+    fn streamed_md5_equals_one_shot_md5_however_the_input_is_cut() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        for cut in [0usize, 1, 63, 64, 65, 4096, 9_999, 10_000] {
+            let mut m = Md5Stream::new();
+            m.update(&data[..cut]);
+            m.update(&data[cut..]);
+            assert_eq!(m.finish_base64(), content_md5(&data), "cut at {cut}");
+        }
+        let mut many = Md5Stream::new();
+        for chunk in data.chunks(17) {
+            many.update(chunk);
+        }
+        assert_eq!(many.finish_base64(), content_md5(&data));
+        assert_eq!(Md5Stream::new().finish_base64(), MD5_EMPTY);
     }
 
     #[test]

@@ -43,6 +43,31 @@ pub fn verify_response(
     error_code: Option<&str>,
     now: SystemTime,
 ) -> Result<(), ResponseVerifyError> {
+    verify_response_md5(
+        creds,
+        version,
+        action,
+        status,
+        headers,
+        &content_md5(body),
+        error_code,
+        now,
+    )
+}
+
+/// [`verify_response`] for a body whose MD5 (base64, as [`content_md5`] gives it) was computed
+/// while it was received.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_response_md5(
+    creds: &Credentials,
+    version: &SignatureVersion,
+    action: &str,
+    status: u16,
+    headers: &[(&str, &str)],
+    body_md5: &str,
+    error_code: Option<&str>,
+    now: SystemTime,
+) -> Result<(), ResponseVerifyError> {
     let get = |name: &str| {
         headers
             .iter()
@@ -59,11 +84,10 @@ pub fn verify_response(
         }
     }
     if let Some(expected) = get(HDR_CONTENT_MD5) {
-        let actual = content_md5(body);
-        if actual != expected {
+        if body_md5 != expected {
             return Err(ResponseVerifyError::BodyMd5Mismatch {
                 expected: expected.to_string(),
-                actual,
+                actual: body_md5.to_string(),
             });
         }
     }

@@ -83,13 +83,13 @@ pub fn verify_response_md5(
             }
         }
     }
-    if let Some(expected) = get(HDR_CONTENT_MD5) {
-        if body_md5 != expected {
-            return Err(ResponseVerifyError::BodyMd5Mismatch {
-                expected: expected.to_string(),
-                actual: body_md5.to_string(),
-            });
-        }
+    if let Some(expected) = get(HDR_CONTENT_MD5)
+        && body_md5 != expected
+    {
+        return Err(ResponseVerifyError::BodyMd5Mismatch {
+            expected: expected.to_string(),
+            actual: body_md5.to_string(),
+        });
     }
     if let Some(date) = get(HDR_DATE) {
         // Python parses with `%S.%fZ`: a fraction is mandatory.

@@ -311,13 +311,15 @@ impl RowTransform {
 
 /// Row `i` of `rows` as a PutRow, encoded straight from the record batch's arrays: the bytes
 /// [`encode_row`] makes of [`RowReader::row`], without an owned copy of every name and value
-/// (the allocator was the largest cost of a restore). `cells` is scratch space. Returns the
-/// encoding and the row's cell count, or `None` for a row without cells (nothing to write).
+/// (the allocator was the largest cost of a restore). `cells` is scratch space. The encoding is
+/// appended to `out` (the rows of a batch share one buffer); returns the row's cell count, or
+/// `None`, with nothing appended, for a row without cells (nothing to write).
 pub(crate) fn encode_put_direct<'a>(
     rows: &RowReader<'a>,
     i: usize,
     cells: &mut Vec<CellView<'a>>,
-) -> Result<Option<(Vec<u8>, usize)>, ConvertError> {
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>, ConvertError> {
     rows.cells_into(i, cells)?;
     if cells.is_empty() {
         return Ok(None);
@@ -337,7 +339,8 @@ pub(crate) fn encode_put_direct<'a>(
         .iter()
         .map(|c| 30 + c.name.len() + c.value.data_size())
         .sum::<usize>();
-    let mut w = PlainBufferWriter::with_capacity(size);
+    let mut w = PlainBufferWriter::append_to(std::mem::take(out));
+    w.reserve(size);
     for (name, v) in rows.primary_key_refs(i) {
         w.pk(name, v);
     }
@@ -345,7 +348,8 @@ pub(crate) fn encode_put_direct<'a>(
         w.cell(c.name, Some(c.value), None, c.timestamp);
     }
     w.end_row();
-    Ok(Some((w.into_bytes(), cells.len())))
+    *out = w.into_bytes();
+    Ok(Some(cells.len()))
 }
 
 /// A row as one BatchWriteRow row of operation `op` carries it: PutRow, or UpdateRow putting
@@ -420,14 +424,19 @@ mod tests {
             let batch = b.finish().unwrap();
             let reader = RowReader::new(&schema, &batch).unwrap();
             let mut cells = Vec::new();
+            // Rows appended one after another to one buffer, as the restore pipeline does.
+            let mut out = b"earlier rows".to_vec();
             for (i, row) in rows.iter().enumerate() {
-                let (direct, n) = encode_put_direct(&reader, i, &mut cells)
+                let start = out.len();
+                let n = encode_put_direct(&reader, i, &mut cells, &mut out)
                     .unwrap()
                     .expect("every row has cells");
                 assert_eq!(n, row.cells.len());
+                let direct = &out[start..];
                 assert_eq!(direct, encode_put_row(&reader.row(i).unwrap()), "row {i}");
                 assert_eq!(&reader.row(i).unwrap(), row, "row {i}");
             }
+            assert!(out.starts_with(b"earlier rows"));
         }
     }
 

@@ -148,7 +148,13 @@ impl PlainBufferWriter {
     }
 
     pub fn with_capacity(cap: usize) -> Self {
-        let mut buf = Vec::with_capacity(cap.max(4));
+        Self::append_to(Vec::with_capacity(cap.max(4)))
+    }
+
+    /// A writer whose PlainBuffer (header included) is appended to `buf`, after what `buf`
+    /// already holds: many rows, each its own PlainBuffer, can share one allocation.
+    /// [`into_bytes`](Self::into_bytes) gives `buf` back.
+    pub fn append_to(mut buf: Vec<u8>) -> Self {
         buf.extend_from_slice(&HEADER.to_le_bytes());
         PlainBufferWriter {
             buf,
@@ -156,6 +162,11 @@ impl PlainBufferWriter {
             row_crc: 0,
             delete_marker: false,
         }
+    }
+
+    /// Room for `additional` more bytes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
     }
 
     /// Appends a primary-key cell. Must come before any attribute cell of the row.

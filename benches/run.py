@@ -8,6 +8,8 @@ One run: builds the release binaries (cargo; skip with --no-build), starts `ots-
 ephemeral port, loads the standard table (crates/datagen) through `ots-bench-load`, then measures
 
     backup        otsarchive backup --json to a local folder (default settings)
+    verify        otsarchive verify: sizes, SHA-256 and footers of every file
+    verify-table  otsarchive verify --against-table: every row and cell against the live table
     raw-scan      ots-bench-scan: same splits and concurrency, pages only decoded (the ceiling)
     sdk-csv       Python SDK get_range -> CSV               (benches/baselines.py)
     sdk-parquet   Python SDK get_range -> pyarrow Parquet zstd
@@ -172,7 +174,7 @@ def main():
                    help="otsarchive backup --split-size-mb and the raw scan's (default 128, the CLI's)")
     p.add_argument("--load-concurrency", type=int, default=8)
     p.add_argument("--skip", default="", help="comma-separated steps to skip "
-                   "(sdk-csv, sdk-parquet, restore, sdk-restore)")
+                   "(verify, sdk-csv, sdk-parquet, restore, sdk-restore)")
     p.add_argument("--no-build", action="store_true",
                    help="do not run cargo; the release binaries must exist")
     p.add_argument("--work", help="working folder (default: a temporary one, removed at the end)")
@@ -211,6 +213,15 @@ def main():
         snapshot = os.path.join(snapdir, backup["snapshot_id"])
         b.steps["backup"]["output_bytes"] = dir_bytes(snapshot)
         b.steps["backup"]["parquet_bytes"] = backup.get("bytes")
+        if "verify" not in skip:
+            # Integrity alone (sizes, SHA-256, footers), then against the live table.
+            out = b.run("verify", [*cli, "verify", snapshot, "--json"])
+            b.steps["verify"]["rows"] = out["report"]["rows_in_footers"]
+            b.steps["verify"]["output_bytes"] = 0
+            out = b.run("verify-table", [*cli, "verify", snapshot, "--against-table", "bench",
+                                         "--json"])
+            b.steps["verify-table"]["rows"] = out["comparison"]["rows_in_table"]
+            b.steps["verify-table"]["output_bytes"] = 0
         scan = b.run("raw-scan", [os.path.join(RELEASE, "ots-bench-scan"), *common,
                                   "--table", "bench", "--concurrency", str(a.concurrency),
                                   "--split-size-mb", str(a.split_size_mb)])
@@ -278,9 +289,18 @@ def main():
         "sdk_restore_cpu_per_row_vs_restore": ratio("sdk-restore", "restore", "cpu_secs_per_mrow"),
     }
     rss_limit = 512 * MIB
+    def step(name, key):
+        return b.steps[name][key] if name in b.steps else None
+
+    # Issue 15's targets: 10x the SDK at 1M rows, 6x at 100k.
+    sdk_factor = 10 if a.rows >= 1_000_000 else 6
     targets = {
-        "backup >= 5x sdk-parquet": (ratios["backup_vs_sdk_parquet"], lambda r: r >= 5),
-        "backup >= 0.8x raw scan": (ratios["backup_vs_raw_scan"], lambda r: r >= 0.8),
+        f"backup >= {sdk_factor}x sdk-parquet": (ratios["backup_vs_sdk_parquet"],
+                                                 lambda r: r >= sdk_factor),
+        "backup >= 0.85x raw scan": (ratios["backup_vs_raw_scan"], lambda r: r >= 0.85),
+        "backup <= 2.5 CPU s/Mrow": (step("backup", "cpu_secs_per_mrow"), lambda r: r <= 2.5),
+        "restore >= 140k rows/s": (step("restore", "rows_per_sec"), lambda r: r >= 140_000),
+        "restore <= 5 CPU s/Mrow": (step("restore", "cpu_secs_per_mrow"), lambda r: r <= 5),
         "backup peak RSS < 512 MiB": (b.steps["backup"]["peak_rss_bytes"] / MIB,
                                       lambda r: r * MIB < rss_limit),
         "restore >= 5x sdk-restore": (ratios["restore_vs_sdk_restore"], lambda r: r >= 5),
@@ -319,7 +339,8 @@ def main():
             f"{'emu CPU s/Mrow':>15} {'peak RSS MiB':>13} {'output MiB':>11}")
     print(head)
     print("-" * len(head))
-    for name in ("backup", "raw-scan", "sdk-csv", "sdk-parquet", "restore", "sdk-restore"):
+    for name in ("backup", "raw-scan", "verify", "verify-table", "sdk-csv", "sdk-parquet",
+                 "restore", "sdk-restore"):
         s = b.steps.get(name)
         if not s:
             continue

@@ -11,8 +11,8 @@ use crate::BackupError;
 
 pub const DEFAULT_MEMORY_MB: usize = 256;
 const MIB: usize = 1 << 20;
-/// What the process needs beside its data buffers: code, runtime, HTTP stack, the plan and
-/// records, allocator slack.
+/// What the process needs beside its data buffers: code, runtime, HTTP stack (with up to 16 MiB
+/// of response buffers kept for reuse), the plan and records, allocator slack.
 const BASE_BYTES: usize = 40 * MIB;
 /// One GetRange response: the service ends a page after about 4 MB of rows.
 const PAGE_BYTES: usize = 4 * MIB;

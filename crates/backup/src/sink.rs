@@ -467,6 +467,21 @@ mod tests {
             .await
             .unwrap();
         let reader = SerializedFileReader::new(bytes).unwrap();
+        let ts_column = "$ts.blob";
+        for g in reader.metadata().row_groups() {
+            let ts = g
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == ts_column)
+                .expect("the row has a timestamped cell");
+            // Timestamps are delta-packed (FORMAT.md §7.2), never dictionary-encoded.
+            let encodings: Vec<_> = ts.encodings().collect();
+            assert!(
+                encodings.contains(&parquet::basic::Encoding::DELTA_BINARY_PACKED)
+                    && !encodings.contains(&parquet::basic::Encoding::RLE_DICTIONARY),
+                "{ts_column}: {encodings:?}"
+            );
+        }
         reader
             .metadata()
             .row_groups()

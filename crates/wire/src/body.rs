@@ -14,7 +14,7 @@ use crate::auth::Md5Stream;
 
 /// Free buffers are kept up to this many bytes in all: about the pages a few splits have in
 /// flight, so a steady scan allocates nothing, while the memory kept when idle stays small.
-const POOL_BYTES: usize = 24 << 20;
+const POOL_BYTES: usize = 16 << 20;
 /// A buffer grown beyond this (an unusually large response) is freed, not kept.
 const MAX_POOLED_BUFFER: usize = 8 << 20;
 

@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,8 +59,13 @@ impl ParquetOptions {
         use parquet::schema::types::ColumnPath;
         let mut b = self.writer_properties()?.into_builder();
         for c in &schema.columns {
-            let ts = vec![ots_schema::layout::TS_COLUMN.to_string(), c.name.clone()];
-            b = b.set_column_dictionary_enabled(ColumnPath::new(ts), false);
+            let ts = ColumnPath::new(vec![
+                ots_schema::layout::TS_COLUMN.to_string(),
+                c.name.clone(),
+            ]);
+            b = b
+                .set_column_dictionary_enabled(ts.clone(), false)
+                .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED);
             if c.value_type == ots_wire::types::ValueType::Binary {
                 b = b.set_column_dictionary_enabled(ColumnPath::new(vec![c.name.clone()]), false);
             }

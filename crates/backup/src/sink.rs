@@ -481,6 +481,16 @@ mod tests {
                     && !encodings.contains(&parquet::basic::Encoding::RLE_DICTIONARY),
                 "{ts_column}: {encodings:?}"
             );
+            assert_eq!(ts.compression(), parquet::basic::Compression::UNCOMPRESSED);
+            let blob = g
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "blob")
+                .expect("a blob column");
+            assert!(matches!(
+                blob.compression(),
+                parquet::basic::Compression::ZSTD(_)
+            ));
         }
         reader
             .metadata()

@@ -52,6 +52,8 @@ impl ParquetOptions {
     /// (readers without Arrow support see it too), and no dictionary for per-cell timestamps and
     /// binary columns: they are (nearly) unique, so a dictionary only costs interning CPU and bytes
     /// until it overflows (measured: ~10% smaller files, ~10% less CPU on the benchmark table).
+    /// Timestamps are delta-packed instead and not compressed: packed, zstd won nothing on them
+    /// (53,069 bytes "compressed" from 53,059) and cost ~5% of a backup's CPU.
     pub fn snapshot_properties(
         &self,
         schema: &ots_schema::SnapshotSchema,
@@ -65,7 +67,8 @@ impl ParquetOptions {
             ]);
             b = b
                 .set_column_dictionary_enabled(ts.clone(), false)
-                .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED);
+                .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
+                .set_column_compression(ts, Compression::UNCOMPRESSED);
             if c.value_type == ots_wire::types::ValueType::Binary {
                 b = b.set_column_dictionary_enabled(ColumnPath::new(vec![c.name.clone()]), false);
             }

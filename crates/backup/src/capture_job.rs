@@ -61,14 +61,28 @@ impl CaptureJob {
         let mut open: Option<OpenChangeFile> = None;
         let mut seq = 0u32;
         while let Some(batch) = capture.next_batch().await? {
+            // Every change of a batch goes to the file open now: files roll between batches.
+            let mut range: Option<(&[PkColumn], &[PkColumn])> = None;
+            let mut cells = 0u64;
             for change in &batch {
                 counts.add(change);
                 builder.push(change)?;
+                let key = change.primary_key.as_slice();
+                cells += change.cells.len() as u64;
+                range = Some(match range {
+                    None => (key, key),
+                    Some((lo, hi)) => (
+                        if key_order(key, lo).is_lt() { key } else { lo },
+                        if key_order(key, hi).is_gt() { key } else { hi },
+                    ),
+                });
+            }
+            if let Some((lo, hi)) = range {
                 let f = match &mut open {
                     Some(f) => f,
                     None => open.insert(self.open_file(&attempt, seq, &builder)?),
                 };
-                track_keys(f, &change.primary_key, change.cells.len() as u64);
+                track_keys(f, lo, hi, cells);
             }
             self.progress
                 .changes
@@ -147,23 +161,21 @@ impl CaptureJob {
 }
 
 /// Keeps a change file's smallest and largest key (changes are in replay order, not key order).
-fn track_keys(f: &mut OpenChangeFile, key: &[PkColumn], cells: u64) {
+fn key_order(a: &[PkColumn], b: &[PkColumn]) -> std::cmp::Ordering {
+    cmp_primary_keys(
+        a.iter().map(|c| c.value.as_ref()),
+        b.iter().map(|c| c.value.as_ref()),
+    )
+}
+
+/// Widens the file's key range to a batch's smallest and largest keys. Per batch, not per change:
+/// changes written in key order made every one of them a new largest key, and a copy.
+fn track_keys(f: &mut OpenChangeFile, lo: &[PkColumn], hi: &[PkColumn], cells: u64) {
     f.cells += cells;
-    fn values(k: &[PkColumn]) -> impl Iterator<Item = ots_wire::types::PkValueRef<'_>> {
-        k.iter().map(|c| c.value.as_ref())
+    if f.pk_min.as_deref().is_none_or(|m| key_order(lo, m).is_lt()) {
+        f.pk_min = Some(lo.to_vec());
     }
-    let smaller = f
-        .pk_min
-        .as_deref()
-        .is_none_or(|m| cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Less);
-    if smaller {
-        f.pk_min = Some(key.to_vec());
-    }
-    let larger = f
-        .pk_max
-        .as_deref()
-        .is_none_or(|m| cmp_primary_keys(values(key), values(m)) == std::cmp::Ordering::Greater);
-    if larger {
-        f.pk_max = Some(key.to_vec());
+    if f.pk_max.as_deref().is_none_or(|m| key_order(hi, m).is_gt()) {
+        f.pk_max = Some(hi.to_vec());
     }
 }

@@ -132,13 +132,33 @@ async fn changes_of(snap: &Snapshot, m: &Manifest) -> Vec<Change> {
     for f in &m.changes.as_ref().unwrap().files {
         let (store, path) = snap.object(&f.path);
         let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        let mut keys = Vec::new();
         for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
             .build()
             .unwrap()
         {
-            all.extend(reader.read_batch(&batch.unwrap()).unwrap());
+            let changes = reader.read_batch(&batch.unwrap()).unwrap();
+            keys.extend(changes.iter().map(|c| key_of(&c.primary_key)));
+            all.extend(changes);
         }
+        // The manifest's key range of the file is that of the changes in it.
+        let bound = |parts: &[ots_format::KeyPart]| {
+            let columns: Vec<_> = parts.iter().map(|p| p.to_column().unwrap()).collect();
+            key_of(&columns)
+        };
+        assert_eq!(
+            bound(&f.pk_min),
+            keys.iter().min().cloned().unwrap(),
+            "{}",
+            f.path
+        );
+        assert_eq!(
+            bound(&f.pk_max),
+            keys.iter().max().cloned().unwrap(),
+            "{}",
+            f.path
+        );
     }
     all
 }

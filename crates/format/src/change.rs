@@ -65,7 +65,8 @@ pub struct Change {
     /// The order of replay within the snapshot (0, 1, 2, … in capture order). Capture reads a shard
     /// only after its parents, so this order respects every key's order.
     pub ordinal: u64,
-    pub shard: String,
+    /// Shared by every change of the shard (one allocation per shard, not per change).
+    pub shard: std::sync::Arc<str>,
     pub sequence: RecordSequence,
     pub op: ChangeOp,
     pub primary_key: Vec<PkColumn>,

@@ -212,7 +212,7 @@ impl Recorder {
         let n = self.changes.len() as u64;
         self.changes.push(Change {
             ordinal: n,
-            shard: format!("shard-{}", n % 3),
+            shard: format!("shard-{}", n % 3).into(),
             sequence: RecordSequence {
                 epoch: 1,
                 timestamp_us: self.base_us + n as i64 * 1000,

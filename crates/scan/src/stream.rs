@@ -20,8 +20,10 @@ use ots_format::{Change, ChangeOp, ShardCheckpoint, StreamPosition};
 use ots_wire::OtsClient;
 use ots_wire::OtsError;
 use ots_wire::pb;
-use ots_wire::plainbuffer::decode_single_row;
-use ots_wire::types::{CellOp, ColumnUpdate, PkColumn, RecordSequence};
+use std::sync::Arc;
+
+use ots_wire::plainbuffer::decode_single_row_into;
+use ots_wire::types::{CellOp, ColumnUpdate, PkColumn, RecordSequence, RowRef};
 
 /// What can go wrong reading a stream.
 #[derive(Debug, thiserror::Error)]
@@ -360,9 +362,11 @@ impl<'c> Capture<'c> {
         self.stats.requests += 1;
         let mut changes = Vec::with_capacity(resp.stream_records.len());
         let caught_up = resp.stream_records.is_empty();
+        let shard: Arc<str> = shard_id.as_str().into();
+        let mut scratch = RowRef::default();
         for rec in &resp.stream_records {
             self.stats.record_bytes += rec.record.len() as u64;
-            let change = decode_record(&shard_id, rec, self.next_ordinal)?;
+            let change = decode_record_into(&shard, rec, self.next_ordinal, &mut scratch)?;
             let seq = change.sequence;
             if let Some(last) = self.shards[i].last
                 && seq <= last
@@ -419,15 +423,28 @@ pub fn decode_record(
     rec: &pb::get_stream_record_response::StreamRecord,
     ordinal: u64,
 ) -> Result<Change, StreamError> {
+    decode_record_into(&shard.into(), rec, ordinal, &mut RowRef::default())
+}
+
+/// [`decode_record`] for the records of one response: the shard's name is shared by their
+/// changes and `row`'s allocations are reused from one record to the next.
+pub fn decode_record_into<'a>(
+    shard: &Arc<str>,
+    rec: &'a pb::get_stream_record_response::StreamRecord,
+    ordinal: u64,
+    row: &mut RowRef<'a>,
+) -> Result<Change, StreamError> {
     let bad = |detail: String| StreamError::Protocol {
         shard: shard.to_string(),
         detail,
     };
     let op = ChangeOp::from_action_type(rec.action_type)
         .ok_or_else(|| bad(format!("unknown action type {}", rec.action_type)))?;
-    let row = decode_single_row(&rec.record)
+    if !decode_single_row_into(&rec.record, row)
         .map_err(|e| bad(format!("record does not decode: {e}")))?
-        .ok_or_else(|| bad("empty record".into()))?;
+    {
+        return Err(bad("empty record".into()));
+    }
     let sequence = row
         .sequence
         .ok_or_else(|| bad("record has no sequence (extension block)".into()))?;
@@ -479,7 +496,7 @@ pub fn decode_record(
     }
     Ok(Change {
         ordinal,
-        shard: shard.to_string(),
+        shard: shard.clone(),
         sequence,
         op,
         primary_key,

@@ -621,7 +621,7 @@ impl ChangeReader {
             let cell_ops = cells.row(row, op_v)?;
             out.push(Change {
                 ordinal,
-                shard: shard.value(row).to_owned(),
+                shard: shard.value(row).into(),
                 sequence: RecordSequence {
                     epoch: epoch_v,
                     timestamp_us: time_us.value(row),

@@ -113,7 +113,7 @@ fn change(pk: Vec<PkColumnSchema>) -> impl Strategy<Value = Change> {
             |(ordinal, shard, epoch, timestamp_us, row_index, op, primary_key, puts, updates)| {
                 Change {
                     ordinal,
-                    shard,
+                    shard: shard.into(),
                     sequence: RecordSequence {
                         epoch,
                         timestamp_us,

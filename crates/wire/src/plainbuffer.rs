@@ -942,10 +942,19 @@ pub fn decode_rows(buf: &[u8]) -> Result<Vec<RowRef<'_>>, DecodeError> {
 /// Decodes a buffer that must hold exactly one row (GetRow response, a PK, a write request row).
 /// An empty buffer is `Ok(None)`.
 pub fn decode_single_row(buf: &[u8]) -> Result<Option<RowRef<'_>>, DecodeError> {
-    let mut d = RowDecoder::new(buf)?;
     let mut row = RowRef::default();
-    if !d.next_into(&mut row)? {
-        return Ok(None);
+    Ok(decode_single_row_into(buf, &mut row)?.then_some(row))
+}
+
+/// [`decode_single_row`] into `row` (cleared first, its allocations reused); `false` for an
+/// empty buffer.
+pub fn decode_single_row_into<'a>(
+    buf: &'a [u8],
+    row: &mut RowRef<'a>,
+) -> Result<bool, DecodeError> {
+    let mut d = RowDecoder::new(buf)?;
+    if !d.next_into(row)? {
+        return Ok(false);
     }
     if !d.is_done() {
         return Err(DecodeError::UnexpectedTag {
@@ -954,7 +963,7 @@ pub fn decode_single_row(buf: &[u8]) -> Result<Option<RowRef<'_>>, DecodeError> 
             found: buf[d.pos],
         });
     }
-    Ok(Some(row))
+    Ok(true)
 }
 
 /// Decodes a PK-only buffer into owned columns (split points, next keys).

@@ -16,11 +16,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use ots_backup::{BackupConfig, BackupError, BackupOutcome, ParentChoice, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_table_request, load_rows, row};
-use ots_emulator::{Emulator, EmulatorHandle};
+use ots_emulator::EmulatorHandle;
 use ots_format::{Change, ChangeOp, LinkKind, Manifest};
 use ots_manifest::{Snapshot, Snapshots, verify_snapshot};
 use ots_wire::types::PkValue;
-use ots_wire::{ClientConfig, Credentials, OtsClient, pb};
+use ots_wire::{OtsClient, pb};
 use ots_writer::Destination;
 use support::fault_store::{FaultStore, Faults};
 
@@ -35,18 +35,7 @@ struct Table {
 }
 
 async fn table() -> Table {
-    let emu = Emulator::builder()
-        .instance("inst")
-        .credentials("ak", "sk")
-        .start()
-        .await
-        .unwrap();
-    let client = OtsClient::new(ClientConfig::new(
-        emu.endpoint(),
-        "inst",
-        Credentials::new("ak", "sk"),
-    ))
-    .unwrap();
+    let (emu, client) = support::emulator("inst").await;
     let mut req = create_table_request("t");
     req.stream_spec = Some(pb::StreamSpecification {
         enable_stream: true,

@@ -16,12 +16,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use ots_backup::{BackupConfig, BackupError, BackupOutcome, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_and_load, row};
-use ots_emulator::{Emulator, EmulatorHandle};
+use ots_emulator::EmulatorHandle;
 use ots_format::{ErrorKind, Manifest};
 use ots_manifest::{Snapshot, Snapshots, gc, verify_snapshot};
 use ots_scan::SplitSize;
+use ots_wire::OtsClient;
 use ots_wire::types::PkValue;
-use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_writer::Destination;
 use support::fault_store::{FaultStore, Faults, Schedule};
 
@@ -35,18 +35,7 @@ struct Table {
 }
 
 async fn table() -> Table {
-    let emu = Emulator::builder()
-        .instance("inst")
-        .credentials("ak", "sk")
-        .start()
-        .await
-        .unwrap();
-    let client = OtsClient::new(ClientConfig::new(
-        emu.endpoint(),
-        "inst",
-        Credentials::new("ak", "sk"),
-    ))
-    .unwrap();
+    let (emu, client) = support::emulator("inst").await;
     let spec = DatasetSpec::new(ROWS, 7);
     create_and_load(&client, "t", &spec, 4, Arc::new(AtomicU64::new(0)))
         .await

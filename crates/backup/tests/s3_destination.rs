@@ -1,6 +1,8 @@
 //! Backup to an S3-compatible server in-process (s3s-fs, which checks SigV4 signatures), addressed
 //! in virtual-hosted style with the bucket in the endpoint, exactly as OSS requires.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +13,8 @@ use object_store::ClientOptions;
 use object_store::client::{DnsFuture, DnsResolver};
 use ots_backup::{BackupConfig, Progress, run_backup};
 use ots_datagen::{DatasetSpec, create_and_load, row};
-use ots_emulator::Emulator;
 use ots_manifest::{Snapshot, verify_snapshot};
 use ots_scan::SplitSize;
-use ots_wire::{ClientConfig, Credentials, OtsClient};
 use ots_writer::DestinationOptions;
 use ots_writer::destination::{S3Credentials, open_oss};
 
@@ -106,18 +106,7 @@ async fn backup_to_oss_style_s3_is_complete_and_verifies() {
     std::fs::create_dir(root.path().join("snapshots")).unwrap();
     let port = s3_server(root.path()).await;
 
-    let emu = Emulator::builder()
-        .instance("s3inst")
-        .credentials("ak", "sk")
-        .start()
-        .await
-        .unwrap();
-    let client = OtsClient::new(ClientConfig::new(
-        emu.endpoint(),
-        "s3inst",
-        Credentials::new("ak", "sk"),
-    ))
-    .unwrap();
+    let (emu, client) = support::emulator("s3inst").await;
     let spec = DatasetSpec::new(1500, 99);
     create_and_load(&client, "t", &spec, 4, Arc::new(AtomicU64::new(0)))
         .await
@@ -239,18 +228,7 @@ async fn three_workers_over_s3_one_stopped_then_commit() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("snapshots")).unwrap();
     let port = s3_server(root.path()).await;
-    let emu = Emulator::builder()
-        .instance("s3inst")
-        .credentials("ak", "sk")
-        .start()
-        .await
-        .unwrap();
-    let client = OtsClient::new(ClientConfig::new(
-        emu.endpoint(),
-        "s3inst",
-        Credentials::new("ak", "sk"),
-    ))
-    .unwrap();
+    let (emu, client) = support::emulator("s3inst").await;
     let spec = DatasetSpec::new(1500, 5);
     create_and_load(&client, "t", &spec, 4, Arc::new(AtomicU64::new(0)))
         .await
@@ -352,18 +330,7 @@ async fn three_workers_over_s3_one_stopped_then_commit() {
 #[tokio::test]
 async fn server_side_encryption_headers_reach_the_server() {
     use ots_writer::ServerSideEncryption;
-    let emu = Emulator::builder()
-        .instance("s3inst")
-        .credentials("ak", "sk")
-        .start()
-        .await
-        .unwrap();
-    let client = OtsClient::new(ClientConfig::new(
-        emu.endpoint(),
-        "s3inst",
-        Credentials::new("ak", "sk"),
-    ))
-    .unwrap();
+    let (emu, client) = support::emulator("s3inst").await;
     let spec = DatasetSpec::new(300, 7);
     create_and_load(&client, "t", &spec, 2, Arc::new(AtomicU64::new(0)))
         .await

@@ -801,14 +801,7 @@ mod tests {
             other("s1", NOW - 5 * H),
             other("s2", NOW - H),
         ];
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         assert_eq!(kept(&v), ["p2", "s2"]);
     }
 
@@ -836,6 +829,13 @@ mod tests {
         }
     }
 
+    fn keep_last(n: u32) -> Policy {
+        Policy {
+            keep_last: Some(n),
+            ..Default::default()
+        }
+    }
+
     fn kept(v: &[Verdict]) -> Vec<&str> {
         let mut k: Vec<&str> = v
             .iter()
@@ -859,25 +859,11 @@ mod tests {
 
     #[test]
     fn keep_last_keeps_the_newest_n() {
-        let v = select(
-            &daily(),
-            &Policy {
-                keep_last: Some(2),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&daily(), &keep_last(2), NOW);
         assert_eq!(kept(&v), ["s4", "s5"]);
         assert_eq!(reason(&v, "s5"), "keep-last 2 (#1)");
         assert_eq!(reason(&v, "s1"), "no policy keeps it");
-        let v = select(
-            &daily(),
-            &Policy {
-                keep_last: Some(9),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&daily(), &keep_last(9), NOW);
         assert_eq!(kept(&v).len(), 5);
     }
 
@@ -962,14 +948,7 @@ mod tests {
             full("b1", "b", NOW - 90 * 24 * H),
             full("b2", "b", NOW - 80 * 24 * H),
         ];
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         assert_eq!(kept(&v), ["a3", "b2"]);
         // Verdicts come by table, newest first.
         let order: Vec<&str> = v.iter().map(|v| v.entry.snapshot_id.as_str()).collect();
@@ -988,14 +967,7 @@ mod tests {
             link("i4", NOW - H, Some("g"), "g"),
         ];
         // keep-last 3 keeps i4, g, i3; i3 needs i2, i1 and f.
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(3),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(3), NOW);
         assert_eq!(kept(&v), ["f", "g", "i1", "i2", "i3", "i4"]);
         assert_eq!(reason(&v, "i2"), "parent of kept i3");
         assert_eq!(reason(&v, "i1"), "parent of kept i2");
@@ -1011,14 +983,7 @@ mod tests {
             link("g", NOW - 2 * H, None, "g"),
             link("i3", NOW - H, Some("g"), "g"),
         ];
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         assert_eq!(kept(&v), ["g", "i3"]);
         assert_eq!(reason(&v, "g"), "parent of kept i3");
         for id in ["f", "i1", "i2"] {
@@ -1033,14 +998,7 @@ mod tests {
             link("f", NOW - 7 * 24 * H, None, "f"),
             link("i2", NOW - 5 * 24 * H, Some("i1"), "f"),
         ];
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         assert_eq!(kept(&v), ["f", "i2"]);
         assert_eq!(reason(&v, "f"), "base of kept i2");
     }
@@ -1061,14 +1019,7 @@ mod tests {
             state: EntryState::Unfinished(None),
             ..full("x", "t", NOW - 3 * 24 * H)
         });
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         assert_eq!(kept(&v), ["f", "g", "w"]);
         assert_eq!(reason(&v, "f"), "parent of unfinished w");
         assert_eq!(reason(&v, "w"), "in use: backup");
@@ -1087,14 +1038,7 @@ mod tests {
             link("a", NOW - H, Some("b"), "c"),
             full("z", "t", NOW),
         ];
-        let v = select(
-            &entries,
-            &Policy {
-                keep_last: Some(1),
-                ..Default::default()
-            },
-            NOW,
-        );
+        let v = select(&entries, &keep_last(1), NOW);
         let order: Vec<&str> = children_first(v.iter().filter(|v| !v.keep).collect())
             .iter()
             .map(|v| v.entry.snapshot_id.as_str())

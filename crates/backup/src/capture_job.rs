@@ -15,7 +15,7 @@ use ots_manifest::Snapshot;
 use ots_scan::{Capture, CaptureOptions};
 use ots_schema::changes::ChangeBatchBuilder;
 use ots_wire::OtsClient;
-use ots_wire::types::{PkColumn, cmp_primary_keys};
+use ots_wire::types::{PkColumn, cmp_pk_columns};
 use ots_writer::{ParquetFileWriter, ParquetOptions};
 
 use crate::{BackupError, Progress};
@@ -72,8 +72,16 @@ impl CaptureJob {
                 range = Some(match range {
                     None => (key, key),
                     Some((lo, hi)) => (
-                        if key_order(key, lo).is_lt() { key } else { lo },
-                        if key_order(key, hi).is_gt() { key } else { hi },
+                        if cmp_pk_columns(key, lo).is_lt() {
+                            key
+                        } else {
+                            lo
+                        },
+                        if cmp_pk_columns(key, hi).is_gt() {
+                            key
+                        } else {
+                            hi
+                        },
                     ),
                 });
             }
@@ -161,21 +169,20 @@ impl CaptureJob {
 }
 
 /// Keeps a change file's smallest and largest key (changes are in replay order, not key order).
-fn key_order(a: &[PkColumn], b: &[PkColumn]) -> std::cmp::Ordering {
-    cmp_primary_keys(
-        a.iter().map(|c| c.value.as_ref()),
-        b.iter().map(|c| c.value.as_ref()),
-    )
-}
-
 /// Widens the file's key range to a batch's smallest and largest keys. Per batch, not per change:
 /// changes written in key order made every one of them a new largest key, and a copy.
 fn track_keys(f: &mut OpenChangeFile, lo: &[PkColumn], hi: &[PkColumn], cells: u64) {
     f.cells += cells;
-    if f.pk_min.as_deref().is_none_or(|m| key_order(lo, m).is_lt()) {
+    if f.pk_min
+        .as_deref()
+        .is_none_or(|m| cmp_pk_columns(lo, m).is_lt())
+    {
         f.pk_min = Some(lo.to_vec());
     }
-    if f.pk_max.as_deref().is_none_or(|m| key_order(hi, m).is_gt()) {
+    if f.pk_max
+        .as_deref()
+        .is_none_or(|m| cmp_pk_columns(hi, m).is_gt())
+    {
         f.pk_max = Some(hi.to_vec());
     }
 }

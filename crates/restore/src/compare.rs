@@ -26,7 +26,7 @@ use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
 use ots_wire::plainbuffer::RowDecoder;
-use ots_wire::types::{Cell, PkColumn, Row, RowRef, Value, cmp_primary_keys};
+use ots_wire::types::{Cell, PkColumn, Row, RowRef, Value, cmp_pk_columns, cmp_primary_keys};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::Serialize;
 
@@ -170,10 +170,7 @@ impl Default for CompareOptions {
 }
 
 fn pk_order(a: &Row, b: &Row) -> Ordering {
-    cmp_primary_keys(
-        a.primary_key.iter().map(|c| c.value.as_ref()),
-        b.primary_key.iter().map(|c| c.value.as_ref()),
-    )
+    cmp_pk_columns(&a.primary_key, &b.primary_key)
 }
 
 /// [`pk_order`] of a snapshot row and a table row as decoded from its page.
@@ -324,10 +321,7 @@ impl Chain {
                             None => self.last.as_ref().map(|(k, p)| (k, p.as_str())),
                         };
                         if let Some((last, last_path)) = previous
-                            && cmp_primary_keys(
-                                last.iter().map(|c| c.value.as_ref()),
-                                row.primary_key.iter().map(|c| c.value.as_ref()),
-                            ) != Ordering::Less
+                            && cmp_pk_columns(last, &row.primary_key) != Ordering::Less
                         {
                             return Err(RestoreError::Order {
                                 path: name.clone(),
@@ -400,11 +394,7 @@ impl<'a> Merge<'a> {
                 f.pk_min.iter().map(|p| p.to_column().ok()).collect()
             };
             fs.sort_by(|a, b| match (first_key(a), first_key(b)) {
-                (Some(x), Some(y)) => cmp_primary_keys(
-                    x.iter().map(|c| c.value.as_ref()),
-                    y.iter().map(|c| c.value.as_ref()),
-                )
-                .then_with(|| a.path.cmp(&b.path)),
+                (Some(x), Some(y)) => cmp_pk_columns(&x, &y).then_with(|| a.path.cmp(&b.path)),
                 _ => a.path.cmp(&b.path),
             });
             chains.push(Chain {
@@ -478,10 +468,7 @@ impl<'a> Expected<'a> {
                 (None, None) => return Ok(()),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
-                (Some(row), Some((key, _))) => cmp_primary_keys(
-                    row.primary_key.iter().map(|c| c.value.as_ref()),
-                    key.iter().map(|c| c.value.as_ref()),
-                ),
+                (Some(row), Some((key, _))) => cmp_pk_columns(&row.primary_key, key),
             };
             if order == Ordering::Less {
                 self.head = self.merge.next().await?;

@@ -17,7 +17,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashMap};
 
 use ots_format::change::ChangeOp;
-use ots_wire::types::{Cell, ColumnUpdate, PkColumn, PkValue, Row, Value, cmp_primary_keys};
+use ots_wire::types::{Cell, ColumnUpdate, PkColumn, PkValue, Row, Value, cmp_pk_columns};
 
 use crate::chain::Chain;
 use crate::error::RestoreError;
@@ -146,13 +146,6 @@ pub(crate) struct ChangedRows {
     pub bytes: usize,
 }
 
-fn cmp_keys(a: &[PkColumn], b: &[PkColumn]) -> Ordering {
-    cmp_primary_keys(
-        a.iter().map(|c| c.value.as_ref()),
-        b.iter().map(|c| c.value.as_ref()),
-    )
-}
-
 impl ChangedRows {
     /// Groups `changes` (in replay order) by key; an error once their decoded size exceeds
     /// `budget` bytes.
@@ -203,7 +196,7 @@ impl ChangedRows {
 
     fn finish(&mut self, by_key: HashMap<Vec<PkColumn>, Vec<RowChange>>) {
         let mut keys: Vec<_> = by_key.into_iter().collect();
-        keys.sort_by(|a, b| cmp_keys(&a.0, &b.0));
+        keys.sort_by(|a, b| cmp_pk_columns(&a.0, &b.0));
         self.keys = keys;
     }
 
@@ -219,10 +212,10 @@ impl ChangedRows {
     ) -> Vec<(Vec<PkColumn>, Vec<RowChange>)> {
         let lo = self
             .keys
-            .partition_point(|(k, _)| cmp_keys(k, start) == Ordering::Less);
+            .partition_point(|(k, _)| cmp_pk_columns(k, start) == Ordering::Less);
         let hi = self
             .keys
-            .partition_point(|(k, _)| cmp_keys(k, end) == Ordering::Less)
+            .partition_point(|(k, _)| cmp_pk_columns(k, end) == Ordering::Less)
             .max(lo);
         self.keys[lo..hi]
             .iter_mut()

@@ -10,7 +10,7 @@ use ots_scan::KeyPart;
 use ots_schema::{CellView, ConvertError, RowReader};
 use ots_wire::pb;
 use ots_wire::plainbuffer::{PlainBufferWriter, encode_put_row, encode_update_row};
-use ots_wire::types::{ColumnUpdate, PkColumn, PkValue, PkValueRef, Row, cmp_primary_keys};
+use ots_wire::types::{ColumnUpdate, PkColumn, PkValue, PkValueRef, Row, cmp_pk_columns};
 use serde::Serialize;
 
 use crate::config::{AutoIncrementMode, RestoreConfig, TimestampMode, WriteMode};
@@ -142,7 +142,7 @@ pub(crate) fn select_files<'a>(
         ));
     }
     if let Some((start, end)) = &cfg.pk_range
-        && cmp_keys(start, end) != Ordering::Less
+        && cmp_pk_columns(start, end) != Ordering::Less
     {
         return usage(format!(
             "--start-key {} and --end-key {}: the range is empty (the end is exclusive and must come after the start)",
@@ -206,13 +206,6 @@ fn partition_selected(f: &FileEntry, cfg: &RestoreConfig) -> bool {
         .all(|(k, v)| f.partition.get(k) == Some(v))
 }
 
-fn cmp_keys(a: &[PkColumn], b: &[PkColumn]) -> Ordering {
-    cmp_primary_keys(
-        a.iter().map(|c| c.value.as_ref()),
-        b.iter().map(|c| c.value.as_ref()),
-    )
-}
-
 /// Whether a file can hold rows of `[start, end)`, judged by its PK range.
 fn file_overlaps(f: &FileEntry, range: &Option<(Vec<PkColumn>, Vec<PkColumn>)>) -> bool {
     let Some((start, end)) = range else {
@@ -224,7 +217,7 @@ fn file_overlaps(f: &FileEntry, range: &Option<(Vec<PkColumn>, Vec<PkColumn>)>) 
     let (Some(min), Some(max)) = (to_cols(&f.pk_min), to_cols(&f.pk_max)) else {
         return true;
     };
-    cmp_keys(&max, start) != Ordering::Less && cmp_keys(&min, end) == Ordering::Less
+    cmp_pk_columns(&max, start) != Ordering::Less && cmp_pk_columns(&min, end) == Ordering::Less
 }
 
 /// The row-level options of one restore, applied to every row read.
@@ -275,8 +268,8 @@ impl RowTransform {
     /// Applies the row-level options; `None` when nothing of the row is to be written.
     pub(crate) fn apply(&self, mut row: Row) -> Option<Row> {
         if let Some((start, end)) = &self.pk_range
-            && (cmp_keys(&row.primary_key, start) == Ordering::Less
-                || cmp_keys(&row.primary_key, end) != Ordering::Less)
+            && (cmp_pk_columns(&row.primary_key, start) == Ordering::Less
+                || cmp_pk_columns(&row.primary_key, end) != Ordering::Less)
         {
             return None;
         }

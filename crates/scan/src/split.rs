@@ -3,7 +3,7 @@
 
 use ots_wire::pb;
 use ots_wire::plainbuffer::decode_primary_key;
-use ots_wire::types::{PkColumn, PkType, PkValue, cmp_primary_keys};
+use ots_wire::types::{PkColumn, PkType, PkValue, cmp_pk_columns};
 use ots_wire::{OtsClient, OtsError};
 use serde::{Deserialize, Serialize};
 
@@ -144,10 +144,7 @@ pub async fn plan_splits(
             }
         }
         if let Some(prev) = points.last()
-            && cmp_primary_keys(
-                prev.iter().map(|c| c.value.as_ref()),
-                full.iter().map(|c| c.value.as_ref()),
-            ) != std::cmp::Ordering::Less
+            && cmp_pk_columns(prev, &full) != std::cmp::Ordering::Less
         {
             return Err(ScanError::Plan(format!(
                 "split points are not strictly increasing at point {i}"

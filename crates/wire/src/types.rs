@@ -353,6 +353,14 @@ impl<'a> RowRef<'a> {
     }
 }
 
+/// [`cmp_primary_keys`] of two owned keys.
+pub fn cmp_pk_columns(a: &[PkColumn], b: &[PkColumn]) -> Ordering {
+    cmp_primary_keys(
+        a.iter().map(|c| c.value.as_ref()),
+        b.iter().map(|c| c.value.as_ref()),
+    )
+}
+
 /// Compares two primary keys column by column in Tablestore's order.
 pub fn cmp_primary_keys<'a, 'b>(
     a: impl IntoIterator<Item = PkValueRef<'a>>,

@@ -106,13 +106,20 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
         .await?
         .with_keys(a.keys.read_keys(g)?);
     let id = snap.id().to_string();
+    // Read up front only when a check needs it (otherwise verify reports a missing manifest),
+    // and then once for every use below.
+    let early_manifest = match snap.keys().is_some() || a.as_of_snapshot {
+        true => Some(snap.read_manifest().await?),
+        false => None,
+    };
     // Keys that were given but do not read this snapshot are a mistake to name, not a note.
-    if snap.keys().is_some() {
-        let m = snap.read_manifest().await?;
+    if let Some(m) = &early_manifest
+        && snap.keys().is_some()
+    {
         ots_manifest::ReadKeys::check(snap.keys(), m.encryption.as_ref())
             .map_err(|e| CliError::Usage(format!("snapshot {id}: {e}")))?;
     }
-    if a.as_of_snapshot && snap.read_manifest().await?.changes.is_some() {
+    if a.as_of_snapshot && early_manifest.as_ref().is_some_and(|m| m.changes.is_some()) {
         // Refused before the files are read: a chain's image is exact, every cell is compared.
         return Err(ots_restore::compare::as_of_snapshot_with_changes(&id).into());
     }
@@ -149,7 +156,10 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     }
     let comparison = match (&a.against_table, &client) {
         (Some(table), Some(client)) if report.ok() => {
-            let manifest = snap.read_manifest().await?;
+            let manifest = match early_manifest {
+                Some(m) => m,
+                None => snap.read_manifest().await?,
+            };
             // A snapshot with captured changes is compared as its chain's image: the base's rows
             // with every link's changes applied.
             let chain = match manifest.changes {
@@ -368,26 +378,36 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
     let snapshots = Snapshots::new(dest);
     let ids = snapshots.list_ids().await?;
     let mut rows = Vec::new();
+    // The snapshot `DEST/latest` names, by the same order (`ots_manifest::recency_key`).
+    let mut latest: Option<(String, Manifest)> = None;
     for id in ids {
         let snap = snapshots.snapshot(&id);
         match snap.read_manifest().await {
-            Ok(m) => rows.push(serde_json::json!({
-                "snapshot_id": id,
-                "status": "committed",
-                "table": m.source.table.table_name,
-                "snapshot_time_ms": m.time_range.t_ms,
-                "instant_us": m.instant_us(),
-                "finished_at": m.finished_at,
-                "rows": m.totals.rows,
-                "files": m.totals.files + m.changes.as_ref().map_or(0, |c| c.files.len() as u64),
-                "bytes": m.totals.bytes + m.changes.as_ref().map_or(0, |c| c.files.iter().map(|f| f.bytes).sum::<u64>()),
-                "kind": m.changes.as_ref().map(|c| c.kind),
-                "parent": m.changes.as_ref().and_then(|c| c.parent.clone()),
-                "base": m.changes.as_ref().map(|c| c.base.clone()),
-                "window_start": m.changes.as_ref().map(|c| c.start.time.clone()),
-                "consistency_point": m.changes.as_ref().map(|c| c.consistency_point.time.clone()),
+            Ok(m) => {
+                rows.push(serde_json::json!({
+                    "snapshot_id": id,
+                    "status": "committed",
+                    "table": m.source.table.table_name,
+                    "snapshot_time_ms": m.time_range.t_ms,
+                    "instant_us": m.instant_us(),
+                    "finished_at": m.finished_at,
+                    "rows": m.totals.rows,
+                    "files": m.totals.files + m.changes.as_ref().map_or(0, |c| c.files.len() as u64),
+                    "bytes": m.totals.bytes + m.changes.as_ref().map_or(0, |c| c.files.iter().map(|f| f.bytes).sum::<u64>()),
+                    "kind": m.changes.as_ref().map(|c| c.kind),
+                    "parent": m.changes.as_ref().and_then(|c| c.parent.clone()),
+                    "base": m.changes.as_ref().map(|c| c.base.clone()),
+                    "window_start": m.changes.as_ref().map(|c| c.start.time.clone()),
+                    "consistency_point": m.changes.as_ref().map(|c| c.consistency_point.time.clone()),
                 "changes": m.changes.as_ref().map(|c| c.counts),
-            })),
+                }));
+                let newer = latest.as_ref().is_none_or(|(lid, lm)| {
+                    ots_manifest::recency_key(&id, &m) > ots_manifest::recency_key(lid, lm)
+                });
+                if newer {
+                    latest = Some((id.clone(), m));
+                }
+            }
             Err(ManifestError::NotFound { .. }) => {
                 let plan = snap.read_plan().await.ok();
                 let done: std::collections::BTreeSet<u32> = snap
@@ -432,29 +452,7 @@ pub async fn ls(g: &GlobalArgs, a: LsArgs) -> Result<(), CliError> {
         ("FINISHED", Align::Left),
     ]);
     let mut committed = 0;
-    // The snapshot `DEST/latest` names (`Snapshots::newest_committed`): the committed snapshot
-    // started last, by its id's second; within that second, the one that restores to the latest
-    // instant (the ids' random suffixes order them arbitrarily).
-    let second = |r: &serde_json::Value| {
-        r["snapshot_id"]
-            .as_str()
-            .and_then(|id| id.split('-').next())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let latest = rows
-        .iter()
-        .filter(|r| r["status"] == "committed")
-        .max_by_key(|r| {
-            (
-                second(r),
-                r["instant_us"].as_i64().unwrap_or(i64::MIN),
-                r["finished_at"].as_str().unwrap_or_default().to_string(),
-                r["snapshot_id"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .and_then(|r| r["snapshot_id"].as_str())
-        .map(str::to_string);
+    let latest = latest.map(|(id, _)| id);
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         let n = |k: &str| r[k].as_u64().map_or("-".to_string(), thousands);

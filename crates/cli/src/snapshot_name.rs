@@ -103,7 +103,7 @@ pub async fn open_snapshot(
 
 /// The newest snapshot of `ids` that has a manifest.
 async fn latest(snapshots: &Snapshots, ids: &[String], dest: &str) -> Result<Snapshot, CliError> {
-    if let Some((snap, _)) = snapshots.newest_committed(|_| true).await? {
+    if let Some((snap, _)) = snapshots.newest_committed_in(ids, |_| true).await? {
         return Ok(snap);
     }
     Err(CliError::Usage(if ids.is_empty() {

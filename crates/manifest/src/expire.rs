@@ -536,22 +536,14 @@ async fn describe(
 ) -> Result<Option<Entry>, ManifestError> {
     match snap.read_manifest().await {
         Ok(m) => {
-            let (time_ms, parent, base) = match &m.changes {
-                Some(c) => (
-                    c.consistency_point.t_us.div_euclid(1000),
-                    c.parent.clone(),
-                    Some(c.base.clone()),
-                ),
-                None => (m.time_range.t_ms, None, None),
-            };
             return Ok(Some(Entry {
                 snapshot_id: snap.id().to_string(),
                 source: source_of(&m.source),
                 table: m.source.table.table_name.clone(),
-                time_ms,
+                time_ms: m.instant_us().div_euclid(1000),
                 state: EntryState::Committed,
-                parent,
-                base,
+                parent: m.changes.as_ref().and_then(|c| c.parent.clone()),
+                base: m.changes.as_ref().map(|c| c.base.clone()),
             }));
         }
         Err(ManifestError::NotFound { .. }) => {}

@@ -27,7 +27,7 @@ pub use expire::{
 pub use gc::{GcFailure, GcReport, gc};
 pub use lease::{LEASE_TTL, Lease, LeaseError, LeaseGuard};
 pub use ots_format::*;
-pub use snapshot::{Committed, Listed, ManifestError, ReadKeys, Snapshot, Snapshots};
+pub use snapshot::{Committed, Listed, ManifestError, ReadKeys, Snapshot, Snapshots, recency_key};
 pub use verify::{
     VerifyIssue, VerifyProgress, VerifyReport, read_footer, verify_manifest, verify_snapshot,
 };

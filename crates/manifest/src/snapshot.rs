@@ -132,6 +132,17 @@ pub struct Listed {
     pub modified_ms: i64,
 }
 
+/// The second an id was started in: its part before the first `-` (`20261206T074147Z`).
+fn id_second(id: &str) -> &str {
+    id.split('-').next().unwrap_or_default()
+}
+
+/// How committed snapshots order for `DEST/latest`: by the second their id was started in, then
+/// the instant they restore to ([`Manifest::instant_us`]), then when they finished, then the id.
+pub fn recency_key<'a>(id: &'a str, m: &'a Manifest) -> (&'a str, i64, &'a str, &'a str) {
+    (id_second(id), m.instant_us(), m.finished_at.as_str(), id)
+}
+
 /// The snapshot folders under one destination.
 #[derive(Clone, Debug)]
 pub struct Snapshots {
@@ -166,40 +177,44 @@ impl Snapshots {
         }
     }
 
-    /// The newest committed snapshot that `wanted` accepts, by the instant it restores to
-    /// ([`Manifest::instant_us`]). Ids sort by time only to the second (their random suffix
-    /// orders snapshots taken within one second arbitrarily), so every accepted snapshot of the
-    /// newest second that has one is read and compared; older seconds are not read.
+    /// The newest committed snapshot that `wanted` accepts (see [`recency_key`]). Ids sort by
+    /// time only to the second (their random suffix orders snapshots taken within one second
+    /// arbitrarily), so every accepted snapshot of the newest second that has one is read and
+    /// compared; older seconds are not read.
     pub async fn newest_committed(
         &self,
         wanted: impl Fn(&Manifest) -> bool,
     ) -> Result<Option<(Snapshot, Manifest)>, ManifestError> {
-        let ids = self.list_ids().await?;
-        let second = |id: &str| id.split('-').next().unwrap_or_default().to_string();
+        self.newest_committed_in(&self.list_ids().await?, wanted)
+            .await
+    }
+
+    /// [`newest_committed`](Self::newest_committed) among `ids`, as [`list_ids`](Self::list_ids)
+    /// gave them (for a caller that has listed them already).
+    pub async fn newest_committed_in(
+        &self,
+        ids: &[String],
+        wanted: impl Fn(&Manifest) -> bool,
+    ) -> Result<Option<(Snapshot, Manifest)>, ManifestError> {
         let mut best: Option<(Snapshot, Manifest)> = None;
         for id in ids.iter().rev() {
             if let Some((b, _)) = &best
-                && second(id) != second(b.id())
+                && id_second(id) != id_second(b.id())
             {
                 break;
             }
             let snapshot = self.snapshot(id);
-            if !snapshot.has_manifest().await? {
-                continue;
-            }
-            let manifest = snapshot.read_manifest().await?;
+            let manifest = match snapshot.read_manifest().await {
+                Ok(m) => m,
+                Err(ManifestError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             if !wanted(&manifest) {
                 continue;
             }
             let newer = match &best {
                 None => true,
-                Some((b, m)) => {
-                    (
-                        manifest.instant_us(),
-                        manifest.finished_at.as_str(),
-                        id.as_str(),
-                    ) > (m.instant_us(), m.finished_at.as_str(), b.id())
-                }
+                Some((b, m)) => recency_key(id, &manifest) > recency_key(b.id(), m),
             };
             if newer {
                 best = Some((snapshot, manifest));

@@ -16,7 +16,7 @@ use ots_format::layout::{
 };
 use serde::Serialize;
 
-use crate::lease::{LEASE_TTL, Lease, LeaseError, acquire};
+use crate::lease::{LEASE_TTL, acquire, live_holder};
 use crate::snapshot::{Listed, ManifestError, Snapshot, Snapshots};
 
 const DAY_MS: i64 = 86_400_000;
@@ -617,13 +617,6 @@ fn rank(rel: &str) -> u8 {
     }
 }
 
-fn live_holder(leases: &[Lease], me: Option<&str>, now_ms: i64) -> Option<String> {
-    leases
-        .iter()
-        .find(|l| Some(l.owner.as_str()) != me && l.is_live(now_ms))
-        .map(Lease::describe)
-}
-
 async fn delete_snapshot(
     snap: &Snapshot,
     entry: &Entry,
@@ -667,7 +660,7 @@ async fn delete_snapshot(
     let guard = match acquire(snap, "expire", true, LEASE_TTL).await {
         Ok(g) => g,
         Err(e) => {
-            let e = lease_error(snap, e);
+            let e = e.into_manifest_error(snap);
             fail(report, LEASES_DIR, &e);
             return Deleted::Stays(format!("could not take its lease: {e}"));
         }
@@ -760,16 +753,6 @@ async fn delete_snapshot(
             objects: count,
             bytes,
         }
-    }
-}
-
-fn lease_error(snap: &Snapshot, e: LeaseError) -> ManifestError {
-    match e {
-        LeaseError::Store(s) => s,
-        other => ManifestError::Invalid {
-            url: snap.url(),
-            detail: other.to_string(),
-        },
     }
 }
 

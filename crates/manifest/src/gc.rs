@@ -14,7 +14,7 @@ use ots_format::layout::{
 };
 use serde::Serialize;
 
-use crate::lease::{LEASE_TTL, acquire};
+use crate::lease::{LEASE_TTL, acquire, live_holder};
 use crate::snapshot::{Listed, ManifestError, Snapshot, Snapshots};
 
 #[derive(Clone, Debug, Serialize)]
@@ -82,13 +82,6 @@ pub async fn gc(
     Ok(report)
 }
 
-fn live_holder(leases: &[crate::Lease], me: Option<&str>, now_ms: i64) -> Option<String> {
-    leases
-        .iter()
-        .find(|l| Some(l.owner.as_str()) != me && l.is_live(now_ms))
-        .map(|l| l.describe())
-}
-
 async fn collect(
     snap: &Snapshot,
     cutoff: i64,
@@ -114,13 +107,7 @@ async fn collect(
     } else {
         let guard = acquire(snap, "gc", true, LEASE_TTL)
             .await
-            .map_err(|e| match e {
-                crate::LeaseError::Store(s) => s,
-                other => ManifestError::Invalid {
-                    url: snap.url(),
-                    detail: other.to_string(),
-                },
-            })?;
+            .map_err(|e| e.into_manifest_error(snap))?;
         if let Some(holder) = live_holder(&snap.leases().await?, Some(&guard.owner()), now_ms) {
             guard.release().await;
             skip(report, format!("in use: {holder}"));

@@ -117,6 +117,27 @@ pub enum LeaseError {
     Store(#[from] ManifestError),
 }
 
+impl LeaseError {
+    /// As a [`ManifestError`] of `snap`, for callers (gc, expire) that report only those.
+    pub(crate) fn into_manifest_error(self, snap: &Snapshot) -> ManifestError {
+        match self {
+            LeaseError::Store(s) => s,
+            other => ManifestError::Invalid {
+                url: snap.url(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The first live lease among `leases` not owned by `me`, described for a report.
+pub(crate) fn live_holder(leases: &[Lease], me: Option<&str>, now_ms: i64) -> Option<String> {
+    leases
+        .iter()
+        .find(|l| Some(l.owner.as_str()) != me && l.is_live(now_ms))
+        .map(Lease::describe)
+}
+
 fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()

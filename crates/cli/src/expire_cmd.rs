@@ -168,69 +168,69 @@ fn render(url: &str, r: &ExpireReport) -> String {
         return out;
     }
     struct Line {
-        table: String,
         time_ms: i64,
+        /// TABLE, SNAPSHOT, TIME, STATUS, KIND, ACTION, OBJECTS, SIZE, WHY.
         cells: Vec<String>,
     }
+    let line = |table: &str, id: &str, time: &str, status: &str, kind: &str, time_ms: i64| Line {
+        time_ms,
+        cells: [table, id, time, status, kind].map(str::to_string).to_vec(),
+    };
     let mut lines: Vec<Line> = Vec::new();
     let deleted_word = if r.dry_run { "would delete" } else { "deleted" };
     for k in &r.kept {
-        lines.push(Line {
-            table: k.table.clone(),
-            time_ms: k.time_ms,
-            cells: vec![
-                k.table.clone(),
-                k.snapshot_id.clone(),
-                k.time.clone(),
-                k.status.to_string(),
-                k.kind.to_string(),
-                "keep".into(),
-                "-".into(),
-                "-".into(),
-                k.reason.clone(),
-            ],
-        });
+        let mut l = line(
+            &k.table,
+            &k.snapshot_id,
+            &k.time,
+            k.status,
+            k.kind,
+            k.time_ms,
+        );
+        l.cells
+            .extend(["keep", "-", "-", &k.reason].map(str::to_string));
+        lines.push(l);
     }
     for d in &r.deleted {
-        lines.push(Line {
-            table: d.table.clone(),
-            time_ms: d.time_ms,
-            cells: vec![
-                d.table.clone(),
-                d.snapshot_id.clone(),
-                d.time.clone(),
-                d.status.to_string(),
-                d.kind.to_string(),
-                if d.complete {
-                    deleted_word.to_string()
-                } else {
-                    "partly deleted".to_string()
-                },
-                thousands(d.objects),
-                human_bytes(d.bytes),
-                d.reason.clone(),
-            ],
-        });
+        let mut l = line(
+            &d.table,
+            &d.snapshot_id,
+            &d.time,
+            d.status,
+            d.kind,
+            d.time_ms,
+        );
+        let action = if d.complete {
+            deleted_word
+        } else {
+            "partly deleted"
+        };
+        l.cells.extend([
+            action.to_string(),
+            thousands(d.objects),
+            human_bytes(d.bytes),
+            d.reason.clone(),
+        ]);
+        lines.push(l);
     }
     for s in &r.skipped {
-        lines.push(Line {
-            table: s.table.clone().unwrap_or_else(|| "?".into()),
-            time_ms: s.time_ms.unwrap_or(i64::MIN),
-            cells: vec![
-                s.table.clone().unwrap_or_else(|| "?".into()),
-                s.snapshot_id.clone(),
-                s.time.clone().unwrap_or_else(|| "-".into()),
-                "-".into(),
-                "-".into(),
-                "left".into(),
-                "-".into(),
-                "-".into(),
-                s.reason.clone(),
-            ],
-        });
+        let table = s.table.as_deref().unwrap_or("?");
+        let time = s.time.as_deref().unwrap_or("-");
+        let mut l = line(
+            table,
+            &s.snapshot_id,
+            time,
+            "-",
+            "-",
+            s.time_ms.unwrap_or(i64::MIN),
+        );
+        l.cells
+            .extend(["left", "-", "-", &s.reason].map(str::to_string));
+        lines.push(l);
     }
+    // By table, newest first.
     lines.sort_by(|a, b| {
-        (&a.table, b.time_ms, &b.cells[1]).cmp(&(&b.table, a.time_ms, &a.cells[1]))
+        (&a.cells[0], b.time_ms, &b.cells[1]).cmp(&(&b.cells[0], a.time_ms, &a.cells[1]))
     });
     let mut t = Table::new(&[
         ("TABLE", Align::Left),

@@ -21,6 +21,17 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     fn wrap_key(&self, data_key: &[u8], master_key_id: &str) -> Result<String, CryptoError>;
     /// Unwraps what [`wrap_key`](Self::wrap_key) returned.
     fn unwrap_key(&self, wrapped: &str, master_key_id: &str) -> Result<Vec<u8>, CryptoError>;
+
+    /// [`has_key`](Self::has_key) as a result: the error names the key wanted and those given.
+    fn require(&self, master_key_id: &str) -> Result<(), CryptoError> {
+        if self.has_key(master_key_id) {
+            return Ok(());
+        }
+        Err(CryptoError::UnknownKey {
+            id: master_key_id.to_string(),
+            known: self.key_ids(),
+        })
+    }
 }
 
 /// Master keys held in this process (from key files or the environment). The first one given

@@ -113,10 +113,10 @@ impl ReadKeys {
             });
         }
         match keys {
-            Some(k) if k.provider.has_key(&info.master_key_id) => Ok(()),
-            _ => Err(CryptoError::UnknownKey {
+            Some(k) => k.provider.require(&info.master_key_id),
+            None => Err(CryptoError::UnknownKey {
                 id: info.master_key_id.clone(),
-                known: keys.map(|k| k.provider.key_ids()).unwrap_or_default(),
+                known: Vec::new(),
             }),
         }
     }

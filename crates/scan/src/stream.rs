@@ -418,16 +418,9 @@ impl<'c> Capture<'c> {
 
 /// One stream record as a [`Change`]: the row decoded with every checksum checked, the extension's
 /// sequence required, the cells checked against the action.
-pub fn decode_record(
-    shard: &str,
-    rec: &pb::get_stream_record_response::StreamRecord,
-    ordinal: u64,
-) -> Result<Change, StreamError> {
-    decode_record_into(&shard.into(), rec, ordinal, &mut RowRef::default())
-}
-
-/// [`decode_record`] for the records of one response: the shard's name is shared by their
-/// changes and `row`'s allocations are reused from one record to the next.
+///
+/// The records of one response share the shard's name (`shard`), and `row`'s allocations are
+/// reused from one record to the next.
 pub fn decode_record_into<'a>(
     shard: &Arc<str>,
     rec: &'a pb::get_stream_record_response::StreamRecord,
@@ -507,6 +500,14 @@ pub fn decode_record_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_record(
+        shard: &str,
+        rec: &pb::get_stream_record_response::StreamRecord,
+        ordinal: u64,
+    ) -> Result<Change, StreamError> {
+        decode_record_into(&shard.into(), rec, ordinal, &mut RowRef::default())
+    }
     use bytes::Bytes;
     use ots_wire::plainbuffer::PlainBufferWriter;
     use ots_wire::types::{PkValueRef, ValueRef};

@@ -318,7 +318,7 @@ impl OtsClient {
             .counters
             .bytes_sent
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        let response = match request.body(body).send().await {
+        let mut response = match request.body(body).send().await {
             Ok(r) => {
                 self.inner.answered.store(true, Ordering::Relaxed);
                 r
@@ -348,7 +348,6 @@ impl OtsClient {
             .content_length()
             .map_or(0, |n| usize::try_from(n).unwrap_or(0).min(MAX_BODY_HINT));
         let mut receiver = crate::body::BodyReceiver::new(&self.inner.bodies, expected);
-        let mut response = response;
         while let Some(chunk) = response
             .chunk()
             .await

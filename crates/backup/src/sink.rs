@@ -210,7 +210,7 @@ impl Sinks {
                 let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
                 offset += slice.num_rows();
                 if sink.file.is_none() {
-                    sink.file = Some(self.open_file(&sink.folder, &sink.builder)?);
+                    sink.file = Some(self.open_file(&sink.folder, &sink.builder, &slice)?);
                 }
                 let Some(f) = sink.file.as_mut() else {
                     continue;
@@ -239,7 +239,13 @@ impl Sinks {
         Ok(())
     }
 
-    fn open_file(&mut self, folder: &str, builder: &BatchBuilder) -> Result<OpenFile, BackupError> {
+    /// `first`: the file's first batch, from which the encodings are chosen.
+    fn open_file(
+        &mut self,
+        folder: &str,
+        builder: &BatchBuilder,
+        first: &arrow_array::RecordBatch,
+    ) -> Result<OpenFile, BackupError> {
         let rel = data_file_path(folder, self.split, &self.attempt, self.file_seq);
         self.file_seq += 1;
         let (store, object) = self.snapshot.object(&rel);
@@ -248,7 +254,9 @@ impl Sinks {
             object,
             rel,
             builder.arrow_schema().clone(),
-            self.limits.parquet.snapshot_properties(&self.schema)?,
+            self.limits
+                .parquet
+                .snapshot_properties(&self.schema, first)?,
         )?
         .with_row_group_bytes(self.limits.memory.row_group);
         Ok(OpenFile {

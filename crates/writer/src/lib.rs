@@ -5,6 +5,7 @@
 //! - [`parquet_file`]: one streamed Parquet file with its checksum.
 
 pub mod destination;
+mod encoding_choice;
 pub mod parquet_file;
 
 pub use destination::{

@@ -589,4 +589,49 @@ mod tests {
             files.iter().map(|f| f.partition.clone()).collect();
         assert_eq!(partitions.len(), 40);
     }
+
+    /// A key of unique integers is delta-packed without a dictionary; a column of two repeating
+    /// values keeps its dictionary (FORMAT.md §7.2).
+    #[tokio::test]
+    async fn mostly_distinct_columns_skip_the_dictionary_and_repeating_ones_keep_it() {
+        let store = Arc::new(InMemory::new());
+        let mut s = sinks(store.clone(), plan(8 * MIB, 1, 8 * MIB), Partitioning::None);
+        let blob = [1u8; 4];
+        let parts = ["a", "b"];
+        let mut full = Vec::new();
+        for id in 0..1000i64 {
+            if let Some(k) = s.route(&row(id, parts[id as usize % 2], &blob)).unwrap()
+                && !full.contains(&k)
+            {
+                full.push(k);
+            }
+        }
+        s.after_page(full).await.unwrap();
+        let (files, _) = s.finish().await.unwrap();
+        let bytes = store
+            .get(&Path::from(format!("b/s1/{}", files[0].path)))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let group = reader.metadata().row_group(0);
+        let encodings = |name: &str| -> Vec<parquet::basic::Encoding> {
+            group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("column {name}"))
+                .encodings()
+                .collect()
+        };
+        use parquet::basic::Encoding::{DELTA_BINARY_PACKED, RLE_DICTIONARY};
+        let id = encodings("id");
+        assert!(
+            id.contains(&DELTA_BINARY_PACKED) && !id.contains(&RLE_DICTIONARY),
+            "id: {id:?}"
+        );
+        assert!(encodings("part").contains(&RLE_DICTIONARY));
+    }
 }

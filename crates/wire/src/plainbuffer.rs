@@ -537,19 +537,78 @@ enum RawValue<'a> {
 pub struct RowDecoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    names: NameCache<'a>,
+}
+
+/// Cell names already seen in this buffer, in row order, with their checksums.
+///
+/// Every row repeats its column names, and a name's checksum starts from zero, so it depends on
+/// the name's bytes alone: a name byte-equal to one already validated needs neither the UTF-8
+/// check nor the checksum again. Rows of one table mostly name the same columns in the same order,
+/// so the next name is looked for just after the last one found.
+#[derive(Default)]
+struct NameCache<'a> {
+    names: Vec<(&'a str, u8)>,
+    /// Where the next name of the current row is expected.
+    next: usize,
+}
+
+impl<'a> NameCache<'a> {
+    /// Names kept at most: wide sparse rows stop being cached past this.
+    const CAPACITY: usize = 256;
+    /// How far past the expected entry a name is looked for (columns absent from this row).
+    const LOOKAHEAD: usize = 4;
+
+    fn start_row(&mut self) {
+        self.next = 0;
+    }
+
+    /// The cached name and checksum equal to `bytes`, if any. The entry before `next` is tried
+    /// too: a cell with several versions repeats its name.
+    #[inline]
+    fn find(&mut self, bytes: &[u8]) -> Option<(&'a str, u8)> {
+        let from = self.next.saturating_sub(1);
+        let to = (self.next + Self::LOOKAHEAD).min(self.names.len());
+        for i in from..to {
+            let (name, crc) = self.names[i];
+            if name.as_bytes() == bytes {
+                self.next = i + 1;
+                return Some((name, crc));
+            }
+        }
+        None
+    }
+
+    /// Records a name just validated, where the current row has it.
+    fn remember(&mut self, name: &'a str, crc: u8) {
+        if self.names.len() < Self::CAPACITY {
+            let at = self.next.min(self.names.len());
+            self.names.insert(at, (name, crc));
+            self.next = at + 1;
+        }
+    }
 }
 
 impl<'a> RowDecoder<'a> {
     pub fn new(buf: &'a [u8]) -> Result<Self, DecodeError> {
         if buf.is_empty() {
-            return Ok(RowDecoder { buf, pos: 0 });
+            return Ok(RowDecoder::over(buf));
         }
-        let mut d = RowDecoder { buf, pos: 0 };
+        let mut d = RowDecoder::over(buf);
         let header = d.u32("header")?;
         if header != HEADER {
             return Err(DecodeError::BadHeader { found: header });
         }
         Ok(d)
+    }
+
+    /// A decoder at the start of `buf`, header not read.
+    fn over(buf: &'a [u8]) -> Self {
+        RowDecoder {
+            buf,
+            pos: 0,
+            names: NameCache::default(),
+        }
     }
 
     /// The byte offset of the next row (where the row the last `next_into` decoded ended): lets a
@@ -571,6 +630,7 @@ impl<'a> RowDecoder<'a> {
             return Ok(false);
         }
         let row_start = self.pos;
+        self.names.start_row();
         let mut row_crc = 0u8;
         let mut tag = self.u8("row tag")?;
         if tag == TAG_ROW_PK {
@@ -684,7 +744,7 @@ impl<'a> RowDecoder<'a> {
         let len = self.u32("extension length")? as usize;
         let end_offset = self.pos;
         let block = self.bytes(len, "extension block")?;
-        let mut inner = RowDecoder { buf: block, pos: 0 };
+        let mut inner = RowDecoder::over(block);
         let mut sequence = None;
         while !inner.is_done() {
             let tag = inner.u8("extension tag")?;
@@ -723,11 +783,19 @@ impl<'a> RowDecoder<'a> {
         let name_len = self.u32("cell name length")? as usize;
         let name_offset = self.pos;
         let name_bytes = self.bytes(name_len, "cell name")?;
-        let name = std::str::from_utf8(name_bytes).map_err(|_| DecodeError::InvalidUtf8 {
-            offset: name_offset,
-            what: "cell name",
-        })?;
-        let mut crc = crc8(0, name_bytes);
+        let (name, mut crc) = match self.names.find(name_bytes) {
+            Some(known) => known,
+            None => {
+                let name =
+                    std::str::from_utf8(name_bytes).map_err(|_| DecodeError::InvalidUtf8 {
+                        offset: name_offset,
+                        what: "cell name",
+                    })?;
+                let crc = crc8(0, name_bytes);
+                self.names.remember(name, crc);
+                (name, crc)
+            }
+        };
         let mut tag = self.u8("cell tag")?;
         let mut value = None;
         if tag == TAG_CELL_VALUE {
@@ -978,7 +1046,7 @@ pub fn decode_primary_key(buf: &[u8]) -> Result<Option<Vec<PkColumn>>, DecodeErr
 
 /// Decodes a bare variant (filter value).
 pub fn decode_bare_value(buf: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
-    let mut d = RowDecoder { buf, pos: 0 };
+    let mut d = RowDecoder::over(buf);
     let vt = d.u8("value type")?;
     let v = match vt {
         VT_INTEGER => ValueRef::Integer(i64::from_le_bytes(le8(d.bytes(8, "INTEGER value")?))),
@@ -1097,5 +1165,41 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// A name seen in an earlier row is reused only when byte-equal: a later row whose name is
+    /// damaged into invalid UTF-8, or into another known name, is still refused.
+    #[test]
+    fn names_known_from_earlier_rows_are_still_checked() {
+        let mut w = PlainBufferWriter::new();
+        for i in 0..3 {
+            w.pk("k", PkValueRef::Integer(i));
+            w.cell("ab", Some(ValueRef::Integer(i)), None, Some(1));
+            w.cell("ac", Some(ValueRef::Integer(i)), None, Some(1));
+            w.end_row();
+        }
+        let good = w.into_bytes();
+        let rows = decode_rows(&good).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(
+            rows.iter()
+                .all(|r| r.cells[0].name == "ab" && r.cells[1].name == "ac")
+        );
+        let last_ac = good.windows(2).rposition(|w| w == b"ac").unwrap();
+        let mut bad = good.clone();
+        bad[last_ac + 1] = 0xff;
+        assert!(matches!(
+            decode_rows(&bad),
+            Err(DecodeError::InvalidUtf8 {
+                what: "cell name",
+                ..
+            })
+        ));
+        let mut renamed = good;
+        renamed[last_ac + 1] = b'b';
+        assert!(matches!(
+            decode_rows(&renamed),
+            Err(DecodeError::CellChecksum { .. })
+        ));
     }
 }

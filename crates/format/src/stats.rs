@@ -46,13 +46,24 @@ impl Default for ColumnStats {
 impl ColumnStats {
     /// Counts one cell of type `t` with timestamp `ts`.
     pub fn observe_cell(&mut self, t: ValueType, ts: Option<i64>) {
-        // No String allocation per cell.
+        self.add_cells(t, 1);
+        self.observe_timestamp(ts);
+    }
+
+    /// Counts `n` cells of type `t`.
+    pub fn add_cells(&mut self, t: ValueType, n: u64) {
+        // No String allocation per call.
         match self.cells_by_type.get_mut(t.name()) {
-            Some(n) => *n += 1,
+            Some(c) => *c += n,
             None => {
-                self.cells_by_type.insert(t.name().to_string(), 1);
+                self.cells_by_type.insert(t.name().to_string(), n);
             }
         }
+    }
+
+    /// Widens the timestamp range to `ts`.
+    #[inline]
+    pub fn observe_timestamp(&mut self, ts: Option<i64>) {
         if let Some(ts) = ts {
             self.min_timestamp = Some(self.min_timestamp.map_or(ts, |m| m.min(ts)));
             self.max_timestamp = Some(self.max_timestamp.map_or(ts, |m| m.max(ts)));

@@ -197,6 +197,9 @@ pub struct BatchBuilder {
     stats: SnapshotStats,
     /// Per-typed-column stats, folded into `stats` by name at `take_stats`.
     typed_stats: Vec<ColumnStats>,
+    /// Cells per type (`ValueType as usize`) of each typed column, folded into `typed_stats` at
+    /// `take_stats`: a map lookup by type name per cell was ~2.5% of a backup's CPU.
+    typed_cells: Vec<[u64; 5]>,
 }
 
 impl BatchBuilder {
@@ -236,6 +239,7 @@ impl BatchBuilder {
             rows: 0,
             stats: SnapshotStats::default(),
             typed_stats: vec![ColumnStats::default(); n],
+            typed_cells: vec![[0; 5]; n],
         }
     }
 
@@ -303,7 +307,8 @@ impl BatchBuilder {
             match index.as_ref() {
                 Some(&i) => {
                     let st = &mut self.typed_stats[i];
-                    st.observe_cell(value.value_type(), cell.timestamp);
+                    self.typed_cells[i][value.value_type() as usize] += 1;
+                    st.observe_timestamp(cell.timestamp);
                     st.observe_versions(versions);
                     if first_version && self.row_mark[i] != generation {
                         self.row_mark[i] = generation;
@@ -415,8 +420,14 @@ impl BatchBuilder {
     /// Statistics since the last call (or the start), then resets them.
     pub fn take_stats(&mut self) -> SnapshotStats {
         let mut stats = std::mem::take(&mut self.stats);
-        for (c, st) in self.schema.columns.iter().zip(&mut self.typed_stats) {
-            let st = std::mem::take(st);
+        let typed = self.typed_stats.iter_mut().zip(&mut self.typed_cells);
+        for (c, (st, cells)) in self.schema.columns.iter().zip(typed) {
+            let mut st = std::mem::take(st);
+            for (t, n) in ValueType::ALL.into_iter().zip(std::mem::take(cells)) {
+                if n > 0 {
+                    st.add_cells(t, n);
+                }
+            }
             stats.columns.entry(c.name.clone()).or_default().merge(&st);
         }
         stats

@@ -240,6 +240,25 @@ proptest! {
             let want = most.get(name.as_str()).copied().unwrap_or(0);
             prop_assert_eq!(s.max_versions_per_row, Some(want), "{}", name);
         }
+        // Cells per column and type, as the rows hold them.
+        let mut by_type: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for r in &rows {
+            for c in &r.cells {
+                let t = c.value.as_ref().value_type().name().to_string();
+                *by_type.entry((c.name.clone(), t)).or_default() += 1;
+            }
+        }
+        let mut counted: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for (name, s) in &stats.columns {
+            for (t, &n) in &s.cells_by_type {
+                counted.insert((name.clone(), t.clone()), n);
+            }
+        }
+        counted.retain(|_, n| *n > 0);
+        prop_assert_eq!(counted, by_type);
+        // Taking the statistics resets them.
+        let again = b.take_stats();
+        prop_assert!(again.columns.values().all(|c| c.cells_by_type.values().all(|&n| n == 0)));
     }
 }
 

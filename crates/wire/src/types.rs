@@ -27,6 +27,15 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    /// Every type, in declaration order: `ALL[t as usize] == t`.
+    pub const ALL: [ValueType; 5] = [
+        ValueType::Integer,
+        ValueType::Double,
+        ValueType::Boolean,
+        ValueType::String,
+        ValueType::Binary,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ValueType::Integer => "INTEGER",

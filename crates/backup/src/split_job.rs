@@ -54,7 +54,7 @@ impl SplitJob {
         while let Some(page) = pages.next().await? {
             self.progress
                 .bytes_scanned
-                .fetch_add(page.data.len() as u64, Ordering::Relaxed);
+                .fetch_add(page.encoded_len() as u64, Ordering::Relaxed);
             // Rows are routed synchronously; full batches are written after the page.
             let mut full = Vec::new();
             let (rows, cells) = page

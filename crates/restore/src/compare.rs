@@ -25,7 +25,6 @@ use ots_manifest::{FileEntry, Manifest, ManifestError, Snapshot, TimeRange, disp
 use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::OtsClient;
-use ots_wire::plainbuffer::RowDecoder;
 use ots_wire::types::{Cell, PkColumn, Row, RowRef, Value, cmp_pk_columns, cmp_primary_keys};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::Serialize;
@@ -680,7 +679,7 @@ async fn compare_image(
                 n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
             }
             // The table's rows are compared as decoded, borrowing from the page.
-            let mut decoder = RowDecoder::new(&page.data).map_err(decode_error)?;
+            let mut decoder = page.decoder().map_err(decode_error)?;
             let mut got = RowRef::default();
             while decoder.next_into(&mut got).map_err(decode_error)? {
                 report.rows_in_table += 1;

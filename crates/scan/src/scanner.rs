@@ -69,17 +69,31 @@ pub struct SplitCounters {
     pub read_cu: AtomicU64,
 }
 
-/// One GetRange response's rows, still encoded (and already checked); decode with
-/// [`Page::for_each_row`].
+/// One GetRange response's rows, still encoded, and already decoded whole with every check by
+/// the scanner (the only place a `Page` is made); decode with [`Page::for_each_row`] or
+/// [`Page::decoder`].
 #[derive(Clone, Debug)]
 pub struct Page {
     pub split_id: u32,
     /// 0-based page number within the split.
     pub index: u64,
-    pub data: Bytes,
+    /// Private: that these bytes passed the scanner's checks is what lets [`Page::decoder`] skip
+    /// the checksums.
+    data: Bytes,
 }
 
 impl Page {
+    /// The page's PlainBuffer bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// A decoder over the page's rows. The scanner verified every checksum when it checked the
+    /// page, so this one does not compute them again (`RowDecoder::new_prechecked`).
+    pub fn decoder(&self) -> Result<RowDecoder<'_>, DecodeError> {
+        RowDecoder::new_prechecked(&self.data)
+    }
+
     /// Iterates the page's rows without copying, reusing one row buffer.
     pub fn for_each_row<E>(
         &self,
@@ -88,7 +102,7 @@ impl Page {
     where
         E: From<DecodeError>,
     {
-        let mut decoder = RowDecoder::new(&self.data)?;
+        let mut decoder = self.decoder()?;
         let mut row = RowRef::default();
         let (mut rows, mut cells) = (0u64, 0u64);
         while decoder.next_into(&mut row)? {
@@ -370,7 +384,7 @@ impl SplitScanner {
             self.counters.pages.fetch_add(1, Ordering::Relaxed);
             self.counters
                 .bytes
-                .fetch_add(page.data.len() as u64, Ordering::Relaxed);
+                .fetch_add(page.encoded_len() as u64, Ordering::Relaxed);
             return Ok(Some(page));
         }
         Ok(None)

@@ -263,12 +263,13 @@ async fn a_slow_consumer_holds_the_scan_back() {
     let before = emu.stats().requests;
     for consumed in 1..=5u64 {
         let page = s.next_page().await.unwrap().unwrap();
-        assert!(matches!(
-            ots_wire::plainbuffer::decode_rows(&page.data).unwrap()[0].primary_key[1]
-                .value
-                .to_owned(),
-            PkValue::Integer(_)
-        ));
+        let mut first = None;
+        page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|row| {
+            first.get_or_insert_with(|| row.primary_key[1].value.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(first, Some(PkValue::Integer(_))));
         // The consumer is slow; the scanner must not fetch ahead while it waits.
         tokio::time::sleep(Duration::from_millis(30)).await;
         let requested = emu.stats().requests - before;

@@ -38,7 +38,7 @@ struct Totals {
 
 fn count_page(t: &mut Totals, page: &ots_scan::Page) -> Result<(), String> {
     t.pages += 1;
-    t.bytes += page.data.len() as u64;
+    t.bytes += page.encoded_len() as u64;
     let (rows, cells) = page
         .for_each_row::<DecodeError>(|row| {
             std::hint::black_box(row);

@@ -11,6 +11,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{ArrowError, SchemaRef};
+use ots_wire::plainbuffer::short_eq;
 use ots_wire::types::{PkType, PkValueRef, RowRef, ValueRef, ValueType};
 
 pub use ots_format::stats::{ColumnStats, SnapshotStats};
@@ -284,7 +285,8 @@ impl BatchBuilder {
         let mut versions = 0u64;
         for cell in &row.cells {
             let Some(value) = cell.value else { continue };
-            let first_version = prev_name != Some(cell.name);
+            let first_version =
+                !prev_name.is_some_and(|p| short_eq(p.as_bytes(), cell.name.as_bytes()));
             prev_name = Some(cell.name);
             versions = if first_version { 1 } else { versions + 1 };
             self.stats.cells += 1;
@@ -294,7 +296,7 @@ impl BatchBuilder {
                 .schema
                 .columns
                 .get(guess)
-                .is_some_and(|c| c.name == cell.name)
+                .is_some_and(|c| short_eq(c.name.as_bytes(), cell.name.as_bytes()))
             {
                 Some(guess)
             } else {

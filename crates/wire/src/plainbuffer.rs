@@ -542,6 +542,32 @@ pub struct RowDecoder<'a> {
     checksums: bool,
 }
 
+/// Byte equality for short strings such as column names, inline: two overlapping word compares
+/// instead of a call into `memcmp`, which cost more than the comparison itself.
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn word8(s: &[u8], at: usize) -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    fn word4(s: &[u8], at: usize) -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+    match n {
+        0..4 => a == b,
+        4..8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// Cell names already seen in this buffer, in row order, with their checksums.
 ///
 /// Every row repeats its column names, and a name's checksum starts from zero, so it depends on
@@ -573,7 +599,7 @@ impl<'a> NameCache<'a> {
         let to = (self.next + Self::LOOKAHEAD).min(self.names.len());
         for i in from..to {
             let (name, crc) = self.names[i];
-            if name.as_bytes() == bytes {
+            if short_eq(name.as_bytes(), bytes) {
                 self.next = i + 1;
                 return Some((name, crc));
             }
@@ -1258,5 +1284,20 @@ mod tests {
         let mut broken = good;
         broken[4] = 0x7f;
         assert!(read(&broken).is_err());
+    }
+
+    /// Every length, a difference at every position: `short_eq` agrees with `==`.
+    #[test]
+    fn short_eq_agrees_with_slice_equality() {
+        let a: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        for n in 0..a.len() {
+            assert!(short_eq(&a[..n], &a[..n]), "length {n}");
+            assert!(!short_eq(&a[..n], &a[..n.saturating_sub(1)]) || n == 0);
+            for at in 0..n {
+                let mut b = a[..n].to_vec();
+                b[at] ^= 0x10;
+                assert!(!short_eq(&a[..n], &b), "length {n}, byte {at}");
+            }
+        }
     }
 }

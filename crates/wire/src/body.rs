@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use crate::auth::Md5Stream;
 
 /// Free buffers are kept up to this many bytes in all: about the pages a few splits have in
@@ -74,7 +77,9 @@ impl Drop for PooledBody {
 /// Builds one body from its chunks.
 pub(crate) struct BodyReceiver {
     buf: Vec<u8>,
-    md5: Md5Stream,
+    /// Hashed chunk by chunk as it arrives; `None` for a large body, hashed whole at the end
+    /// alongside other large bodies (`md5_lanes`).
+    md5: Option<Md5Stream>,
     pool: Weak<BodyPool>,
 }
 
@@ -83,23 +88,28 @@ impl BodyReceiver {
     pub(crate) fn new(pool: &Arc<BodyPool>, expected: usize) -> Self {
         BodyReceiver {
             buf: pool.take(expected),
-            md5: Md5Stream::new(),
+            md5: (expected < crate::md5_lanes::LANE_MIN_BYTES).then(Md5Stream::new),
             pool: Arc::downgrade(pool),
         }
     }
 
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        self.md5.update(chunk);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(chunk);
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// The body, and base64 of its MD5.
-    pub(crate) fn finish(self) -> (Bytes, String) {
-        let md5 = self.md5.finish_base64();
+    pub(crate) async fn finish(self) -> (Bytes, String) {
         let body = Bytes::from_owner(PooledBody {
             buf: self.buf,
             pool: self.pool,
         });
+        let md5 = match self.md5 {
+            Some(md5) => md5.finish_base64(),
+            None => B64.encode(crate::md5_lanes::md5(body.clone()).await),
+        };
         (body, md5)
     }
 }
@@ -114,7 +124,10 @@ mod tests {
         for c in chunks {
             r.push(c);
         }
-        r.finish()
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.finish())
     }
 
     #[test]
@@ -126,6 +139,20 @@ mod tests {
         let (empty, md5) = receive(&pool, &[]);
         assert!(empty.is_empty());
         assert_eq!(md5, content_md5(b""));
+    }
+
+    /// A body at least `LANE_MIN_BYTES` long announces its length and is hashed whole at the end
+    /// (by the lane thread where there is one): the same digest.
+    #[test]
+    fn a_large_body_gets_the_same_md5_hashed_whole() {
+        let pool = Arc::new(BodyPool::default());
+        let whole: Vec<u8> = (0..crate::md5_lanes::LANE_MIN_BYTES as u32 + 4099)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let chunks: Vec<&[u8]> = whole.chunks(16_384).collect();
+        let (body, md5) = receive(&pool, &chunks);
+        assert_eq!(&body[..], &whole[..]);
+        assert_eq!(md5, content_md5(&whole));
     }
 
     #[test]

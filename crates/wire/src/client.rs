@@ -355,7 +355,7 @@ impl OtsClient {
         {
             receiver.push(&chunk);
         }
-        let (body, body_md5) = receiver.finish();
+        let (body, body_md5) = receiver.finish().await;
         self.inner
             .counters
             .bytes_received

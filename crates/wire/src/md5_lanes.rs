@@ -212,10 +212,29 @@ mod x8 {
         std::is_x86_feature_detected!("avx2")
     }
 
+    /// AVX-512's rotate and three-input logic take a step in 6 instructions instead of 10.
+    pub(super) fn avx512() -> bool {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl")
+    }
+
     /// Advances each lane's state over its `data` (`blocks` whole blocks; an empty slice is an
     /// idle lane, fed zeros and left as it was).
     pub(super) fn compress(states: &mut [[u32; 4]; LANES], data: &[&[u8]; LANES], blocks: usize) {
+        compress_using(states, data, blocks, avx512());
+    }
+
+    /// [`compress`] with the AVX-512 kernel or not (the tests run both where they can).
+    pub(super) fn compress_using(
+        states: &mut [[u32; 4]; LANES],
+        data: &[&[u8]; LANES],
+        blocks: usize,
+        use_avx512: bool,
+    ) {
         assert!(available(), "the lane thread starts only on CPUs with AVX2");
+        assert!(
+            !use_avx512 || avx512(),
+            "AVX-512 asked for where there is none"
+        );
         static ZERO_BLOCK: [u8; 64] = [0; 64];
         // Each lane reads from `base + block * stride`: its own bytes, or the zero block again.
         let mut bases = [ZERO_BLOCK.as_ptr(); LANES];
@@ -229,9 +248,15 @@ mod x8 {
             strides[l] = 64;
         }
         let before = *states;
-        // SAFETY: AVX2 is present (checked above), and every read is within a lane's slice (its
+        // SAFETY: AVX2 (and AVX-512 for that kernel) is present, and every read is within a lane's slice (its
         // length is `blocks * 64`, checked above) or within the zero block (stride 0).
-        unsafe { compress_avx2(states, &bases, &strides, blocks) };
+        unsafe {
+            if use_avx512 {
+                compress_avx512(states, &bases, &strides, blocks);
+            } else {
+                compress_avx2(states, &bases, &strides, blocks);
+            }
+        }
         for (state, (old, lane)) in states.iter_mut().zip(before.iter().zip(data)) {
             if lane.is_empty() {
                 *state = *old;
@@ -260,20 +285,8 @@ mod x8 {
         let ones = _mm256_set1_epi32(-1);
         let mut m = [_mm256_setzero_si256(); 16];
         for block in 0..blocks {
-            for half in 0..2 {
-                let rows: [__m256i; LANES] = std::array::from_fn(|l| {
-                    // SAFETY: the caller's contract: 64 readable bytes at this block's start.
-                    unsafe {
-                        _mm256_loadu_si256(
-                            bases[l]
-                                .add(block * strides[l] + half * 32)
-                                .cast::<__m256i>(),
-                        )
-                    }
-                });
-                let words = transpose(rows);
-                m[half * 8..half * 8 + 8].copy_from_slice(&words);
-            }
+            // SAFETY: the caller's contract.
+            unsafe { load_block(&mut m, bases, strides, block) };
             let (a0, b0, c0, d0) = (a, b, c, d);
             for i in 0..64 {
                 let (f, g) = match i / 16 {
@@ -308,6 +321,137 @@ mod x8 {
                 c = b;
                 b = next;
             }
+            a = _mm256_add_epi32(a, a0);
+            b = _mm256_add_epi32(b, b0);
+            c = _mm256_add_epi32(c, c0);
+            d = _mm256_add_epi32(d, d0);
+        }
+        for (k, v) in [a, b, c, d].into_iter().enumerate() {
+            let lanes = store(v);
+            for (s, x) in states.iter_mut().zip(lanes) {
+                s[k] = x;
+            }
+        }
+    }
+
+    /// The 16 message words of block `block` of every lane, word-major.
+    ///
+    /// # Safety
+    /// AVX2 must be present and `bases[l] + block * strides[l]` point at 64 readable bytes.
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_block(
+        m: &mut [__m256i; 16],
+        bases: &[*const u8; LANES],
+        strides: &[usize; LANES],
+        block: usize,
+    ) {
+        for half in 0..2 {
+            let rows: [__m256i; LANES] = std::array::from_fn(|l| {
+                // SAFETY: the caller's contract: 64 readable bytes at this block's start.
+                unsafe { _mm256_loadu_si256(bases[l].add(block * strides[l] + half * 32).cast()) }
+            });
+            m[half * 8..half * 8 + 8].copy_from_slice(&transpose(rows));
+        }
+    }
+
+    /// The AVX2 kernel's rounds with AVX-512VL's `vprold` and `vpternlogd` on the same eight
+    /// lanes. The immediates are F, G, H and I as truth tables of (b, c, d).
+    ///
+    /// # Safety
+    /// As [`compress_avx2`], and AVX-512F and VL must be present.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    unsafe fn compress_avx512(
+        states: &mut [[u32; 4]; LANES],
+        bases: &[*const u8; LANES],
+        strides: &[usize; LANES],
+        blocks: usize,
+    ) {
+        let column = |k: usize| {
+            let mut v = [0u32; LANES];
+            for (x, s) in v.iter_mut().zip(states.iter()) {
+                *x = s[k];
+            }
+            load(v)
+        };
+        let (mut a, mut b, mut c, mut d) = (column(0), column(1), column(2), column(3));
+        let mut m = [_mm256_setzero_si256(); 16];
+        // a = b + ((a + F(b, c, d) + K[i] + m[g]) <<< s), the roles turning each step.
+        macro_rules! step {
+            ($a:ident, $b:ident, $c:ident, $d:ident, $f:literal, $s:literal, $i:literal, $g:literal) => {
+                let f = _mm256_ternarylogic_epi32::<$f>($b, $c, $d);
+                let km = _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), m[$g]);
+                let sum = _mm256_add_epi32(_mm256_add_epi32($a, f), km);
+                $a = _mm256_add_epi32($b, _mm256_rol_epi32::<$s>(sum));
+            };
+        }
+        for block in 0..blocks {
+            // SAFETY: the caller's contract.
+            unsafe { load_block(&mut m, bases, strides, block) };
+            let (a0, b0, c0, d0) = (a, b, c, d);
+            step!(a, b, c, d, 0xCA, 7, 0, 0);
+            step!(d, a, b, c, 0xCA, 12, 1, 1);
+            step!(c, d, a, b, 0xCA, 17, 2, 2);
+            step!(b, c, d, a, 0xCA, 22, 3, 3);
+            step!(a, b, c, d, 0xCA, 7, 4, 4);
+            step!(d, a, b, c, 0xCA, 12, 5, 5);
+            step!(c, d, a, b, 0xCA, 17, 6, 6);
+            step!(b, c, d, a, 0xCA, 22, 7, 7);
+            step!(a, b, c, d, 0xCA, 7, 8, 8);
+            step!(d, a, b, c, 0xCA, 12, 9, 9);
+            step!(c, d, a, b, 0xCA, 17, 10, 10);
+            step!(b, c, d, a, 0xCA, 22, 11, 11);
+            step!(a, b, c, d, 0xCA, 7, 12, 12);
+            step!(d, a, b, c, 0xCA, 12, 13, 13);
+            step!(c, d, a, b, 0xCA, 17, 14, 14);
+            step!(b, c, d, a, 0xCA, 22, 15, 15);
+            step!(a, b, c, d, 0xE4, 5, 16, 1);
+            step!(d, a, b, c, 0xE4, 9, 17, 6);
+            step!(c, d, a, b, 0xE4, 14, 18, 11);
+            step!(b, c, d, a, 0xE4, 20, 19, 0);
+            step!(a, b, c, d, 0xE4, 5, 20, 5);
+            step!(d, a, b, c, 0xE4, 9, 21, 10);
+            step!(c, d, a, b, 0xE4, 14, 22, 15);
+            step!(b, c, d, a, 0xE4, 20, 23, 4);
+            step!(a, b, c, d, 0xE4, 5, 24, 9);
+            step!(d, a, b, c, 0xE4, 9, 25, 14);
+            step!(c, d, a, b, 0xE4, 14, 26, 3);
+            step!(b, c, d, a, 0xE4, 20, 27, 8);
+            step!(a, b, c, d, 0xE4, 5, 28, 13);
+            step!(d, a, b, c, 0xE4, 9, 29, 2);
+            step!(c, d, a, b, 0xE4, 14, 30, 7);
+            step!(b, c, d, a, 0xE4, 20, 31, 12);
+            step!(a, b, c, d, 0x96, 4, 32, 5);
+            step!(d, a, b, c, 0x96, 11, 33, 8);
+            step!(c, d, a, b, 0x96, 16, 34, 11);
+            step!(b, c, d, a, 0x96, 23, 35, 14);
+            step!(a, b, c, d, 0x96, 4, 36, 1);
+            step!(d, a, b, c, 0x96, 11, 37, 4);
+            step!(c, d, a, b, 0x96, 16, 38, 7);
+            step!(b, c, d, a, 0x96, 23, 39, 10);
+            step!(a, b, c, d, 0x96, 4, 40, 13);
+            step!(d, a, b, c, 0x96, 11, 41, 0);
+            step!(c, d, a, b, 0x96, 16, 42, 3);
+            step!(b, c, d, a, 0x96, 23, 43, 6);
+            step!(a, b, c, d, 0x96, 4, 44, 9);
+            step!(d, a, b, c, 0x96, 11, 45, 12);
+            step!(c, d, a, b, 0x96, 16, 46, 15);
+            step!(b, c, d, a, 0x96, 23, 47, 2);
+            step!(a, b, c, d, 0x39, 6, 48, 0);
+            step!(d, a, b, c, 0x39, 10, 49, 7);
+            step!(c, d, a, b, 0x39, 15, 50, 14);
+            step!(b, c, d, a, 0x39, 21, 51, 5);
+            step!(a, b, c, d, 0x39, 6, 52, 12);
+            step!(d, a, b, c, 0x39, 10, 53, 3);
+            step!(c, d, a, b, 0x39, 15, 54, 10);
+            step!(b, c, d, a, 0x39, 21, 55, 1);
+            step!(a, b, c, d, 0x39, 6, 56, 8);
+            step!(d, a, b, c, 0x39, 10, 57, 15);
+            step!(c, d, a, b, 0x39, 15, 58, 6);
+            step!(b, c, d, a, 0x39, 21, 59, 13);
+            step!(a, b, c, d, 0x39, 6, 60, 4);
+            step!(d, a, b, c, 0x39, 10, 61, 11);
+            step!(c, d, a, b, 0x39, 15, 62, 2);
+            step!(b, c, d, a, 0x39, 21, 63, 9);
             a = _mm256_add_epi32(a, a0);
             b = _mm256_add_epi32(b, b0);
             c = _mm256_add_epi32(c, c0);
@@ -375,7 +519,15 @@ mod x8 {
         false
     }
 
+    pub(super) fn avx512() -> bool {
+        false
+    }
+
     pub(super) fn compress(_: &mut [[u32; 4]; LANES], _: &[&[u8]; LANES], _: usize) {
+        unreachable!("the lane thread starts only on CPUs with AVX2")
+    }
+
+    pub(super) fn compress_using(_: &mut [[u32; 4]; LANES], _: &[&[u8]; LANES], _: usize, _: bool) {
         unreachable!("the lane thread starts only on CPUs with AVX2")
     }
 }
@@ -436,6 +588,7 @@ mod tests {
         assert_eq!(scalar_from(state, 7, &data[64 * 7..]), reference(&data));
     }
 
+    /// Both kernels (AVX-512 where the CPU has it), every lane, some lanes idle.
     #[test]
     fn every_lane_equals_aws_lc_over_many_lengths() {
         if !x8::available() {
@@ -444,15 +597,29 @@ mod tests {
         let bodies: Vec<Vec<u8>> = (0..LANES)
             .map(|l| bytes(64 * 5 + l * 3, l as u32))
             .collect();
-        let mut states = [INITIAL; LANES];
-        let lanes: [&[u8]; LANES] = std::array::from_fn(|l| &bodies[l][..64 * 5]);
-        x8::compress(&mut states, &lanes, 5);
-        for (l, body) in bodies.iter().enumerate() {
-            assert_eq!(
-                scalar_from(states[l], 5, &body[64 * 5..]),
-                reference(body),
-                "lane {l}"
-            );
+        for use_avx512 in [false, true] {
+            if use_avx512 && !x8::avx512() {
+                continue;
+            }
+            for idle in [None, Some(0), Some(5)] {
+                let mut states = [INITIAL; LANES];
+                let lanes: [&[u8]; LANES] = std::array::from_fn(|l| {
+                    if Some(l) == idle {
+                        &[][..]
+                    } else {
+                        &bodies[l][..64 * 5]
+                    }
+                });
+                x8::compress_using(&mut states, &lanes, 5, use_avx512);
+                for (l, body) in bodies.iter().enumerate() {
+                    if Some(l) == idle {
+                        assert_eq!(states[l], INITIAL, "idle lane {l} untouched");
+                        continue;
+                    }
+                    let got = scalar_from(states[l], 5, &body[64 * 5..]);
+                    assert_eq!(got, reference(body), "lane {l}, AVX-512 {use_avx512}");
+                }
+            }
         }
     }
 

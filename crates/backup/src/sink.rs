@@ -466,7 +466,11 @@ mod tests {
         }
     }
 
-    async fn row_groups(store: &InMemory, path: &str) -> Vec<(i64, i64)> {
+    /// The Parquet metadata of a data file the sinks wrote.
+    async fn written_file(
+        store: &InMemory,
+        path: &str,
+    ) -> parquet::file::metadata::ParquetMetaData {
         let bytes = store
             .get(&Path::from(format!("b/s1/{path}")))
             .await
@@ -474,9 +478,13 @@ mod tests {
             .bytes()
             .await
             .unwrap();
-        let reader = SerializedFileReader::new(bytes).unwrap();
+        SerializedFileReader::new(bytes).unwrap().metadata().clone()
+    }
+
+    async fn row_groups(store: &InMemory, path: &str) -> Vec<(i64, i64)> {
+        let metadata = written_file(store, path).await;
         let ts_column = "$ts.blob";
-        for g in reader.metadata().row_groups() {
+        for g in metadata.row_groups() {
             let ts = g
                 .columns()
                 .iter()
@@ -500,8 +508,7 @@ mod tests {
                 parquet::basic::Compression::ZSTD(_)
             ));
         }
-        reader
-            .metadata()
+        metadata
             .row_groups()
             .iter()
             .map(|g| (g.num_rows(), g.total_byte_size()))
@@ -608,15 +615,8 @@ mod tests {
         }
         s.after_page(full).await.unwrap();
         let (files, _) = s.finish().await.unwrap();
-        let bytes = store
-            .get(&Path::from(format!("b/s1/{}", files[0].path)))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let reader = SerializedFileReader::new(bytes).unwrap();
-        let group = reader.metadata().row_group(0);
+        let metadata = written_file(&store, &files[0].path).await;
+        let group = metadata.row_group(0);
         let encodings = |name: &str| -> Vec<parquet::basic::Encoding> {
             group
                 .columns()

@@ -70,7 +70,8 @@ pub struct SplitCounters {
 }
 
 /// One GetRange response's rows, still encoded, and already decoded whole with every check by
-/// the scanner (the only place a `Page` is made); decode with [`Page::for_each_row`] or
+/// the scanner (the only place a `Page` is made; a row the service sent in parts is re-encoded,
+/// checksums and all, from its checked parts); decode with [`Page::for_each_row`] or
 /// [`Page::decoder`].
 #[derive(Clone, Debug)]
 pub struct Page {

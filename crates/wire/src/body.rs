@@ -1,10 +1,11 @@
-//! Receiving response bodies: each chunk is hashed (MD5, for the `x-ots-contentmd5` check) and
-//! copied once, into a buffer recycled from earlier responses.
+//! Receiving response bodies: each chunk is copied once, into a buffer recycled from earlier
+//! responses, and the body is hashed (MD5, for the `x-ots-contentmd5` check).
 //!
 //! Why: a GetRange page is about 4 MB. Collected into a fresh allocation per page, the kernel
-//! zero-filled and faulted in every page of it, and the MD5 then re-read all of it from memory
-//! (together ~12% of a backup's CPU). A recycled buffer is already mapped, and hashing a chunk
-//! right after it arrives reads it from cache.
+//! zero-filled and faulted in every page of it (with the MD5's second pass, ~12% of a backup's
+//! CPU). A recycled buffer is already mapped. A small body is hashed chunk by chunk as it arrives,
+//! from cache; a large one is hashed whole at the end, beside other large bodies in SIMD lanes
+//! (`md5_lanes`), which costs less than the cache saves.
 
 use std::sync::{Arc, Mutex, Weak};
 

@@ -17,6 +17,7 @@ pub mod client;
 pub mod date;
 #[cfg(feature = "client")]
 pub mod error;
+#[cfg(feature = "client")]
 mod md5_lanes;
 pub mod pb;
 pub mod plainbuffer;

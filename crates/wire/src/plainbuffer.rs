@@ -642,7 +642,8 @@ impl<'a> RowDecoder<'a> {
 
     /// A decoder for bytes that already passed a full decode with [`RowDecoder::new`] and cannot
     /// have changed since (the scanner decodes every page whole before handing it on, and a
-    /// `Bytes` is immutable). The cell and row checksums, ~30% of decoding, are not computed a
+    /// `Bytes` is immutable), or that [`PlainBufferWriter`] wrote, checksums included, from rows
+    /// so decoded (a row the service sent in parts, joined by the scanner). The cell and row checksums, ~30% of decoding, are not computed a
     /// second time; every tag, length, type and UTF-8 check still runs, so whatever the bytes,
     /// the result is a well-formed row or an error, never a panic.
     pub fn new_prechecked(buf: &'a [u8]) -> Result<Self, DecodeError> {

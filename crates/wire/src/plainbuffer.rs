@@ -544,7 +544,9 @@ pub struct RowDecoder<'a> {
 
 /// Byte equality for short strings such as column names, inline: two overlapping word compares
 /// instead of a call into `memcmp`, which cost more than the comparison itself.
-#[inline]
+// `always`: called per cell from other crates, where plain `#[inline]` was not taken (1% of a
+// backup in its own frame).
+#[inline(always)]
 pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {

@@ -210,7 +210,7 @@ impl Sinks {
                 let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
                 offset += slice.num_rows();
                 if sink.file.is_none() {
-                    sink.file = Some(self.open_file(&sink.folder, &sink.builder, &slice)?);
+                    sink.file = Some(self.open_file(&sink.folder, &slice)?);
                 }
                 let Some(f) = sink.file.as_mut() else {
                     continue;
@@ -239,11 +239,11 @@ impl Sinks {
         Ok(())
     }
 
-    /// `first`: the file's first batch, from which the encodings are chosen.
+    /// `first`: the file's first batch, whose schema the file takes and from which the encodings
+    /// are chosen.
     fn open_file(
         &mut self,
         folder: &str,
-        builder: &BatchBuilder,
         first: &arrow_array::RecordBatch,
     ) -> Result<OpenFile, BackupError> {
         let rel = data_file_path(folder, self.split, &self.attempt, self.file_seq);
@@ -253,7 +253,7 @@ impl Sinks {
             store,
             object,
             rel,
-            builder.arrow_schema().clone(),
+            first.schema(),
             self.limits
                 .parquet
                 .snapshot_properties(&self.schema, first)?,

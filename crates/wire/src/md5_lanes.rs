@@ -346,10 +346,7 @@ mod x8 {
                 c = b;
                 b = next;
             }
-            a = _mm256_add_epi32(a, a0);
-            b = _mm256_add_epi32(b, b0);
-            c = _mm256_add_epi32(c, c0);
-            d = _mm256_add_epi32(d, d0);
+            [a, b, c, d] = feed_forward([a, b, c, d], [a0, b0, c0, d0]);
         }
         scatter(states, [a, b, c, d]);
     }
@@ -465,12 +462,15 @@ mod x8 {
             step!(d, a, b, c, 0x39, 10, 61, 11);
             step!(c, d, a, b, 0x39, 15, 62, 2);
             step!(b, c, d, a, 0x39, 21, 63, 9);
-            a = _mm256_add_epi32(a, a0);
-            b = _mm256_add_epi32(b, b0);
-            c = _mm256_add_epi32(c, c0);
-            d = _mm256_add_epi32(d, d0);
+            [a, b, c, d] = feed_forward([a, b, c, d], [a0, b0, c0, d0]);
         }
         scatter(states, [a, b, c, d]);
+    }
+
+    /// A block's result added to the state it started from (MD5's feed-forward).
+    #[target_feature(enable = "avx2")]
+    fn feed_forward(after: [__m256i; 4], before: [__m256i; 4]) -> [__m256i; 4] {
+        std::array::from_fn(|k| _mm256_add_epi32(after[k], before[k]))
     }
 
     /// The lanes' states as four vectors: a, b, c and d of every lane.

@@ -38,12 +38,17 @@ pub(crate) fn mostly_distinct_columns(batch: &RecordBatch) -> Vec<MostlyDistinct
         let column = column.as_ref();
         let distinct = match field.data_type() {
             DataType::Int64 => {
-                distinct_share(column, |i| column.as_primitive::<Int64Type>().value(i))
+                let values = column.as_primitive::<Int64Type>();
+                distinct_share(column, |i| values.value(i))
             }
-            DataType::Float64 => distinct_share(column, |i| {
-                column.as_primitive::<Float64Type>().value(i).to_bits()
-            }),
-            DataType::Utf8 => distinct_share(column, |i| column.as_string::<i32>().value(i)),
+            DataType::Float64 => {
+                let values = column.as_primitive::<Float64Type>();
+                distinct_share(column, |i| values.value(i).to_bits())
+            }
+            DataType::Utf8 => {
+                let values = column.as_string::<i32>();
+                distinct_share(column, |i| values.value(i))
+            }
             _ => None,
         };
         if distinct.is_some_and(|(distinct, sampled)| distinct * 2 > sampled) {

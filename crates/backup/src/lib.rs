@@ -104,20 +104,21 @@ impl BackupError {
 /// Errors from inside a page callback.
 #[derive(Debug)]
 pub(crate) enum PageError {
-    Decode(DecodeError),
+    /// A row of the page broke a rule (see `ots_scan::page`).
+    Scan(ScanError),
     Convert(ConvertError),
 }
 
-impl From<DecodeError> for PageError {
-    fn from(e: DecodeError) -> Self {
-        PageError::Decode(e)
+impl From<ScanError> for PageError {
+    fn from(e: ScanError) -> Self {
+        PageError::Scan(e)
     }
 }
 
 impl From<PageError> for BackupError {
     fn from(e: PageError) -> Self {
         match e {
-            PageError::Decode(d) => BackupError::Decode(d),
+            PageError::Scan(e) => BackupError::Scan(e),
             PageError::Convert(c) => BackupError::Convert(c),
         }
     }

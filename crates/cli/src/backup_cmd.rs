@@ -634,14 +634,14 @@ pub async fn schema(g: &GlobalArgs, a: SchemaArgs) -> Result<(), CliError> {
             let Some(page) = s.next_page().await.map_err(scan_error)? else {
                 break;
             };
-            page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+            page.for_each_row::<ots_scan::ScanError>(|r| {
                 if seen < a.sample_rows {
                     inferrer.observe(r);
                     seen += 1;
                 }
                 Ok(())
             })
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+            .map_err(scan_error)?;
         }
     }
     let schema = inferrer

@@ -671,17 +671,13 @@ async fn compare_image(
             .await
             .map_err(|e| scan_error(table, e))?
         {
-            let decode_error = |source| RestoreError::DecodePage {
-                table: table.to_string(),
-                source,
-            };
             if let Some(n) = &options.rows_compared {
                 n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
             }
-            // The table's rows are compared as decoded, borrowing from the page.
-            let mut decoder = page.decoder().map_err(decode_error)?;
+            // The table's rows are compared as decoded (and checked), borrowing from the page.
+            let mut rows = page.rows().map_err(|e| scan_error(table, e))?;
             let mut got = RowRef::default();
-            while decoder.next_into(&mut got).map_err(decode_error)? {
+            while rows.next_into(&mut got).map_err(|e| scan_error(table, e))? {
                 report.rows_in_table += 1;
                 loop {
                     match want.peek().await?.map(|w| pk_order_live(w, &got)) {

@@ -313,7 +313,7 @@ impl World {
         .unwrap();
         let mut rows = Vec::new();
         while let Some(page) = scanner.next_page().await.unwrap() {
-            page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+            page.for_each_row::<ots_scan::ScanError>(|r| {
                 rows.push(r.to_row());
                 Ok(())
             })

@@ -84,7 +84,7 @@ impl World {
         .unwrap();
         let mut rows: Vec<Row> = Vec::new();
         while let Some(page) = scanner.next_page().await.unwrap() {
-            page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+            page.for_each_row::<ots_scan::ScanError>(|r| {
                 let r = r.to_row();
                 match rows.last_mut() {
                     Some(last) if last.primary_key == r.primary_key => last.cells.extend(r.cells),

@@ -1,9 +1,12 @@
 //! Paginated GetRange over one split, pulled page by page: a slow consumer simply pulls later, so
 //! memory is bounded by (splits in flight) × (page size) whatever the table size.
 //!
-//! Every response is checked before its page is handed out (rows in strictly increasing PK order
-//! inside `[request start, split end)`, a next start key that advances and stays before the split
-//! end), so a misbehaving service can neither loop the scan nor end a split early unnoticed.
+//! Every response is checked: what it says about the scan (a next start key that advances and stays
+//! before the split end, the `next_token` rules) before its page is handed out, and its rows (every
+//! checksum, strictly increasing PK order inside `[request start, next start key or split end)`) as
+//! the page is read, in the one pass that decodes them (see [`crate::page`]). So a misbehaving
+//! service can neither loop the scan nor end a split early unnoticed, and no row reaches a consumer
+//! unchecked.
 //!
 //! Pages hold whole rows only. The service answers whole rows by default, however wide (a single row
 //! larger than the ~4 MB page budget comes back whole, alone on its page). If a response carries a
@@ -24,11 +27,12 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use ots_wire::plainbuffer::{DecodeError, PlainBufferWriter, RowDecoder, encode_primary_key};
-use ots_wire::types::{CellRef, PkCellRef, PkValueRef, RowRef, cmp_primary_keys};
+use ots_wire::types::{CellRef, PkCellRef, RowRef};
 use ots_wire::{OtsClient, OtsError, pb};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::page::{Page, RowBounds, UpperBound, cmp_keys, decode_key, show_key};
 use crate::split::{ScanError, Split};
 
 /// What to read.
@@ -67,52 +71,6 @@ pub struct SplitCounters {
     pub rows: AtomicU64,
     pub cells: AtomicU64,
     pub read_cu: AtomicU64,
-}
-
-/// One GetRange response's rows, still encoded, and already decoded whole with every check by
-/// the scanner (the only place a `Page` is made; a row the service sent in parts is re-encoded,
-/// checksums and all, from its checked parts); decode with [`Page::for_each_row`] or
-/// [`Page::decoder`].
-#[derive(Clone, Debug)]
-pub struct Page {
-    pub split_id: u32,
-    /// 0-based page number within the split.
-    pub index: u64,
-    /// Private: that these bytes passed the scanner's checks is what lets [`Page::decoder`] skip
-    /// the checksums.
-    data: Bytes,
-}
-
-impl Page {
-    /// The page's PlainBuffer bytes.
-    pub fn encoded_len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// A decoder over the page's rows. The scanner verified every checksum when it checked the
-    /// page, so this one does not compute them again (`RowDecoder::new_prechecked`).
-    pub fn decoder(&self) -> Result<RowDecoder<'_>, DecodeError> {
-        RowDecoder::new_prechecked(&self.data)
-    }
-
-    /// Iterates the page's rows without copying, reusing one row buffer.
-    pub fn for_each_row<E>(
-        &self,
-        mut f: impl FnMut(&RowRef<'_>) -> Result<(), E>,
-    ) -> Result<(u64, u64), E>
-    where
-        E: From<DecodeError>,
-    {
-        let mut decoder = self.decoder()?;
-        let mut row = RowRef::default();
-        let (mut rows, mut cells) = (0u64, 0u64);
-        while decoder.next_into(&mut row)? {
-            rows += 1;
-            cells += row.cells.len() as u64;
-            f(&row)?;
-        }
-        Ok((rows, cells))
-    }
 }
 
 /// Consecutive empty pages (each with a next key) followed at full speed before backing off.
@@ -159,8 +117,9 @@ impl RangeSource {
 
 /// Pulls the pages of one split in order.
 ///
-/// An error leaves the scanner where it was: calling [`next_page`](Self::next_page) again repeats
-/// the request that failed, it never skips ahead or reports the end.
+/// An error of [`next_page`](Self::next_page) leaves the scanner where it was: calling it again
+/// repeats the request that failed, it never skips ahead or reports the end. (A page whose rows
+/// break a rule errors when it is read, after the scanner moved on: the split is read again.)
 pub struct SplitScanner {
     source: RangeSource,
     table: String,
@@ -294,9 +253,10 @@ impl SplitScanner {
     /// `Ok(None)` means exactly one thing: the service answered a request of this split with no
     /// `next_start_primary_key`, i.e. said the range is exhausted. Nothing else ends a split: an
     /// empty page that carries a next key (a projection or filter skipped everything scanned) is
-    /// followed, not returned, with a growing pause once several come in a row; every response is
-    /// checked (see [`ScanError::Protocol`]) before its page is returned; and after an error a
-    /// further call repeats the failed request instead of reporting the end.
+    /// followed, not returned, with a growing pause once several come in a row; every response's
+    /// next start key and tokens are checked (see [`ScanError::Protocol`]) before its page is
+    /// returned, and its rows as the page is read; and after an error a further call repeats the
+    /// failed request instead of reporting the end.
     ///
     /// A page holds whole rows only: a row the service sends in parts (`next_token`) is completed
     /// first (see the module docs), and is then the first row of the page that completes it.
@@ -346,41 +306,56 @@ impl SplitScanner {
                 sent: self.token.as_deref(),
                 received: next_token.as_deref(),
             };
-            let checked = check_response(
-                &self.next_start,
-                &self.end,
-                &resp.rows,
-                next.as_deref(),
-                tokens,
-            )
-            .map_err(protocol)?;
-            // Everything is checked before the scanner changes: after an error it is where it was.
-            let page = if self.partial.is_some() || next_token.is_some() {
-                self.assemble(&resp.rows, &checked, next_token.is_some())
-                    .map_err(protocol)?
-            } else {
-                (checked.rows > 0).then(|| resp.rows.clone())
+            // Rows must lie in [this request's start, the next start key or the split's end).
+            let bounds = RowBounds {
+                start: self.next_start.clone(),
+                upper: next.clone().unwrap_or_else(|| self.end.clone()),
+                upper_is: if next.is_some() {
+                    UpperBound::NextStartKey
+                } else {
+                    UpperBound::SplitEnd
+                },
             };
+            let whole_rows_only =
+                self.partial.is_none() && self.token.is_none() && next_token.is_none();
+            // `any_rows`: the response held at least one row or part of one (progress).
+            let (page, any_rows) = if whole_rows_only {
+                // The common case: the page is the response's rows as they came, checked as
+                // they are read (see `page`).
+                check_next_key(&self.next_start, &self.end, next.as_deref()).map_err(protocol)?;
+                let any_rows = has_rows(&resp.rows).map_err(protocol)?;
+                (any_rows.then(|| resp.rows.clone()), any_rows)
+            } else {
+                let checked = check_response(
+                    &self.next_start,
+                    &self.end,
+                    &resp.rows,
+                    next.as_deref(),
+                    tokens,
+                )
+                .map_err(protocol)?;
+                let page = self
+                    .assemble(&resp.rows, &checked, next_token.is_some())
+                    .map_err(protocol)?;
+                (page, checked.rows > 0)
+            };
+            // Everything is checked before the scanner changes: after an error it is where it was.
             match next {
                 Some(next) => self.next_start = next,
                 None => self.done = true,
             }
             self.token = next_token;
             let Some(data) = page else {
-                if checked.rows == 0 {
-                    self.empty_run = self.empty_run.saturating_add(1);
-                } else {
+                if any_rows {
                     // Only a further part of a row still incomplete: progress all the same.
                     self.empty_run = 0;
+                } else {
+                    self.empty_run = self.empty_run.saturating_add(1);
                 }
                 continue;
             };
             self.empty_run = 0;
-            let page = Page {
-                split_id: self.split.id,
-                index: self.pages,
-                data,
-            };
+            let page = Page::new(self.split.id, self.pages, data, bounds);
             self.pages += 1;
             self.counters.pages.fetch_add(1, Ordering::Relaxed);
             self.counters
@@ -619,23 +594,52 @@ fn check_response(
                 show_key(&last.primary_key)
             ));
         }
-        if cmp_keys(&next, &start) != KeyOrder::Greater {
-            return Err(format!(
-                "the service returned a next start key that does not advance: {} is not after \
-                 the request's start {}",
-                show_key(&next),
-                show_key(&start)
-            ));
-        }
-        if cmp_keys(&next, &end) != KeyOrder::Less {
-            return Err(format!(
-                "the service returned a next start key {} that is not before the split's end {}",
-                show_key(&next),
-                show_key(&end)
-            ));
-        }
+        next_key_in_range(&next, &start, &end)?;
     }
     Ok(checked)
+}
+
+/// The checks of a response without `next_token`s that need none of its rows: the start, the end
+/// and the next start key (if any) decode, and the next start key is strictly after the request's
+/// start and strictly before the split's end. The rest ([`check_response`]'s row rules, with the
+/// next start key as the rows' upper bound when there is one) runs as the page is read.
+fn check_next_key(start: &[u8], end: &[u8], next: Option<&[u8]>) -> Result<(), String> {
+    let start = decode_key(start, "the request's start key")?;
+    let end = decode_key(end, "the split's end key")?;
+    if let Some(next) = next {
+        next_key_in_range(&decode_key(next, "the next start key")?, &start, &end)?;
+    }
+    Ok(())
+}
+
+fn next_key_in_range(
+    next: &[PkCellRef<'_>],
+    start: &[PkCellRef<'_>],
+    end: &[PkCellRef<'_>],
+) -> Result<(), String> {
+    if cmp_keys(next, start) != KeyOrder::Greater {
+        return Err(format!(
+            "the service returned a next start key that does not advance: {} is not after the \
+             request's start {}",
+            show_key(next),
+            show_key(start)
+        ));
+    }
+    if cmp_keys(next, end) != KeyOrder::Less {
+        return Err(format!(
+            "the service returned a next start key {} that is not before the split's end {}",
+            show_key(next),
+            show_key(end)
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a PlainBuffer holds any row after its header (which is checked).
+fn has_rows(rows: &[u8]) -> Result<bool, String> {
+    let decoder =
+        RowDecoder::new(rows).map_err(|e| format!("the page's rows do not decode: {e}"))?;
+    Ok(!decoder.is_done())
 }
 
 /// The first and the last row of a checked page (the same row when it holds one).
@@ -657,42 +661,6 @@ fn first_and_last_rows(data: &[u8], n: u64) -> Result<Ends<'_>, String> {
         i += 1;
     }
     Ok((first, last))
-}
-
-/// A PK-only PlainBuffer (a request bound or a next start key), borrowed.
-fn decode_key<'a>(buf: &'a [u8], what: &str) -> Result<Vec<PkCellRef<'a>>, String> {
-    let mut decoder = RowDecoder::new(buf).map_err(|e| format!("{what} does not decode: {e}"))?;
-    let mut row = RowRef::default();
-    let found = decoder
-        .next_into(&mut row)
-        .map_err(|e| format!("{what} does not decode: {e}"))?;
-    if !found || row.primary_key.is_empty() || !row.cells.is_empty() || !decoder.is_done() {
-        return Err(format!("{what} is not a primary key alone"));
-    }
-    Ok(row.primary_key)
-}
-
-fn cmp_keys(a: &[PkCellRef<'_>], b: &[PkCellRef<'_>]) -> KeyOrder {
-    cmp_primary_keys(a.iter().map(|c| c.value), b.iter().map(|c| c.value))
-}
-
-/// `(user_id="u1", seq=7)`: a key for an error message.
-fn show_key(key: &[PkCellRef<'_>]) -> String {
-    let parts: Vec<String> = key
-        .iter()
-        .map(|c| {
-            let v = match c.value {
-                PkValueRef::Integer(i) => i.to_string(),
-                PkValueRef::String(s) => format!("{s:?}"),
-                PkValueRef::Binary(b) => format!("0x{}", hex::encode(b)),
-                PkValueRef::InfMin => "INF_MIN".to_string(),
-                PkValueRef::InfMax => "INF_MAX".to_string(),
-                PkValueRef::AutoIncrement => "AUTO_INCREMENT".to_string(),
-            };
-            format!("{}={v}", c.name)
-        })
-        .collect();
-    format!("({})", parts.join(", "))
 }
 
 /// Something that yields a split's pages in order; the prefetch task drives one.
@@ -864,6 +832,7 @@ mod tests {
 
     use super::*;
     use crate::{KeyPart, KeyValue};
+    use ots_wire::types::PkValueRef;
 
     fn key(id: i64) -> Bytes {
         Bytes::from(encode_primary_key(&[PkColumn::new(
@@ -933,7 +902,7 @@ mod tests {
 
     fn ids(page: &Page) -> Vec<i64> {
         let mut out = Vec::new();
-        page.for_each_row::<DecodeError>(|r| {
+        page.for_each_row::<ScanError>(|r| {
             if let PkValueRef::Integer(i) = r.primary_key[0].value {
                 out.push(i);
             }
@@ -1104,6 +1073,77 @@ mod tests {
         );
     }
 
+    /// A response without tokens is checked in two halves, the next key by the scanner and the
+    /// rows as the page is read; together they accept exactly what `check_response` accepts.
+    /// Every page of up to 3 rows over 5 keys, against every start, end and next key near them.
+    #[test]
+    fn checking_rows_as_they_are_read_accepts_exactly_what_the_whole_check_accepts() {
+        let inf = |v: PkValue| Bytes::from(encode_primary_key(&[PkColumn::new("id", v)]));
+        let starts: Vec<Bytes> = std::iter::once(inf(PkValue::InfMin))
+            .chain((0..5).map(key))
+            .collect();
+        let ends: Vec<Bytes> = (1..5)
+            .map(key)
+            .chain(std::iter::once(inf(PkValue::InfMax)))
+            .collect();
+        let nexts: Vec<Option<Bytes>> = std::iter::once(None)
+            .chain((0..5).map(|k| Some(key(k))))
+            .collect();
+        let mut pages: Vec<Vec<i64>> = vec![vec![]];
+        for len in 1..=3 {
+            let mut grown = Vec::new();
+            for p in pages.iter().filter(|p| p.len() == len - 1) {
+                for id in 0..5 {
+                    grown.push([p.clone(), vec![id]].concat());
+                }
+            }
+            pages.extend(grown);
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for start in &starts {
+            for end in &ends {
+                for next in &nexts {
+                    for ids in &pages {
+                        let data = if ids.is_empty() {
+                            Bytes::new()
+                        } else {
+                            rows(ids)
+                        };
+                        let whole =
+                            check_response(start, end, &data, next.as_deref(), Tokens::default());
+                        let bounds = RowBounds {
+                            start: start.clone(),
+                            upper: next.clone().unwrap_or_else(|| end.clone()),
+                            upper_is: UpperBound::SplitEnd,
+                        };
+                        let halves = check_next_key(start, end, next.as_deref())
+                            .map_err(|e| ScanError::Protocol {
+                                split: 0,
+                                detail: e,
+                            })
+                            .and_then(|()| {
+                                Page::new(0, 0, data.clone(), bounds)
+                                    .for_each_row::<ScanError>(|_| Ok(()))
+                            });
+                        assert_eq!(
+                            whole.is_ok(),
+                            halves.is_ok(),
+                            "start {start:?} end {end:?} next {next:?} rows {ids:?}: {whole:?} \
+                             against {halves:?}"
+                        );
+                        if let (Ok(c), Ok((n, _))) = (&whole, &halves) {
+                            assert_eq!(c.rows, *n);
+                            accepted += 1;
+                        } else {
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100 && refused > 1000, "{accepted} {refused}");
+    }
+
     /// Cells `range` of a wide row: cell `i` is version `3 - i % 3` of column `c{i / 3}` (newest
     /// first within a column), its type and value cycling through every attribute type.
     fn wide_cells(range: std::ops::Range<usize>) -> Vec<Cell> {
@@ -1159,7 +1199,7 @@ mod tests {
 
     fn page_rows(page: &Page) -> Vec<Row> {
         let mut out = Vec::new();
-        page.for_each_row::<DecodeError>(|r| {
+        page.for_each_row::<ScanError>(|r| {
             out.push(r.to_row());
             Ok(())
         })
@@ -1201,8 +1241,8 @@ mod tests {
         assert_eq!(page_rows(&p1), vec![wide_row(2, 0..25), narrow_row(3)]);
         // Byte for byte what the service would have sent had it not split the row.
         assert_eq!(
-            p1.data,
-            Bytes::from(encode_rows(&[wide_row(2, 0..25), narrow_row(3)]))
+            p1.data(),
+            &Bytes::from(encode_rows(&[wide_row(2, 0..25), narrow_row(3)]))
         );
         let p2 = s.next_page().await.unwrap().unwrap();
         assert_eq!(page_rows(&p2), vec![wide_row(4, 0..9), narrow_row(5)]);
@@ -1363,11 +1403,13 @@ mod tests {
     }
 
     fn page(index: u64) -> Page {
-        Page {
-            split_id: 3,
-            index,
-            data: rows(&[index as i64]),
-        }
+        let inf = |v: PkValue| Bytes::from(encode_primary_key(&[PkColumn::new("id", v)]));
+        let bounds = RowBounds {
+            start: inf(PkValue::InfMin),
+            upper: inf(PkValue::InfMax),
+            upper_is: UpperBound::SplitEnd,
+        };
+        Page::new(3, index, rows(&[index as i64]), bounds)
     }
 
     /// A page source from a closure, for the prefetch task.

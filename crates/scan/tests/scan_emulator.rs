@@ -65,7 +65,7 @@ async fn scan_all(
         set.spawn(async move {
             let mut rows = Vec::new();
             while let Some(page) = s.next_page().await.unwrap() {
-                page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+                page.for_each_row::<ots_scan::ScanError>(|r| {
                     rows.push(r.to_row());
                     Ok(())
                 })
@@ -170,7 +170,7 @@ async fn empty_pages_with_a_next_key_are_followed() {
     let mut pages = 0;
     while let Some(page) = s.next_page().await.unwrap() {
         pages += 1;
-        page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|r| {
+        page.for_each_row::<ots_scan::ScanError>(|r| {
             got.push(r.to_row());
             Ok(())
         })
@@ -264,7 +264,7 @@ async fn a_slow_consumer_holds_the_scan_back() {
     for consumed in 1..=5u64 {
         let page = s.next_page().await.unwrap().unwrap();
         let mut first = None;
-        page.for_each_row::<ots_wire::plainbuffer::DecodeError>(|row| {
+        page.for_each_row::<ots_scan::ScanError>(|row| {
             first.get_or_insert_with(|| row.primary_key[1].value.to_owned());
             Ok(())
         })

@@ -1,13 +1,13 @@
 //! The scanner against a fake service that misbehaves: a next start key that does not advance, rows
 //! out of order, rows or keys past the split end. Each is a typed `ScanError::Protocol` naming the
-//! split; none ever ends the split early with `Ok(None)`.
+//! split, from `next_page` (what the response says about the scan) or from reading the page (what
+//! its rows break); none ever ends the split early with `Ok(None)`.
 
 mod support;
 
 use std::time::Duration;
 
 use ots_scan::{Page, ScanError, ScanOptions, SplitScanner, spawn_prefetch};
-use ots_wire::plainbuffer::DecodeError;
 use ots_wire::types::PkValueRef;
 use support::{FakeOts, key, page, split};
 
@@ -15,24 +15,32 @@ fn options() -> ScanOptions {
     ScanOptions::up_to(1_000_000)
 }
 
-fn ids(page: &Page) -> Vec<i64> {
+/// The page's row ids, or the error reading it gave.
+fn read(page: &Page) -> Result<Vec<i64>, ScanError> {
     let mut out = Vec::new();
-    page.for_each_row::<DecodeError>(|r| {
+    page.for_each_row::<ScanError>(|r| {
         if let PkValueRef::Integer(i) = r.primary_key[0].value {
             out.push(i);
         }
         Ok(())
-    })
-    .unwrap();
-    out
+    })?;
+    Ok(out)
 }
 
-/// Calls `next_page` until the first error, which it returns; `Ok(None)` before it fails the test.
+fn ids(page: &Page) -> Vec<i64> {
+    read(page).unwrap()
+}
+
+/// Calls `next_page` and reads each page until the first error, which it returns with the rows of
+/// the pages read whole before it; `Ok(None)` before an error fails the test.
 async fn first_error(s: &mut SplitScanner) -> (Vec<i64>, ScanError) {
     let mut rows = Vec::new();
     loop {
         match s.next_page().await {
-            Ok(Some(p)) => rows.extend(ids(&p)),
+            Ok(Some(p)) => match read(&p) {
+                Ok(ids) => rows.extend(ids),
+                Err(e) => return (rows, e),
+            },
             Ok(None) => panic!("the split ended early after rows {rows:?}"),
             Err(e) => return (rows, e),
         }
@@ -75,12 +83,19 @@ async fn a_well_behaved_service_is_read_to_its_explicit_end() {
 
 #[tokio::test]
 async fn a_next_key_that_does_not_advance_is_a_protocol_error_not_an_end() {
-    // Past the page's last row? No: the next key repeats it.
+    // Past the page's last row? No: the next key repeats it. Reading the page finds that out.
     let fake = FakeOts::start(vec![page(&[1, 2], Some(3)), page(&[3, 4], Some(4))]).await;
     let mut s = SplitScanner::new(fake.client(), "t", split(2, None, None), options()).unwrap();
     let (rows, e) = first_error(&mut s).await;
     assert_eq!(rows, [1, 2]);
     assert_protocol(&e, 2, "next start key that does not advance");
+    assert_protocol(&e, 2, "row 1");
+
+    // A next key that is not after the request's start: `next_page` refuses the response itself.
+    let fake = FakeOts::start(vec![page(&[1, 2], Some(3)), page(&[], Some(3))]).await;
+    let mut s = SplitScanner::new(fake.client(), "t", split(2, None, None), options()).unwrap();
+    assert_eq!(ids(&s.next_page().await.unwrap().unwrap()), [1, 2]);
+    assert_protocol(&s.next_page().await.unwrap_err(), 2, "does not advance");
     // Calling again repeats the same request (here the fake has nothing left: an error), and is
     // still not the end.
     assert!(matches!(s.next_page().await, Err(ScanError::Ots(_))));
@@ -113,7 +128,7 @@ async fn a_row_out_of_order_is_a_protocol_error_not_an_end() {
     let (rows, e) = first_error(&mut s).await;
     assert!(
         rows.is_empty(),
-        "a page with rows out of order was handed out"
+        "a page with rows out of order was read whole"
     );
     assert_protocol(&e, 5, "rows out of order");
 
@@ -162,8 +177,19 @@ async fn a_prefetched_scan_passes_protocol_errors_on_and_never_ends_early() {
     let mut p = spawn_prefetch(s, 2);
     assert_eq!(p.split_id(), 10);
     assert_eq!(ids(&p.next().await.unwrap().unwrap()), [1, 2]);
-    assert_protocol(&p.next().await.unwrap_err(), 10, "rows out of order");
-    // The fetcher stopped at the error: that is reported again, never as the end.
+    assert_protocol(
+        &read(&p.next().await.unwrap().unwrap()).unwrap_err(),
+        10,
+        "rows out of order",
+    );
+
+    // An error of the scanner itself is passed on; the fetcher stops at it, and that is reported
+    // again, never as the end.
+    let fake = FakeOts::start(vec![page(&[1, 2], Some(3)), page(&[4], Some(3))]).await;
+    let s = SplitScanner::new(fake.client(), "t", split(10, None, None), options()).unwrap();
+    let mut p = spawn_prefetch(s, 2);
+    assert_eq!(ids(&p.next().await.unwrap().unwrap()), [1, 2]);
+    assert_protocol(&p.next().await.unwrap_err(), 10, "does not advance");
     for _ in 0..3 {
         assert!(matches!(
             p.next().await,

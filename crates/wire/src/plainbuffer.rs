@@ -538,8 +538,6 @@ pub struct RowDecoder<'a> {
     buf: &'a [u8],
     pos: usize,
     names: NameCache<'a>,
-    /// False for bytes that already passed a full decode (see [`RowDecoder::new_prechecked`]).
-    checksums: bool,
 }
 
 /// Byte equality for short strings such as column names, inline: two overlapping word compares
@@ -638,20 +636,7 @@ impl<'a> RowDecoder<'a> {
             buf,
             pos: 0,
             names: NameCache::default(),
-            checksums: true,
         }
-    }
-
-    /// A decoder for bytes that already passed a full decode with [`RowDecoder::new`] and cannot
-    /// have changed since (the scanner decodes every page whole before handing it on, and a
-    /// `Bytes` is immutable), or that [`PlainBufferWriter`] wrote, checksums included, from rows
-    /// so decoded (a row the service sent in parts, joined by the scanner). The cell and row checksums, ~30% of decoding, are not computed a
-    /// second time; every tag, length, type and UTF-8 check still runs, so whatever the bytes,
-    /// the result is a well-formed row or an error, never a panic.
-    pub fn new_prechecked(buf: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut d = Self::new(buf)?;
-        d.checksums = false;
-        Ok(d)
     }
 
     /// The byte offset of the next row (where the row the last `next_into` decoded ended): lets a
@@ -771,7 +756,7 @@ impl<'a> RowDecoder<'a> {
         let crc_offset = self.pos;
         let stored = self.u8("row checksum")?;
         let computed = crc8_byte(row_crc, u8::from(row.delete_marker));
-        if self.checksums && stored != computed {
+        if stored != computed {
             return Err(DecodeError::RowChecksum {
                 offset: crc_offset,
                 stored,
@@ -862,9 +847,7 @@ impl<'a> RowDecoder<'a> {
         let mut timestamp = None;
         if tag == TAG_CELL_TIMESTAMP {
             let ts = self.bytes(8, "cell timestamp")?;
-            if self.checksums {
-                crc = crc8(crc, ts);
-            }
+            crc = crc8(crc, ts);
             timestamp = Some(i64::from_le_bytes(le8(ts)));
             tag = self.u8("cell tag")?;
         }
@@ -880,7 +863,7 @@ impl<'a> RowDecoder<'a> {
         }
         let crc_offset = self.pos;
         let stored = self.u8("cell checksum")?;
-        if self.checksums && stored != crc {
+        if stored != crc {
             return Err(DecodeError::CellChecksum {
                 offset: crc_offset,
                 stored,
@@ -950,9 +933,6 @@ impl<'a> RowDecoder<'a> {
                 declared,
                 actual,
             });
-        }
-        if !self.checksums {
-            return Ok((v, crc));
         }
         Ok((v, crc8(crc, &self.buf[start..self.pos])))
     }
@@ -1251,45 +1231,6 @@ mod tests {
         ));
     }
 
-    /// Bytes already checked are decoded without their checksums: a wrong checksum goes unseen,
-    /// a broken structure is still an error.
-    #[test]
-    fn prechecked_bytes_skip_checksums_but_not_structure() {
-        let mut w = PlainBufferWriter::new();
-        w.pk("k", PkValueRef::Integer(7));
-        w.cell("v", Some(ValueRef::String("x")), None, Some(5));
-        w.end_row();
-        let good = w.into_bytes();
-        let read = |b: &[u8]| -> Result<Vec<Row>, DecodeError> {
-            let mut d = RowDecoder::new_prechecked(b)?;
-            let mut row = RowRef::default();
-            let mut out = Vec::new();
-            while d.next_into(&mut row)? {
-                out.push(row.to_row());
-            }
-            Ok(out)
-        };
-        let want: Vec<Row> = decode_rows(&good)
-            .unwrap()
-            .iter()
-            .map(RowRef::to_row)
-            .collect();
-        assert_eq!(read(&good).unwrap(), want);
-        // The row checksum is the last byte.
-        let mut wrong_sum = good.clone();
-        *wrong_sum.last_mut().unwrap() ^= 0x5a;
-        assert!(matches!(
-            decode_rows(&wrong_sum),
-            Err(DecodeError::RowChecksum { .. })
-        ));
-        assert_eq!(read(&wrong_sum).unwrap(), want);
-        // A broken tag is refused either way.
-        let mut broken = good;
-        broken[4] = 0x7f;
-        assert!(read(&broken).is_err());
-    }
-
-    /// Every length, a difference at every position: `short_eq` agrees with `==`.
     #[test]
     fn short_eq_agrees_with_slice_equality() {
         let a: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();

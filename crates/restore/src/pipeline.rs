@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use ots_manifest::{FileEntry, Snapshot};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::types::Row;
-use ots_wire::{Idempotency, OtsClient, pb};
+use ots_wire::{Idempotency, OtsClient, PreparedBatchWrite, pb, prepare_batch_writes};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -106,14 +106,25 @@ impl BytePool {
 
     /// Waits until `bytes` are free and holds them until the permit is dropped.
     pub async fn claim(&self, bytes: u64) -> Result<OwnedSemaphorePermit, RestoreError> {
-        let kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.kib);
         self.sem
             .clone()
-            .acquire_many_owned(kib)
+            .acquire_many_owned(self.kib_of(bytes))
             .await
             .map_err(|_| RestoreError::WritersStopped)
+    }
+
+    /// [`claim`](Self::claim) if `bytes` are free now.
+    pub fn try_claim(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.sem
+            .clone()
+            .try_acquire_many_owned(self.kib_of(bytes))
+            .ok()
+    }
+
+    fn kib_of(&self, bytes: u64) -> u32 {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.kib)
     }
 }
 
@@ -140,11 +151,11 @@ fn decoded_row(encoded: &[u8], table: &str) -> Result<Row, RestoreError> {
 
 /// What one writer job writes.
 enum Work {
-    /// Rows that each fit in one write, as one BatchWriteRow: only their PlainBuffer encoding.
-    /// The decoded rows are dropped by the reader that made them (cheaper for the allocator than
-    /// freeing them on a writer's thread); a row that fails for good is decoded again for its
-    /// dead letter ([`decoded_row`]).
-    Batch(Vec<Bytes>),
+    /// Rows that each fit in one write, as one BatchWriteRow, encoded and hashed by the reader
+    /// ([`Batcher`]). The decoded rows are dropped by the reader that made them (cheaper for the
+    /// allocator than freeing them on a writer's thread); a row that fails for good is decoded
+    /// again from its PlainBuffer for its dead letter ([`decoded_row`]).
+    Batch(PreparedBatchWrite),
     /// One row that needs several writes ([`crate::split`]), sent one after the other.
     Split { row: Row, parts: Vec<RowPart> },
 }
@@ -172,6 +183,7 @@ pub(crate) struct Pipeline<'a> {
 
 /// The writer tasks and what they share.
 struct Writers {
+    table: Arc<str>,
     tasks: JoinSet<Result<(), RestoreError>>,
     tx: mpsc::Sender<WriteJob>,
     done_rx: mpsc::UnboundedReceiver<usize>,
@@ -214,6 +226,7 @@ impl Writers {
             tasks.spawn(w.run());
         }
         Writers {
+            table: cfg.table.as_str().into(),
             tasks,
             tx,
             done_rx,
@@ -353,13 +366,25 @@ impl Pipeline<'_> {
     }
 }
 
+/// Batches a reader encodes and hashes together: as many as the MD5 lanes (`ots_wire`'s
+/// `md5_lanes`) take at once.
+const HASHED_TOGETHER: usize = 8;
+
 /// Cuts the rows of one source into writer jobs: batches of at most 200 rows / 4 MB, and rows
 /// one write cannot carry as split jobs of their own. Each job's bytes are claimed from the
 /// write pool before it is queued.
+///
+/// Batches are held back until [`HASHED_TOGETHER`] are cut, then encoded as requests and hashed
+/// together ([`prepare_batch_writes`]: MD5 in SIMD lanes), and queued. A batch is held only
+/// with its bytes claimed, and never while waiting for bytes: when the pool has none free, the
+/// batches held are queued first, so the writers can free some.
 struct Batcher {
     idx: usize,
     kind: WriteKind,
     regenerate: bool,
+    table: Arc<str>,
+    /// Batches cut, their bytes claimed, not yet queued.
+    held: Vec<(Vec<Bytes>, OwnedSemaphorePermit)>,
     /// The encoded rows of the batch being cut, one after another in one buffer (an allocation
     /// per batch, not per row: the allocator was a tenth of a restore's CPU), and where each ends.
     arena: Vec<u8>,
@@ -384,6 +409,8 @@ impl Batcher {
             idx,
             kind,
             regenerate,
+            table: w.table.clone(),
+            held: Vec::with_capacity(HASHED_TOGETHER),
             arena: Vec::new(),
             ends: Vec::new(),
             bytes: 0,
@@ -450,7 +477,6 @@ impl Batcher {
         }
         match split_row(&row, self.kind.op) {
             Ok(parts) => {
-                self.flush().await?;
                 let bytes: u64 = parts
                     .iter()
                     .map(|p| 2 * p.encoded.len() as u64 + ROW_OVERHEAD as u64)
@@ -480,7 +506,8 @@ impl Batcher {
             .record(row, self.kind, code, message, source)
     }
 
-    /// Sends the batch being cut, if any.
+    /// Cuts the batch being filled, if any: held, or queued with the batches held once there
+    /// are [`HASHED_TOGETHER`].
     async fn flush(&mut self) -> Result<(), RestoreError> {
         if self.ends.is_empty() {
             return Ok(());
@@ -501,11 +528,67 @@ impl Batcher {
         // The encoded rows and, about as large, the request body made of them.
         let bytes = 2 * self.bytes as u64;
         self.bytes = 0;
-        self.send(Work::Batch(rows), bytes).await
+        let memory = match self.pool.try_claim(bytes) {
+            Some(memory) => memory,
+            None => {
+                self.send_held().await?;
+                self.pool.claim(bytes).await?
+            }
+        };
+        self.held.push((rows, memory));
+        if self.held.len() >= HASHED_TOGETHER {
+            self.send_held().await?;
+        }
+        Ok(())
     }
 
+    /// Queues every batch cut: the one being filled and those held.
+    async fn finish(&mut self) -> Result<(), RestoreError> {
+        self.flush().await?;
+        self.send_held().await
+    }
+
+    /// Encodes the batches held as requests, hashes them together and queues them.
+    async fn send_held(&mut self) -> Result<(), RestoreError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let existence = condition(self.kind.mode);
+        let (requests, memory): (Vec<_>, Vec<_>) = self
+            .held
+            .drain(..)
+            .map(|(rows, memory)| {
+                let request = pb::BatchWriteRowRequest {
+                    tables: vec![pb::TableInBatchWriteRowRequest {
+                        table_name: self.table.to_string(),
+                        rows: rows
+                            .into_iter()
+                            .map(|encoded| row_request(self.kind.op, encoded, existence))
+                            .collect(),
+                    }],
+                    ..Default::default()
+                };
+                (request, memory)
+            })
+            .unzip();
+        for (prepared, memory) in prepare_batch_writes(requests).into_iter().zip(memory) {
+            self.queue(Work::Batch(prepared), memory).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a job of its own (a split row) after every batch cut before it.
     async fn send(&mut self, work: Work, bytes: u64) -> Result<(), RestoreError> {
+        self.finish().await?;
         let memory = self.pool.claim(bytes).await?;
+        self.queue(work, memory).await
+    }
+
+    async fn queue(
+        &mut self,
+        work: Work,
+        memory: OwnedSemaphorePermit,
+    ) -> Result<(), RestoreError> {
         self.states.sent(self.idx)?;
         self.tx
             .send(WriteJob {
@@ -559,11 +642,19 @@ impl Reader {
         let _reading = self.read_pool.claim(plan.bytes).await?;
         let progress = self.batcher.progress.clone();
         let direct = self.transform.is_identity();
-        while let Some(rb) = stream
-            .try_next()
-            .await
-            .map_err(|e| RestoreError::parquet(name, e))?
-        {
+        loop {
+            // Batches held for hashing are queued before this reader waits on a read, so that
+            // the writers never wait on it with work in hand.
+            let next = match stream.try_next().now_or_never() {
+                Some(ready) => ready,
+                None => {
+                    self.batcher.send_held().await?;
+                    stream.try_next().await
+                }
+            };
+            let Some(rb) = next.map_err(|e| RestoreError::parquet(name, e))? else {
+                break;
+            };
             let rows = RowReader::new(&self.schema, &rb).map_err(|source| RestoreError::Rows {
                 path: name.to_string(),
                 source,
@@ -602,7 +693,7 @@ impl Reader {
                 self.batcher.push(row, name).await?;
             }
         }
-        self.batcher.flush().await?;
+        self.batcher.finish().await?;
         // Reading is over: the file is done once its sent batches are acknowledged.
         let idx = self.batcher.idx;
         Ok(self.batcher.states.read_all(idx)?.then_some(idx))
@@ -666,7 +757,7 @@ impl Writer {
             };
             let path = self.paths.get(job.file).map_or("", String::as_str);
             match &job.work {
-                Work::Batch(rows) => self.write_batch(rows, job.kind, path).await?,
+                Work::Batch(prepared) => self.write_batch(prepared, job.kind, path).await?,
                 Work::Split { row, parts } => self.write_split(row, parts, job.kind, path).await?,
             }
             if self.states.acked(job.file)? {
@@ -675,17 +766,20 @@ impl Writer {
         }
     }
 
+    /// Puts with explicit timestamps are idempotent; regenerated keys are not.
+    fn idempotency(&self) -> Idempotency {
+        if self.regenerate {
+            Idempotency::NotIdempotent
+        } else {
+            Idempotency::Idempotent
+        }
+    }
+
     /// One BatchWriteRow (with its row retries) under the rate; the results in request order.
     async fn send(
         &self,
         rows: Vec<pb::RowInBatchWriteRowRequest>,
     ) -> Result<Vec<pb::RowInBatchWriteRowResponse>, RestoreError> {
-        // Puts with explicit timestamps are idempotent; regenerated keys are not.
-        let idem = if self.regenerate {
-            Idempotency::NotIdempotent
-        } else {
-            Idempotency::Idempotent
-        };
         self.rate.acquire(rows.len() as f64).await;
         let req = pb::BatchWriteRowRequest {
             tables: vec![pb::TableInBatchWriteRowRequest {
@@ -694,8 +788,24 @@ impl Writer {
             }],
             ..Default::default()
         };
+        let outcome = self
+            .with_throttling(
+                self.client
+                    .batch_write_row_retrying(&req, self.idempotency()),
+            )
+            .await?;
+        Ok(outcome.rows.into_iter().next().unwrap_or_default())
+    }
+
+    /// Runs one BatchWriteRow with its row retries; throttling seen meanwhile slows the rate.
+    async fn with_throttling(
+        &self,
+        write: impl std::future::Future<
+            Output = Result<ots_wire::client::BatchWriteOutcome, ots_wire::OtsError>,
+        >,
+    ) -> Result<ots_wire::client::BatchWriteOutcome, RestoreError> {
         let throttled_before = self.client.stats().throttled;
-        let outcome = self.client.batch_write_row_retrying(&req, idem).await?;
+        let outcome = write.await?;
         if self.client.stats().throttled > throttled_before {
             self.progress
                 .throttle_events
@@ -705,25 +815,29 @@ impl Writer {
         self.progress
             .row_retries
             .fetch_add(outcome.row_retries, Ordering::Relaxed);
-        Ok(outcome.rows.into_iter().next().unwrap_or_default())
+        Ok(outcome)
     }
 
     async fn write_batch(
         &self,
-        rows: &[Bytes],
+        prepared: &PreparedBatchWrite,
         kind: WriteKind,
         path: &str,
     ) -> Result<(), RestoreError> {
-        let existence = condition(kind.mode);
-        let results = self
-            .send(
-                rows.iter()
-                    .map(|encoded| row_request(kind.op, encoded.clone(), existence))
-                    .collect(),
-            )
+        // One table per request (the Batcher's).
+        let rows = prepared
+            .request()
+            .tables
+            .first()
+            .map_or(&[][..], |t| &t.rows);
+        let idem = self.idempotency();
+        self.rate.acquire(rows.len() as f64).await;
+        let outcome = self
+            .with_throttling(self.client.batch_write_prepared_retrying(prepared, idem))
             .await?;
+        let results = outcome.rows.into_iter().next().unwrap_or_default();
         let mut ok = 0u64;
-        for (i, encoded) in rows.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
             let r = results.get(i);
             if r.is_some_and(|r| r.is_ok) {
                 ok += 1;
@@ -735,7 +849,7 @@ impl Writer {
                 continue;
             }
             self.progress.rows_failed.fetch_add(1, Ordering::Relaxed);
-            let row = decoded_row(encoded, &self.table)?;
+            let row = decoded_row(&row.row_change, &self.table)?;
             self.dead
                 .lock()
                 .await
@@ -839,7 +953,7 @@ pub(crate) async fn replay(
                 Some(b) if b.idx == idx && b.kind == kind => b,
                 _ => {
                     if let Some(mut old) = batcher.take() {
-                        old.flush().await?;
+                        old.finish().await?;
                     }
                     batcher.insert(Batcher::new(idx, kind, regenerate, &w, progress.clone()))
                 }
@@ -847,7 +961,7 @@ pub(crate) async fn replay(
             b.push(d.row, &d.file).await?;
         }
         if let Some(mut b) = batcher.take() {
-            b.flush().await?;
+            b.finish().await?;
         }
         Ok(())
     }
@@ -890,6 +1004,71 @@ mod tests {
             }
         }
         assert!(decoded_row(b"not plainbuffer", "t").is_err());
+    }
+
+    /// A reader holds batches to hash them together, but never while it waits for memory: with a
+    /// pool that fits three batches and a writer that frees each batch only once it is taken,
+    /// every batch still reaches the writer (the test would time out if the reader waited for
+    /// memory with batches in hand), in order.
+    #[tokio::test]
+    async fn held_batches_are_queued_before_waiting_for_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel::<WriteJob>(1);
+        let (_done_tx, done_rx) = mpsc::unbounded_channel();
+        let encoded: Vec<Vec<u8>> = (0..20 * MAX_BATCH_ROWS)
+            .map(|i| {
+                let spec = ots_datagen::DatasetSpec::new(1, 5);
+                let row = ots_datagen::row(&spec, i as u64);
+                encode_row(&row, pb::OperationType::Put)
+            })
+            .collect();
+        let batch_bytes: usize = encoded[..MAX_BATCH_ROWS]
+            .iter()
+            .map(|e| 2 * (e.len() + ROW_OVERHEAD))
+            .sum();
+        let w = Writers {
+            table: "t".into(),
+            tasks: JoinSet::new(),
+            tx,
+            done_rx,
+            states: Arc::default(),
+            dead: Arc::new(tokio::sync::Mutex::new(DeadLetter::new(
+                dir.path().join("dead.jsonl"),
+                "t",
+            ))),
+            pool: BytePool::new(3 * batch_bytes + batch_bytes / 2),
+        };
+        let kind = WriteKind {
+            op: pb::OperationType::Put,
+            mode: WriteMode::Overwrite,
+        };
+        let mut batcher = Batcher::new(0, kind, false, &w, Arc::default());
+        let writer = tokio::spawn(async move {
+            let mut rows = Vec::new();
+            while let Some(job) = rx.recv().await {
+                let Work::Batch(prepared) = &job.work else {
+                    panic!("a split job");
+                };
+                let request = prepared.request();
+                assert_eq!(request.tables[0].table_name, "t");
+                rows.extend(request.tables[0].rows.iter().map(|r| r.row_change.to_vec()));
+                tokio::task::yield_now().await;
+            }
+            rows
+        });
+        let fed = async {
+            for e in &encoded {
+                batcher.push_encoded(e).await.unwrap();
+            }
+            batcher.finish().await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(10), fed)
+            .await
+            .expect("the reader waited for memory with batches in hand");
+        drop(batcher);
+        drop(w);
+        let rows = writer.await.unwrap();
+        assert_eq!(rows, encoded);
     }
 
     #[tokio::test]

@@ -27,7 +27,9 @@ pub mod types;
 
 pub use auth::{Credentials, SignatureVersion};
 #[cfg(feature = "client")]
-pub use client::{Action, ClientConfig, ClientStats, OtsClient};
+pub use client::{
+    Action, ClientConfig, ClientStats, OtsClient, PreparedBatchWrite, prepare_batch_writes,
+};
 #[cfg(feature = "client")]
 pub use error::OtsError;
 #[cfg(feature = "client")]

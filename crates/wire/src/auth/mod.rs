@@ -6,7 +6,7 @@
 //!
 //! - `credentials.rs`: [`Secret`], [`Credentials`], [`CredentialsError`], [`SignatureVersion`].
 //! - `headers.rs`: header names and fixed values ([`API_VERSION`], `HDR_*`).
-//! - `sign.rs`: [`sign_request`], [`request_string_to_sign`], [`content_md5`],
+//! - `sign.rs`: [`sign_request`], [`sign_hashed_request`], [`request_string_to_sign`], [`content_md5`],
 //!   [`v4_signing_key`], and the HMAC primitives the other files share.
 //! - `verify_response.rs`: [`verify_response`], [`verify_response_md5`], [`ResponseVerifyError`].
 //! - `server.rs` (feature `server`): `verify_request`, `RequestAuthError`, `VerifiedRequest`,
@@ -31,7 +31,10 @@ pub use headers::{
 };
 #[cfg(feature = "server")]
 pub use server::{RequestAuthError, VerifiedRequest, sign_response, verify_request};
-pub use sign::{Md5Stream, content_md5, request_string_to_sign, sign_request, v4_signing_key};
+pub use sign::{
+    Md5Stream, content_md5, request_string_to_sign, sign_hashed_request, sign_request,
+    v4_signing_key,
+};
 pub use verify_response::{
     RESPONSE_MAX_SKEW, ResponseVerifyError, verify_response, verify_response_md5,
 };

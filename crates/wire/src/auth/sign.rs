@@ -163,11 +163,24 @@ pub fn sign_request(
     body: &[u8],
     now: SystemTime,
 ) -> Vec<(&'static str, String)> {
+    sign_hashed_request(creds, version, instance, action, content_md5(body), now)
+}
+
+/// [`sign_request`] for a body whose [`content_md5`] is already known (computed once for every
+/// attempt of a request, or for several bodies at once).
+pub fn sign_hashed_request(
+    creds: &Credentials,
+    version: &SignatureVersion,
+    instance: &str,
+    action: &str,
+    body_md5: String,
+    now: SystemTime,
+) -> Vec<(&'static str, String)> {
     // Sorted by name; the signature header goes last.
     let mut headers: Vec<(&'static str, String)> = vec![
         (HDR_ACCESS_KEY_ID, creds.access_key_id().to_string()),
         (HDR_API_VERSION, API_VERSION.to_string()),
-        (HDR_CONTENT_MD5, content_md5(body)),
+        (HDR_CONTENT_MD5, body_md5),
         (HDR_DATE, format_ots_date(now)),
         (HDR_INSTANCE_NAME, instance.to_string()),
     ];

@@ -330,7 +330,7 @@ pub(crate) fn encode_put_direct<'a>(
     }
     size += cells
         .iter()
-        .map(|c| 30 + c.name.len() + c.value.data_size())
+        .map(|c| 30 + c.name.as_str().len() + c.value.data_size())
         .sum::<usize>();
     let mut w = PlainBufferWriter::append_to(std::mem::take(out));
     w.reserve(size);
@@ -338,7 +338,7 @@ pub(crate) fn encode_put_direct<'a>(
         w.pk(name, v);
     }
     for c in cells.iter() {
-        w.cell(c.name, Some(c.value), None, c.timestamp);
+        w.named_cell(c.name, Some(c.value), None, c.timestamp);
     }
     w.end_row();
     *out = w.into_bytes();

@@ -6,7 +6,10 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use ots_wire::plainbuffer::ChecksummedName;
 use ots_wire::types::{Cell, PkColumn, PkType, PkValue, PkValueRef, Row, ValueRef, ValueType};
 
 use crate::layout::{
@@ -21,7 +24,8 @@ fn layout_err(msg: impl Into<String>) -> ConvertError {
 /// One cell of a row, borrowed from a record batch ([`RowReader::cells_into`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CellView<'a> {
-    pub name: &'a str,
+    /// With its checksum, computed once per batch for a typed column.
+    pub name: ChecksummedName<'a>,
     pub value: ValueRef<'a>,
     /// Milliseconds since the epoch.
     pub timestamp: Option<i64>,
@@ -31,8 +35,7 @@ pub struct CellView<'a> {
 pub struct RowReader<'a> {
     schema: &'a SnapshotSchema,
     pk: Vec<&'a ArrayRef>,
-    typed: Vec<&'a ArrayRef>,
-    ts: Option<&'a StructArray>,
+    typed: Vec<TypedColumn<'a>>,
     cells: &'a arrow_array::ListArray,
     // The `$cells` struct's fields, resolved once per batch rather than once per row.
     cell_names: &'a StringArray,
@@ -98,8 +101,17 @@ impl<'a> RowReader<'a> {
         Ok(RowReader {
             schema,
             pk: cols[..n_pk].iter().collect(),
-            typed: cols[n_pk..n_pk + n_typed].iter().collect(),
-            ts,
+            typed: schema
+                .columns
+                .iter()
+                .zip(&cols[n_pk..n_pk + n_typed])
+                .enumerate()
+                .map(|(k, (c, a))| TypedColumn {
+                    name: ChecksummedName::new(&c.name),
+                    values: Values::of(c.value_type, a),
+                    timestamps: ts.map(|s| s.column(k).as_primitive::<Int64Type>()),
+                })
+                .collect(),
             cells,
             cell_names: field(cell_field::NAME)?.as_string::<i32>(),
             cell_types: field(cell_field::TYPE)?.as_string::<i32>(),
@@ -161,19 +173,14 @@ impl<'a> RowReader<'a> {
     /// Tablestore's order: by column name, newest version first.
     pub fn cells_into(&self, i: usize, out: &mut Vec<CellView<'a>>) -> Result<(), ConvertError> {
         out.clear();
-        for (k, (c, a)) in self.schema.columns.iter().zip(&self.typed).enumerate() {
-            let a: &'a ArrayRef = a;
-            if a.is_null(i) {
+        for c in &self.typed {
+            let Some(value) = c.values.get(i) else {
                 continue;
-            }
-            let ts = self.ts.and_then(|s| {
-                let t = s.column(k).as_primitive::<Int64Type>();
-                t.is_valid(i).then(|| t.value(i))
-            });
+            };
             out.push(CellView {
-                name: c.name.as_str(),
-                value: typed_value(c.value_type, a, i),
-                timestamp: ts,
+                name: c.name,
+                value,
+                timestamp: c.timestamps.and_then(|t| t.is_valid(i).then(|| t.value(i))),
             });
         }
         let offsets = self.cells.value_offsets();
@@ -198,8 +205,8 @@ impl<'a> RowReader<'a> {
             }
             let ts = tss.is_valid(j).then(|| tss.value(j));
             out.push(CellView {
-                name: names.value(j),
-                value: typed_value(t, values, j),
+                name: ChecksummedName::new(names.value(j)),
+                value: Values::of(t, values).value(j),
                 timestamp: ts,
             });
         }
@@ -207,8 +214,9 @@ impl<'a> RowReader<'a> {
         // columns are sorted by name, and most rows have no $cells): checking is cheaper.
         let order = |a: &CellView, b: &CellView| {
             a.name
+                .as_str()
                 .as_bytes()
-                .cmp(b.name.as_bytes())
+                .cmp(b.name.as_str().as_bytes())
                 .then_with(|| b.timestamp.cmp(&a.timestamp))
         };
         if !out.is_sorted_by(|a, b| order(a, b).is_le()) {
@@ -225,7 +233,7 @@ impl<'a> RowReader<'a> {
             primary_key: self.primary_key(i),
             cells: cells
                 .into_iter()
-                .map(|c| Cell::new(c.name, c.value.to_owned(), c.timestamp))
+                .map(|c| Cell::new(c.name.as_str(), c.value.to_owned(), c.timestamp))
                 .collect(),
         })
     }
@@ -235,12 +243,55 @@ impl<'a> RowReader<'a> {
     }
 }
 
-fn typed_value(t: ValueType, a: &ArrayRef, i: usize) -> ValueRef<'_> {
-    match t {
-        ValueType::Integer => ValueRef::Integer(a.as_primitive::<Int64Type>().value(i)),
-        ValueType::Double => ValueRef::Double(a.as_primitive::<Float64Type>().value(i)),
-        ValueType::Boolean => ValueRef::Boolean(a.as_boolean().value(i)),
-        ValueType::String => ValueRef::String(a.as_string::<i32>().value(i)),
-        ValueType::Binary => ValueRef::Binary(a.as_binary::<i32>().value(i)),
+/// A typed column of the batch, resolved once per batch rather than once per cell.
+struct TypedColumn<'a> {
+    name: ChecksummedName<'a>,
+    values: Values<'a>,
+    /// The column's cell timestamps (absent when the schema has no typed columns' timestamps).
+    timestamps: Option<&'a Int64Array>,
+}
+
+/// A column of values of one type, downcast from its `ArrayRef` (the layout was checked).
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    Integer(&'a Int64Array),
+    Double(&'a Float64Array),
+    Boolean(&'a BooleanArray),
+    String(&'a StringArray),
+    Binary(&'a BinaryArray),
+}
+
+impl<'a> Values<'a> {
+    fn of(t: ValueType, a: &'a ArrayRef) -> Self {
+        match t {
+            ValueType::Integer => Values::Integer(a.as_primitive::<Int64Type>()),
+            ValueType::Double => Values::Double(a.as_primitive::<Float64Type>()),
+            ValueType::Boolean => Values::Boolean(a.as_boolean()),
+            ValueType::String => Values::String(a.as_string::<i32>()),
+            ValueType::Binary => Values::Binary(a.as_binary::<i32>()),
+        }
+    }
+
+    /// Value `i`, which must not be null.
+    fn value(self, i: usize) -> ValueRef<'a> {
+        match self {
+            Values::Integer(a) => ValueRef::Integer(a.value(i)),
+            Values::Double(a) => ValueRef::Double(a.value(i)),
+            Values::Boolean(a) => ValueRef::Boolean(a.value(i)),
+            Values::String(a) => ValueRef::String(a.value(i)),
+            Values::Binary(a) => ValueRef::Binary(a.value(i)),
+        }
+    }
+
+    /// Value `i`, or `None` when it is null.
+    fn get(self, i: usize) -> Option<ValueRef<'a>> {
+        let valid = match self {
+            Values::Integer(a) => a.is_valid(i),
+            Values::Double(a) => a.is_valid(i),
+            Values::Boolean(a) => a.is_valid(i),
+            Values::String(a) => a.is_valid(i),
+            Values::Binary(a) => a.is_valid(i),
+        };
+        valid.then(|| self.value(i))
     }
 }

@@ -29,7 +29,6 @@ use ots_format::{ErrorKind, Manifest, Partitioning, choose_record};
 use ots_manifest::{LEASE_TTL, LeaseError, ManifestError, Snapshots, lease};
 use ots_scan::{CaptureOptions, RateLimiter, ScanError, ScanOptions, SplitSize, StreamError};
 use ots_schema::{ConvertError, SnapshotSchema};
-use ots_wire::plainbuffer::DecodeError;
 use ots_wire::{OtsClient, OtsError};
 use ots_writer::{Destination, ParquetOptions, WriteError};
 use tokio::task::JoinSet;
@@ -57,8 +56,6 @@ pub enum BackupError {
     Write(#[from] WriteError),
     #[error("converting rows: {0}")]
     Convert(#[from] ConvertError),
-    #[error("decoding a GetRange page: {0}")]
-    Decode(#[from] DecodeError),
     #[error(
         "snapshot {id} cannot be committed: splits {missing:?} have no record (run the backup again with --resume {id})"
     )]

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::{FutureExt, TryStreamExt};
 use ots_manifest::{FileEntry, Snapshot};
 use ots_schema::{RowReader, SnapshotSchema};
+use ots_wire::client::BatchWriteOutcome;
 use ots_wire::types::Row;
 use ots_wire::{Idempotency, OtsClient, PreparedBatchWrite, pb, prepare_batch_writes};
 use parquet::encryption::decrypt::FileDecryptionProperties;
@@ -119,6 +120,11 @@ impl BytePool {
             .clone()
             .try_acquire_many_owned(self.kib_of(bytes))
             .ok()
+    }
+
+    /// The pool's size in bytes.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.kib) * 1024
     }
 
     fn kib_of(&self, bytes: u64) -> u32 {
@@ -369,13 +375,17 @@ impl Pipeline<'_> {
 /// Batches a reader encodes and hashes together: as many as the MD5 lanes (`ots_wire`'s
 /// `md5_lanes`) take at once.
 const HASHED_TOGETHER: usize = 8;
+/// A reader holds batches claiming at most this share of the write pool: batches of large rows
+/// (a few MB each) go out one by one, as they did before lanes, rather than keep the pool full.
+const HELD_SHARE_OF_POOL: u64 = 16;
 
 /// Cuts the rows of one source into writer jobs: batches of at most 200 rows / 4 MB, and rows
 /// one write cannot carry as split jobs of their own. Each job's bytes are claimed from the
 /// write pool before it is queued.
 ///
-/// Batches are held back until [`HASHED_TOGETHER`] are cut, then encoded as requests and hashed
-/// together ([`prepare_batch_writes`]: MD5 in SIMD lanes), and queued. A batch is held only
+/// Batches are held back until [`HASHED_TOGETHER`] are cut (or they claim a
+/// [`HELD_SHARE_OF_POOL`]th of the write pool), then encoded as requests and hashed together
+/// ([`prepare_batch_writes`]: MD5 in SIMD lanes), and queued. A batch is held only
 /// with its bytes claimed, and never while waiting for bytes: when the pool has none free, the
 /// batches held are queued first, so the writers can free some.
 struct Batcher {
@@ -383,8 +393,9 @@ struct Batcher {
     kind: WriteKind,
     regenerate: bool,
     table: Arc<str>,
-    /// Batches cut, their bytes claimed, not yet queued.
+    /// Batches cut, their bytes claimed, not yet queued, and the bytes they claimed.
     held: Vec<(Vec<Bytes>, OwnedSemaphorePermit)>,
+    held_bytes: u64,
     /// The encoded rows of the batch being cut, one after another in one buffer (an allocation
     /// per batch, not per row: the allocator was a tenth of a restore's CPU), and where each ends.
     arena: Vec<u8>,
@@ -411,6 +422,7 @@ impl Batcher {
             regenerate,
             table: w.table.clone(),
             held: Vec::with_capacity(HASHED_TOGETHER),
+            held_bytes: 0,
             arena: Vec::new(),
             ends: Vec::new(),
             bytes: 0,
@@ -536,7 +548,10 @@ impl Batcher {
             }
         };
         self.held.push((rows, memory));
-        if self.held.len() >= HASHED_TOGETHER {
+        self.held_bytes += bytes;
+        if self.held.len() >= HASHED_TOGETHER
+            || self.held_bytes >= self.pool.bytes() / HELD_SHARE_OF_POOL
+        {
             self.send_held().await?;
         }
         Ok(())
@@ -553,6 +568,7 @@ impl Batcher {
         if self.held.is_empty() {
             return Ok(());
         }
+        self.held_bytes = 0;
         let existence = condition(self.kind.mode);
         let (requests, memory): (Vec<_>, Vec<_>) = self
             .held
@@ -755,13 +771,20 @@ impl Writer {
             let Some(job) = job else {
                 return Ok(());
             };
-            let path = self.paths.get(job.file).map_or("", String::as_str);
-            match &job.work {
-                Work::Batch(prepared) => self.write_batch(prepared, job.kind, path).await?,
-                Work::Split { row, parts } => self.write_split(row, parts, job.kind, path).await?,
+            // The job's bytes stay claimed (`_memory`) until it is done.
+            let WriteJob {
+                file,
+                kind,
+                work,
+                _memory,
+            } = job;
+            let path = self.paths.get(file).map_or("", String::as_str);
+            match work {
+                Work::Batch(prepared) => self.write_batch(prepared, kind, path).await?,
+                Work::Split { row, parts } => self.write_split(&row, &parts, kind, path).await?,
             }
-            if self.states.acked(job.file)? {
-                let _ = self.done_tx.send(job.file);
+            if self.states.acked(file)? {
+                let _ = self.done_tx.send(file);
             }
         }
     }
@@ -788,24 +811,22 @@ impl Writer {
             }],
             ..Default::default()
         };
-        let outcome = self
-            .with_throttling(
-                self.client
-                    .batch_write_row_retrying(&req, self.idempotency()),
-            )
-            .await?;
+        let write = self
+            .client
+            .batch_write_row_retrying(&req, self.idempotency());
+        let outcome = self.with_throttling(write, |o| o).await?;
         Ok(outcome.rows.into_iter().next().unwrap_or_default())
     }
 
-    /// Runs one BatchWriteRow with its row retries; throttling seen meanwhile slows the rate.
-    async fn with_throttling(
+    /// Runs one BatchWriteRow with its row retries (`write`); throttling seen meanwhile slows the
+    /// rate, and the outcome's row re-sends are counted.
+    async fn with_throttling<T>(
         &self,
-        write: impl std::future::Future<
-            Output = Result<ots_wire::client::BatchWriteOutcome, ots_wire::OtsError>,
-        >,
-    ) -> Result<ots_wire::client::BatchWriteOutcome, RestoreError> {
+        write: impl std::future::Future<Output = Result<T, ots_wire::OtsError>>,
+        outcome_of: impl Fn(&T) -> &BatchWriteOutcome,
+    ) -> Result<T, RestoreError> {
         let throttled_before = self.client.stats().throttled;
-        let outcome = write.await?;
+        let written = write.await?;
         if self.client.stats().throttled > throttled_before {
             self.progress
                 .throttle_events
@@ -814,27 +835,24 @@ impl Writer {
         }
         self.progress
             .row_retries
-            .fetch_add(outcome.row_retries, Ordering::Relaxed);
-        Ok(outcome)
+            .fetch_add(outcome_of(&written).row_retries, Ordering::Relaxed);
+        Ok(written)
     }
 
     async fn write_batch(
         &self,
-        prepared: &PreparedBatchWrite,
+        prepared: PreparedBatchWrite,
         kind: WriteKind,
         path: &str,
     ) -> Result<(), RestoreError> {
+        let rows_sent: usize = prepared.request().tables.iter().map(|t| t.rows.len()).sum();
+        self.rate.acquire(rows_sent as f64).await;
+        let write = self
+            .client
+            .batch_write_prepared_retrying(prepared, self.idempotency());
+        let (outcome, request) = self.with_throttling(write, |(o, _)| o).await?;
         // One table per request (the Batcher's).
-        let rows = prepared
-            .request()
-            .tables
-            .first()
-            .map_or(&[][..], |t| &t.rows);
-        let idem = self.idempotency();
-        self.rate.acquire(rows.len() as f64).await;
-        let outcome = self
-            .with_throttling(self.client.batch_write_prepared_retrying(prepared, idem))
-            .await?;
+        let rows = request.tables.first().map_or(&[][..], |t| &t.rows);
         let results = outcome.rows.into_iter().next().unwrap_or_default();
         let mut ok = 0u64;
         for (i, row) in rows.iter().enumerate() {
@@ -1006,21 +1024,20 @@ mod tests {
         assert!(decoded_row(b"not plainbuffer", "t").is_err());
     }
 
-    /// A reader holds batches to hash them together, but never while it waits for memory: with a
-    /// pool that fits three batches and a writer that frees each batch only once it is taken,
-    /// every batch still reaches the writer (the test would time out if the reader waited for
-    /// memory with batches in hand), in order.
+    /// Readers hold batches to hash them together, but never while they wait for memory. Here 24
+    /// readers share a pool of 24 batches and each may hold 2 (a 16th of the pool is 1.5 batches):
+    /// were they to wait for memory with batches in hand, they would hold the whole pool and the
+    /// writer, which frees a batch only once it takes it, would get nothing (the test times out).
+    /// Every row arrives, each reader's in order.
     #[tokio::test]
     async fn held_batches_are_queued_before_waiting_for_memory() {
+        const READERS: usize = 24;
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::channel::<WriteJob>(1);
         let (_done_tx, done_rx) = mpsc::unbounded_channel();
-        let encoded: Vec<Vec<u8>> = (0..20 * MAX_BATCH_ROWS)
-            .map(|i| {
-                let spec = ots_datagen::DatasetSpec::new(1, 5);
-                let row = ots_datagen::row(&spec, i as u64);
-                encode_row(&row, pb::OperationType::Put)
-            })
+        let spec = ots_datagen::DatasetSpec::new(1, 5);
+        let encoded: Vec<Vec<u8>> = (0..3 * MAX_BATCH_ROWS)
+            .map(|i| encode_row(&ots_datagen::row(&spec, i as u64), pb::OperationType::Put))
             .collect();
         let batch_bytes: usize = encoded[..MAX_BATCH_ROWS]
             .iter()
@@ -1036,39 +1053,48 @@ mod tests {
                 dir.path().join("dead.jsonl"),
                 "t",
             ))),
-            pool: BytePool::new(3 * batch_bytes + batch_bytes / 2),
+            pool: BytePool::new(READERS * batch_bytes),
         };
         let kind = WriteKind {
             op: pb::OperationType::Put,
             mode: WriteMode::Overwrite,
         };
-        let mut batcher = Batcher::new(0, kind, false, &w, Arc::default());
         let writer = tokio::spawn(async move {
-            let mut rows = Vec::new();
+            let mut rows = vec![Vec::new(); READERS];
             while let Some(job) = rx.recv().await {
                 let Work::Batch(prepared) = &job.work else {
                     panic!("a split job");
                 };
                 let request = prepared.request();
                 assert_eq!(request.tables[0].table_name, "t");
-                rows.extend(request.tables[0].rows.iter().map(|r| r.row_change.to_vec()));
+                let got = request.tables[0].rows.iter().map(|r| r.row_change.to_vec());
+                rows[job.file].extend(got);
                 tokio::task::yield_now().await;
             }
             rows
         });
-        let fed = async {
-            for e in &encoded {
-                batcher.push_encoded(e).await.unwrap();
+        let feeders = (0..READERS).map(|idx| {
+            let mut batcher = Batcher::new(idx, kind, false, &w, Arc::default());
+            let encoded = &encoded;
+            async move {
+                for (i, e) in encoded.iter().enumerate() {
+                    batcher.push_encoded(e).await.unwrap();
+                    // Row 200 cut the first batch: let every reader cut its own before any goes on.
+                    if i % MAX_BATCH_ROWS == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                batcher.finish().await.unwrap();
             }
-            batcher.finish().await.unwrap();
-        };
-        tokio::time::timeout(Duration::from_secs(10), fed)
+        });
+        tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(feeders))
             .await
-            .expect("the reader waited for memory with batches in hand");
-        drop(batcher);
+            .expect("readers waited for memory with batches in hand");
         drop(w);
         let rows = writer.await.unwrap();
-        assert_eq!(rows, encoded);
+        for (idx, got) in rows.iter().enumerate() {
+            assert!(*got == encoded, "reader {idx}: {} rows", got.len());
+        }
     }
 
     #[tokio::test]

@@ -4,9 +4,11 @@
 //! before the split end, the `next_token` rules) before it hands a page out. What the rows
 //! themselves must satisfy (every checksum, a full primary key, strictly increasing keys inside
 //! `[request start, next start key or split end)`) is checked here, in the same pass that decodes
-//! them for the consumer: a page is decoded once, not once to check and again to read. A page's
-//! bytes are private, so no row reaches a consumer unchecked; a page that breaks a rule is a
-//! [`ScanError::Protocol`] from [`PageRows::next_into`] by the row that breaks it.
+//! them for the consumer: a page of whole rows is decoded once, not once to check and again to read
+//! (a page joined from a row's `next_token` parts is also decoded by the scanner, which needs its
+//! rows to join them). A page's bytes are private, so no row reaches a consumer unchecked; a page
+//! that breaks a rule is a [`ScanError::Protocol`], from [`Page::rows`] (a bad header or bound) or
+//! from [`PageRows::next_into`] at the row that breaks it.
 //!
 //! The scanner has moved on by then, so such an error cannot be retried in place: the split is
 //! read again from its start (a backup stops with the error, having committed nothing of that
@@ -88,6 +90,7 @@ impl Page {
             upper_is: self.bounds.upper_is,
             last: Vec::new(),
             rows: 0,
+            failed: None,
         })
     }
 
@@ -120,52 +123,68 @@ pub struct PageRows<'a> {
     /// The primary key of the row read last.
     last: Vec<PkCellRef<'a>>,
     rows: u64,
+    /// Why the page failed, once it did: every later call fails the same way.
+    failed: Option<String>,
 }
 
 impl<'a> PageRows<'a> {
     /// Decodes the next row into `row` (reusing its allocations); `false` after the last row.
+    /// After an error every further call returns it again.
     ///
     /// Before returning a row it checks every checksum and length in it, that it has the table's
     /// number of primary-key columns, that it comes strictly after the row before it (the first:
     /// not before the request's start) and that it is before the page's upper bound.
     pub fn next_into(&mut self, row: &mut RowRef<'a>) -> Result<bool, ScanError> {
-        let n = self.rows;
-        let protocol = |detail| ScanError::Protocol {
+        if let Some(detail) = &self.failed {
+            return Err(ScanError::Protocol {
+                split: self.split,
+                detail: detail.clone(),
+            });
+        }
+        let checked = self.check_next(row);
+        if let Err(detail) = &checked {
+            self.failed = Some(detail.clone());
+        }
+        checked.map_err(|detail| ScanError::Protocol {
             split: self.split,
             detail,
-        };
+        })
+    }
+
+    fn check_next(&mut self, row: &mut RowRef<'a>) -> Result<bool, String> {
+        let n = self.rows;
         let found = self
             .decoder
             .next_into(row)
-            .map_err(|e| protocol(format!("row {n} of the page does not decode: {e}")))?;
+            .map_err(|e| format!("row {n} of the page does not decode: {e}"))?;
         if !found {
             return Ok(false);
         }
         let key = &row.primary_key;
         if key.len() != self.start.len() {
-            return Err(protocol(format!(
+            return Err(format!(
                 "row {n} of the page has {} primary-key columns, the table has {}",
                 key.len(),
                 self.start.len()
-            )));
+            ));
         }
         if n == 0 {
             if cmp_keys(key, &self.start) == KeyOrder::Less {
-                return Err(protocol(format!(
+                return Err(format!(
                     "the page's first row {} is before the request's start {}",
                     show_key(key),
                     show_key(&self.start)
-                )));
+                ));
             }
         } else if cmp_keys(key, &self.last) != KeyOrder::Greater {
-            return Err(protocol(format!(
+            return Err(format!(
                 "rows out of order: row {n} of the page {} is not after the row before it {}",
                 show_key(key),
                 show_key(&self.last)
-            )));
+            ));
         }
         if cmp_keys(key, &self.upper) != KeyOrder::Less {
-            return Err(protocol(match self.upper_is {
+            return Err(match self.upper_is {
                 UpperBound::NextStartKey => format!(
                     "the service returned a next start key that does not advance: {} is not \
                      after the page's row {n} {}",
@@ -177,7 +196,7 @@ impl<'a> PageRows<'a> {
                     show_key(key),
                     show_key(&self.upper)
                 ),
-            }));
+            });
         }
         self.last.clear();
         self.last.extend_from_slice(key);
@@ -288,5 +307,20 @@ mod tests {
                 .unwrap_err()
                 .contains("do not decode")
         );
+    }
+
+    /// Once a row fails, reading on gives the same error: the rows after it are not handed out.
+    #[test]
+    fn a_failed_page_stays_failed() {
+        let id = |i| vec![PkColumn::new("id", PkValue::Integer(i))];
+        let data = encode_rows(&[row(id(2)), row(id(1)), row(id(3))]);
+        let page = Page::new(4, 0, Bytes::from(data), whole_table());
+        let mut rows = page.rows().unwrap();
+        let mut r = RowRef::default();
+        assert!(rows.next_into(&mut r).unwrap());
+        let first = rows.next_into(&mut r).unwrap_err().to_string();
+        assert!(first.contains("rows out of order"), "{first}");
+        assert_eq!(rows.next_into(&mut r).unwrap_err().to_string(), first);
+        assert_eq!(rows.rows_read(), 1);
     }
 }

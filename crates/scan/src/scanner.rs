@@ -119,7 +119,8 @@ impl RangeSource {
 ///
 /// An error of [`next_page`](Self::next_page) leaves the scanner where it was: calling it again
 /// repeats the request that failed, it never skips ahead or reports the end. (A page whose rows
-/// break a rule errors when it is read, after the scanner moved on: the split is read again.)
+/// break a rule errors when it is read, after the scanner moved on: the caller fails, and reading
+/// the split again means a new scanner from its start, as `backup --resume` does.)
 pub struct SplitScanner {
     source: RangeSource,
     table: String,

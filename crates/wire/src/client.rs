@@ -719,22 +719,29 @@ impl OtsClient {
 
     /// [`batch_write_row_retrying`](Self::batch_write_row_retrying) for a request prepared (encoded
     /// and hashed) by [`prepare_batch_writes`]; rows re-sent after a row error go in new requests.
+    /// The prepared body is freed once the first round is answered; the request comes back with
+    /// the outcome (its rows are what a caller reports failures with).
     pub async fn batch_write_prepared_retrying(
         &self,
-        prepared: &PreparedBatchWrite,
+        prepared: PreparedBatchWrite,
         idem: Idempotency,
-    ) -> Result<BatchWriteOutcome, OtsError> {
-        self.write_rows_retrying(&prepared.request, Some(&prepared.body), idem)
-            .await
+    ) -> Result<(BatchWriteOutcome, pb::BatchWriteRowRequest), OtsError> {
+        let PreparedBatchWrite { request, body } = prepared;
+        let outcome = self.write_rows_retrying(&request, Some(body), idem).await?;
+        Ok((outcome, request))
     }
 
     /// The row-retrying loop; `first_body` is `req` encoded and hashed, if it already is.
     async fn write_rows_retrying(
         &self,
         req: &pb::BatchWriteRowRequest,
-        mut first_body: Option<&HashedBody>,
+        mut first_body: Option<HashedBody>,
         idem: Idempotency,
     ) -> Result<BatchWriteOutcome, OtsError> {
+        // A table without rows has no place in the sub-requests the results are mapped through.
+        if req.tables.iter().any(|t| t.rows.is_empty()) {
+            first_body = None;
+        }
         let policy = &self.inner.config.retry;
         let start = Instant::now();
         let mut results: Vec<Vec<Option<pb::RowInBatchWriteRowResponse>>> = req
@@ -753,9 +760,10 @@ impl OtsClient {
         let mut row_retries: u64 = 0;
         loop {
             let sub = sub_request(req, &pending);
-            // Only the first round sends every row of `req`, as `first_body` encodes them.
+            // Only the first round sends every row of `req`, as `first_body` encodes them (with no
+            // empty table, `sub.request` is `req`); the body is dropped once it is answered.
             let resp = match first_body.take() {
-                Some(body) => self.batch_write_row_body(req, body, idem).await?,
+                Some(body) => self.batch_write_row_body(req, &body, idem).await?,
                 None => self.batch_write_row(&sub.request, idem).await?,
             };
             let mut next = Vec::new();

@@ -58,26 +58,13 @@ async fn scan_split(mut scanner: SplitScanner, prefetch: usize) -> Result<Totals
         }
         return Ok(t);
     }
-    // A fetcher task keeps up to `prefetch` pages ready while this task decodes.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(prefetch);
-    let fetcher = tokio::spawn(async move {
-        loop {
-            let r = scanner.next_page().await.map_err(|e| e.to_string());
-            let end = !matches!(r, Ok(Some(_)));
-            if tx.send(r).await.is_err() || end {
-                break;
-            }
-        }
-    });
-    let result = async {
-        while let Some(page) = rx.recv().await.transpose()?.flatten() {
-            count_page(&mut t, &page)?;
-        }
-        Ok::<_, String>(())
+    // A fetcher task keeps up to `prefetch` pages ready while this task decodes; a fetcher that
+    // stops before the split's end is an error, not an end.
+    let mut pages = ots_scan::spawn_prefetch(scanner, prefetch);
+    while let Some(page) = pages.next().await.map_err(|e| e.to_string())? {
+        count_page(&mut t, &page)?;
     }
-    .await;
-    fetcher.abort();
-    result.map(|()| t)
+    Ok(t)
 }
 
 async fn run(a: &Args) -> Result<serde_json::Value, String> {

@@ -727,7 +727,7 @@ impl OtsClient {
         idem: Idempotency,
     ) -> Result<(BatchWriteOutcome, pb::BatchWriteRowRequest), OtsError> {
         let PreparedBatchWrite { request, body } = prepared;
-        let outcome = self.write_rows_retrying(&request, Some(body), idem).await?;
+        let outcome = self.write_rows_retrying(&request, body, idem).await?;
         Ok((outcome, request))
     }
 
@@ -844,12 +844,13 @@ impl HashedBody {
     }
 }
 
-/// A BatchWriteRow request encoded and its body hashed ahead of sending, by
-/// [`prepare_batch_writes`]; send it with [`OtsClient::batch_write_prepared_retrying`].
+/// A BatchWriteRow request ready to send, by [`prepare_batch_writes`]: encoded and its body
+/// hashed ahead when it was hashed beside others, else left to be encoded when it is sent. Send
+/// it with [`OtsClient::batch_write_prepared_retrying`].
 #[derive(Clone, Debug)]
 pub struct PreparedBatchWrite {
     request: pb::BatchWriteRowRequest,
-    body: HashedBody,
+    body: Option<HashedBody>,
 }
 
 impl PreparedBatchWrite {
@@ -858,11 +859,21 @@ impl PreparedBatchWrite {
     }
 }
 
-/// Encodes `requests` and hashes their bodies together: side by side in SIMD lanes where the CPU
+/// Encodes `requests` and hashes their bodies together, side by side in SIMD lanes, when the CPU
 /// has them and there are enough bodies for the lanes to pay. One MD5 is a chain of dependent
 /// steps that no CPU runs faster than aws-lc already does, but several run at once in the time of
-/// about one and a half; request MD5s were a fifth of a restore's CPU.
+/// about one and a half; request MD5s were a fifth of a restore's CPU. Otherwise nothing is
+/// encoded ahead: an early body would only be held in memory longer.
 pub fn prepare_batch_writes(requests: Vec<pb::BatchWriteRowRequest>) -> Vec<PreparedBatchWrite> {
+    if requests.len() < crate::md5_lanes::lanes_that_pay() {
+        return requests
+            .into_iter()
+            .map(|request| PreparedBatchWrite {
+                request,
+                body: None,
+            })
+            .collect();
+    }
     let bodies: Vec<Bytes> = requests
         .iter()
         .map(|r| Bytes::from(r.encode_to_vec()))
@@ -875,10 +886,10 @@ pub fn prepare_batch_writes(requests: Vec<pb::BatchWriteRowRequest>) -> Vec<Prep
         .zip(digests)
         .map(|((request, bytes), digest)| PreparedBatchWrite {
             request,
-            body: HashedBody {
+            body: Some(HashedBody {
                 bytes,
                 md5: B64.encode(digest),
-            },
+            }),
         })
         .collect()
 }
@@ -1209,6 +1220,36 @@ mod tests {
             let err = validate_endpoint(bad).unwrap_err().to_string();
             assert!(err.contains("endpoint"), "{bad}: {err}");
         }
+    }
+
+    /// Bodies prepared together are their requests encoded, with their own MD5s; a request alone
+    /// is left to be encoded when sent.
+    #[test]
+    fn prepared_bodies_are_the_requests_encoded_and_hashed() {
+        let req = |n: usize| pb::BatchWriteRowRequest {
+            tables: vec![pb::TableInBatchWriteRowRequest {
+                table_name: "t".into(),
+                rows: vec![pb::RowInBatchWriteRowRequest {
+                    r#type: pb::OperationType::Put as i32,
+                    row_change: Bytes::from(vec![n as u8; 100 + n * 1000]),
+                    condition: pb::Condition::default(),
+                    return_content: None,
+                }],
+            }],
+            ..Default::default()
+        };
+        let many = prepare_batch_writes((0..8).map(req).collect());
+        for (i, p) in many.iter().enumerate() {
+            assert_eq!(p.request(), &req(i));
+            if let Some(body) = &p.body {
+                assert_eq!(body.bytes, req(i).encode_to_vec());
+                assert_eq!(body.md5, auth::content_md5(&body.bytes), "request {i}");
+            }
+        }
+        if crate::md5_lanes::lanes_that_pay() <= 8 {
+            assert!(many.iter().all(|p| p.body.is_some()));
+        }
+        assert!(prepare_batch_writes(vec![req(1)])[0].body.is_none());
     }
 
     #[test]

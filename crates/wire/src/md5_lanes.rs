@@ -96,6 +96,12 @@ pub(crate) fn md5_many(bodies: &[&[u8]]) -> Vec<[u8; 16]> {
     }
 }
 
+/// The fewest bodies hashed together for which the SIMD lanes beat aws-lc hashing each in turn
+/// (`usize::MAX` without AVX2).
+pub(crate) fn lanes_that_pay() -> usize {
+    x8::lanes_that_pay()
+}
+
 /// A body in a lane, with what its digest goes to: its state after `done` whole blocks.
 struct Lane<B, T> {
     body: B,

@@ -377,7 +377,7 @@ impl Pipeline<'_> {
 const HASHED_TOGETHER: usize = 8;
 /// A reader holds batches claiming at most this share of the write pool: batches of large rows
 /// (a few MB each) go out one by one, as they did before lanes, rather than keep the pool full.
-const HELD_SHARE_OF_POOL: u64 = 16;
+const HELD_SHARE_OF_POOL: u64 = 32;
 
 /// Cuts the rows of one source into writer jobs: batches of at most 200 rows / 4 MB, and rows
 /// one write cannot carry as split jobs of their own. Each job's bytes are claimed from the
@@ -1024,14 +1024,14 @@ mod tests {
         assert!(decoded_row(b"not plainbuffer", "t").is_err());
     }
 
-    /// Readers hold batches to hash them together, but never while they wait for memory. Here 24
-    /// readers share a pool of 24 batches and each may hold 2 (a 16th of the pool is 1.5 batches):
+    /// Readers hold batches to hash them together, but never while they wait for memory. Here 48
+    /// readers share a pool of 48 batches and each may hold 2 (a 32nd of the pool is 1.5 batches):
     /// were they to wait for memory with batches in hand, they would hold the whole pool and the
     /// writer, which frees a batch only once it takes it, would get nothing (the test times out).
     /// Every row arrives, each reader's in order.
     #[tokio::test]
     async fn held_batches_are_queued_before_waiting_for_memory() {
-        const READERS: usize = 24;
+        const READERS: usize = 48;
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::channel::<WriteJob>(1);
         let (_done_tx, done_rx) = mpsc::unbounded_channel();

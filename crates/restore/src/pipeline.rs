@@ -158,9 +158,10 @@ fn decoded_row(encoded: &[u8], table: &str) -> Result<Row, RestoreError> {
 /// What one writer job writes.
 enum Work {
     /// Rows that each fit in one write, as one BatchWriteRow request made by the reader
-    /// ([`Batcher`]; encoded and hashed there too when several were hashed together). The decoded rows are dropped by the reader that made them (cheaper for the
-    /// allocator than freeing them on a writer's thread); a row that fails for good is decoded
-    /// again from its PlainBuffer for its dead letter ([`decoded_row`]).
+    /// ([`Batcher`]; encoded and hashed there too when several were hashed together). The
+    /// decoded rows are dropped by the reader that made them (cheaper for the allocator than
+    /// freeing them on a writer's thread); a row that fails for good is decoded again from its
+    /// PlainBuffer for its dead letter ([`decoded_row`]).
     Batch(PreparedBatchWrite),
     /// One row that needs several writes ([`crate::split`]), sent one after the other.
     Split { row: Row, parts: Vec<RowPart> },

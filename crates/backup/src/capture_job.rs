@@ -34,10 +34,18 @@ pub(crate) struct CaptureJob {
     pub progress: Arc<Progress>,
 }
 
+/// A change file being written: opened with its first batch, whose columns decide their
+/// encodings (`ParquetOptions::properties_for`).
 struct OpenChangeFile {
     writer: ParquetFileWriter,
-    pk_min: Option<Vec<PkColumn>>,
-    pk_max: Option<Vec<PkColumn>>,
+    keys: KeyRange,
+}
+
+/// The smallest and largest primary key of some changes, and how many cells they carry.
+#[derive(Default)]
+struct KeyRange {
+    min: Option<Vec<PkColumn>>,
+    max: Option<Vec<PkColumn>>,
     cells: u64,
 }
 
@@ -59,9 +67,11 @@ impl CaptureJob {
         let mut counts = ChangeCounts::default();
         let mut files: Vec<FileEntry> = Vec::new();
         let mut open: Option<OpenChangeFile> = None;
+        // The key range of the changes buffered in `builder`, not yet written.
+        let mut buffered = KeyRange::default();
         let mut seq = 0u32;
         while let Some(batch) = capture.next_batch().await? {
-            // Every change of a batch goes to the file open now: files roll between batches.
+            // Every change of a batch goes to the same file: files roll between batches.
             let mut range: Option<(&[PkColumn], &[PkColumn])> = None;
             let mut cells = 0u64;
             for change in &batch {
@@ -86,21 +96,15 @@ impl CaptureJob {
                 });
             }
             if let Some((lo, hi)) = range {
-                let f = match &mut open {
-                    Some(f) => f,
-                    None => open.insert(self.open_file(&attempt, seq, &builder)?),
-                };
-                track_keys(f, lo, hi, cells);
+                buffered.widen(lo, hi, cells);
             }
             self.progress
                 .changes
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if builder.buffered_bytes() >= self.batch_bytes
-                && let Some(f) = &mut open
-            {
-                let bytes = builder.buffered_bytes();
-                let rb = builder.finish()?;
-                f.writer.write_sized(&rb, bytes).await?;
+            if builder.buffered_bytes() >= self.batch_bytes {
+                let f = self
+                    .write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)
+                    .await?;
                 if f.writer.estimated_bytes() >= self.parquet.target_file_bytes {
                     if let Some(f) = open.take() {
                         files.push(self.close_file(f).await?);
@@ -109,12 +113,11 @@ impl CaptureJob {
                 }
             }
         }
-        if let Some(mut f) = open.take() {
-            if !builder.is_empty() {
-                let bytes = builder.buffered_bytes();
-                let rb = builder.finish()?;
-                f.writer.write_sized(&rb, bytes).await?;
-            }
+        if !builder.is_empty() {
+            self.write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)
+                .await?;
+        }
+        if let Some(f) = open.take() {
             files.push(self.close_file(f).await?);
         }
         let record = CaptureRecord {
@@ -131,11 +134,32 @@ impl CaptureJob {
         Ok(record)
     }
 
+    /// Writes the changes buffered in `builder` to the open file, opening file `seq` with them
+    /// if none is open; their key range joins the file's.
+    async fn write_buffered<'f>(
+        &self,
+        attempt: &str,
+        seq: u32,
+        open: &'f mut Option<OpenChangeFile>,
+        builder: &mut ChangeBatchBuilder,
+        buffered: &mut KeyRange,
+    ) -> Result<&'f mut OpenChangeFile, BackupError> {
+        let bytes = builder.buffered_bytes();
+        let rb = builder.finish()?;
+        let f = match open {
+            Some(f) => f,
+            None => open.insert(self.open_file(attempt, seq, &rb)?),
+        };
+        f.writer.write_sized(&rb, bytes).await?;
+        f.keys.join(std::mem::take(buffered));
+        Ok(f)
+    }
+
     fn open_file(
         &self,
         attempt: &str,
         seq: u32,
-        builder: &ChangeBatchBuilder,
+        first: &arrow_array::RecordBatch,
     ) -> Result<OpenChangeFile, BackupError> {
         let rel = change_file_path(attempt, seq);
         let (store, object) = self.snapshot.object(&rel);
@@ -143,15 +167,13 @@ impl CaptureJob {
             store,
             object,
             rel,
-            builder.schema().clone(),
-            self.parquet.writer_properties()?,
+            first.schema(),
+            self.parquet.properties_for(first)?,
         )?
         .with_row_group_bytes(self.row_group_bytes);
         Ok(OpenChangeFile {
             writer,
-            pk_min: None,
-            pk_max: None,
-            cells: 0,
+            keys: KeyRange::default(),
         })
     }
 
@@ -161,28 +183,40 @@ impl CaptureJob {
             &self.progress,
             0,
             Default::default(),
-            f.cells,
-            (f.pk_min, f.pk_max),
+            f.keys.cells,
+            (f.keys.min, f.keys.max),
         )
         .await
     }
 }
 
-/// Keeps a change file's smallest and largest key (changes are in replay order, not key order).
-/// Widens the file's key range to a batch's smallest and largest keys. Per batch, not per change:
-/// changes written in key order made every one of them a new largest key, and a copy.
-fn track_keys(f: &mut OpenChangeFile, lo: &[PkColumn], hi: &[PkColumn], cells: u64) {
-    f.cells += cells;
-    if f.pk_min
-        .as_deref()
-        .is_none_or(|m| cmp_pk_columns(lo, m).is_lt())
-    {
-        f.pk_min = Some(lo.to_vec());
+impl KeyRange {
+    /// Widens the range to a batch's smallest and largest keys. Per batch, not per change:
+    /// changes written in key order made every one of them a new largest key, and a copy.
+    fn widen(&mut self, lo: &[PkColumn], hi: &[PkColumn], cells: u64) {
+        self.cells += cells;
+        if self
+            .min
+            .as_deref()
+            .is_none_or(|m| cmp_pk_columns(lo, m).is_lt())
+        {
+            self.min = Some(lo.to_vec());
+        }
+        if self
+            .max
+            .as_deref()
+            .is_none_or(|m| cmp_pk_columns(hi, m).is_gt())
+        {
+            self.max = Some(hi.to_vec());
+        }
     }
-    if f.pk_max
-        .as_deref()
-        .is_none_or(|m| cmp_pk_columns(hi, m).is_gt())
-    {
-        f.pk_max = Some(hi.to_vec());
+
+    /// Widens the range to cover `other` too.
+    fn join(&mut self, other: KeyRange) {
+        if let (Some(lo), Some(hi)) = (&other.min, &other.max) {
+            self.widen(lo, hi, other.cells);
+        } else {
+            self.cells += other.cells;
+        }
     }
 }

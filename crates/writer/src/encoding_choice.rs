@@ -1,4 +1,5 @@
-//! Which top-level columns skip the dictionary, judged from the first batch a file receives.
+//! Which columns skip the dictionary, judged from the first batch a file receives: top-level
+//! columns, and the fields of a list of structs (a snapshot's `$cells`, a change file's `cells`).
 //!
 //! parquet-rs interns every value of a dictionary-enabled column in a hash table until the
 //! dictionary page overflows (1 MiB), so a column of (nearly) unique values pays for hashing and
@@ -21,44 +22,66 @@ const SAMPLE: usize = 1024;
 /// Below this many non-null sampled values the default (dictionary) stays.
 const MIN_SAMPLE: usize = 64;
 
-/// A top-level column whose sampled values were mostly distinct, with its Arrow type (integers
-/// are delta-packed instead, strings and doubles stay PLAIN).
+/// A column whose sampled values were mostly distinct: its Parquet column path (a top-level
+/// column's name; `[list, "list", item, field]` for a field of a list of structs, as arrow-rs
+/// names them) and its Arrow type (integers are delta-packed instead, strings and doubles stay
+/// PLAIN).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MostlyDistinct {
-    pub name: String,
+    pub path: Vec<String>,
     pub data_type: DataType,
 }
 
-/// Columns of `batch` (top-level 64-bit integers, doubles and strings) in which more than half of
-/// a strided sample of non-null values are distinct.
+/// Columns of `batch` (64-bit integers, doubles and strings, top-level or fields of a list of
+/// structs) in which more than half of a strided sample of non-null values are distinct.
 pub(crate) fn mostly_distinct_columns(batch: &RecordBatch) -> Vec<MostlyDistinct> {
     let schema = batch.schema();
     let mut out = Vec::new();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let column = column.as_ref();
-        let distinct = match field.data_type() {
-            DataType::Int64 => {
-                let values = column.as_primitive::<Int64Type>();
-                distinct_share(column, |i| values.value(i))
+        let name = field.name();
+        if let DataType::List(item) = field.data_type()
+            && let DataType::Struct(fields) = item.data_type()
+        {
+            // The fields' values of every row, one after another.
+            let structs = column.as_list::<i32>().values().as_struct();
+            for (f, values) in fields.iter().zip(structs.columns()) {
+                let path = [name, "list", item.name(), f.name()];
+                if mostly_distinct(f.data_type(), values.as_ref()) {
+                    out.push(MostlyDistinct {
+                        path: path.map(String::from).to_vec(),
+                        data_type: f.data_type().clone(),
+                    });
+                }
             }
-            DataType::Float64 => {
-                let values = column.as_primitive::<Float64Type>();
-                distinct_share(column, |i| values.value(i).to_bits())
-            }
-            DataType::Utf8 => {
-                let values = column.as_string::<i32>();
-                distinct_share(column, |i| values.value(i))
-            }
-            _ => None,
-        };
-        if distinct.is_some_and(|(distinct, sampled)| distinct * 2 > sampled) {
+        } else if mostly_distinct(field.data_type(), column.as_ref()) {
             out.push(MostlyDistinct {
-                name: field.name().clone(),
+                path: vec![name.clone()],
                 data_type: field.data_type().clone(),
             });
         }
     }
     out
+}
+
+/// Whether more than half of a sample of `column`'s non-null values are distinct (only 64-bit
+/// integers, doubles and strings are judged).
+fn mostly_distinct(data_type: &DataType, column: &dyn Array) -> bool {
+    let distinct = match data_type {
+        DataType::Int64 => {
+            let values = column.as_primitive::<Int64Type>();
+            distinct_share(column, |i| values.value(i))
+        }
+        DataType::Float64 => {
+            let values = column.as_primitive::<Float64Type>();
+            distinct_share(column, |i| values.value(i).to_bits())
+        }
+        DataType::Utf8 => {
+            let values = column.as_string::<i32>();
+            distinct_share(column, |i| values.value(i))
+        }
+        _ => None,
+    };
+    distinct.is_some_and(|(distinct, sampled)| distinct * 2 > sampled)
 }
 
 /// (distinct, sampled) over up to [`SAMPLE`] non-null values spread evenly over the column;
@@ -100,8 +123,8 @@ mod tests {
         .unwrap()
     }
 
-    fn names(cols: &[MostlyDistinct]) -> Vec<&str> {
-        cols.iter().map(|c| c.name.as_str()).collect()
+    fn names(cols: &[MostlyDistinct]) -> Vec<String> {
+        cols.iter().map(|c| c.path.join(".")).collect()
     }
 
     #[test]
@@ -167,5 +190,82 @@ mod tests {
         assert_eq!(names(&mostly_distinct_columns(&b)), ["half"]);
         let b = batch(vec![("short", Arc::new(short) as ArrayRef)]);
         assert!(mostly_distinct_columns(&b).is_empty());
+    }
+
+    /// A list of structs (a change file's `cells`): each field is judged over every row's values,
+    /// and named by its Parquet path.
+    #[test]
+    fn fields_of_a_list_of_structs_are_judged_too() {
+        let b = cells_batch(5000);
+        assert_eq!(
+            names(&mostly_distinct_columns(&b)),
+            ["cells.list.item.string", "cells.list.item.integer"]
+        );
+    }
+
+    /// The paths name the columns parquet-rs writes: in a file written with
+    /// `ParquetOptions::properties_for`, the distinct fields of the list have no dictionary and
+    /// the repeating ones keep it.
+    #[test]
+    fn the_paths_reach_the_written_columns() {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let b = cells_batch(5000);
+        let props = crate::ParquetOptions::default().properties_for(&b).unwrap();
+        let mut out = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut out, b.schema(), Some(props)).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(out)).unwrap();
+        let group = reader.metadata().row_group(0);
+        let dictionary = |path: &str| {
+            let c = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == path)
+                .unwrap_or_else(|| panic!("no column {path}"));
+            c.encodings()
+                .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+        };
+        assert!(!dictionary("cells.list.item.string"));
+        assert!(!dictionary("cells.list.item.integer"));
+        assert!(dictionary("cells.list.item.name"));
+        assert!(dictionary("cells.list.item.type"));
+    }
+
+    /// `n` rows, two cells each: a repeating name, a distinct string, a distinct integer, a
+    /// repeating type.
+    pub(crate) fn cells_batch(n: usize) -> RecordBatch {
+        use arrow_array::{ListArray, StructArray};
+        use arrow_schema::Fields;
+        let fields = Fields::from(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("string", DataType::Utf8, true),
+            Field::new("integer", DataType::Int64, true),
+            Field::new("type", DataType::Utf8, true),
+        ]);
+        let values = StructArray::new(
+            fields.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..2 * n).map(|i| ["a", "b"][i % 2]),
+                )) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(
+                    (0..2 * n).map(|i| format!("s{i}")),
+                )),
+                Arc::new(Int64Array::from_iter_values((0..2 * n).map(|i| i as i64))),
+                Arc::new(StringArray::from_iter_values((0..2 * n).map(|_| "string"))),
+            ],
+            None,
+        );
+        let item = Arc::new(Field::new("item", DataType::Struct(fields), false));
+        let list = ListArray::new(
+            item,
+            arrow_buffer::OffsetBuffer::from_lengths(std::iter::repeat_n(2, n)),
+            Arc::new(values),
+            None,
+        );
+        batch(vec![("cells", Arc::new(list) as ArrayRef)])
     }
 }

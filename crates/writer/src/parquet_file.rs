@@ -63,14 +63,7 @@ impl ParquetOptions {
         first: &RecordBatch,
     ) -> Result<WriterProperties, WriteError> {
         use parquet::schema::types::ColumnPath;
-        let mut b = self.writer_properties()?.into_builder();
-        for c in crate::encoding_choice::mostly_distinct_columns(first) {
-            let path = ColumnPath::new(vec![c.name]);
-            b = b.set_column_dictionary_enabled(path.clone(), false);
-            if c.data_type == arrow_schema::DataType::Int64 {
-                b = b.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
-            }
-        }
+        let mut b = self.properties_for(first)?.into_builder();
         for c in &schema.columns {
             let ts = ColumnPath::new(vec![
                 ots_schema::layout::TS_COLUMN.to_string(),
@@ -91,6 +84,22 @@ impl ParquetOptions {
             )]))
             .build(),
         )
+    }
+
+    /// Properties for one new file ([`writer_properties`](Self::writer_properties)) whose
+    /// columns, judged from its first batch `first`, skip the dictionary where values are mostly
+    /// distinct, integers delta-packed (see [`crate::encoding_choice`]).
+    pub fn properties_for(&self, first: &RecordBatch) -> Result<WriterProperties, WriteError> {
+        use parquet::schema::types::ColumnPath;
+        let mut b = self.writer_properties()?.into_builder();
+        for c in crate::encoding_choice::mostly_distinct_columns(first) {
+            let path = ColumnPath::new(c.path);
+            b = b.set_column_dictionary_enabled(path.clone(), false);
+            if c.data_type == arrow_schema::DataType::Int64 {
+                b = b.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+        Ok(b.build())
     }
 
     /// Properties for one new file: call once per file, since an encrypted file gets its own

@@ -82,7 +82,7 @@ def main():
     summary = {
         "changes": captured,
         "change_files": incr.get("change_files"),
-        "change_bytes": incr.get("bytes"),
+        "change_bytes": incr.get("change_bytes"),
         "capture_changes_per_sec": captured / max(inc["wall_secs"], 1e-9),
         "capture_cpu_secs_per_million": inc["cpu_secs"] / max(captured, 1) * 1e6,
         "capture_peak_rss_mib": inc["peak_rss_bytes"] / MIB,
@@ -95,7 +95,8 @@ def main():
               f"{r['emulator_cpu_secs']:>10.1f} {r['peak_rss_bytes'] / MIB:>9.0f}")
     print(f"\ncapture: {captured:,} changes at {summary['capture_changes_per_sec']:,.0f}/s, "
           f"{summary['capture_cpu_secs_per_million']:.1f} CPU-s per 1M changes, "
-          f"{summary['capture_peak_rss_mib']:.0f} MiB peak RSS")
+          f"{summary['capture_peak_rss_mib']:.0f} MiB peak RSS, "
+          f"{summary['change_files']} change files of {(summary['change_bytes'] or 0) / MIB:.1f} MiB")
     print(f"restore (base + replay): {summary['restore_changes_per_sec']:,.0f} changes/s, "
           f"{summary['restore_peak_rss_mib']:.0f} MiB peak RSS")
     out = a.out or os.path.join(ROOT, "benches", "results",

@@ -493,6 +493,10 @@ pub async fn run(g: &GlobalArgs, a: BackupArgs) -> Result<(), CliError> {
             "base": m.changes.as_ref().map(|c| c.base.clone()),
             "changes": m.changes.as_ref().map(|c| c.counts),
             "change_files": m.changes.as_ref().map(|c| c.files.len()),
+            "change_bytes": m
+                .changes
+                .as_ref()
+                .map(|c| c.files.iter().map(|f| f.bytes).sum::<u64>()),
             "elapsed_secs": elapsed,
             "client": {
                 "requests": client.stats().requests,

@@ -472,6 +472,16 @@ async fn consistent_full_and_incrementals_restore_exactly_at_every_link() {
     assert_eq!(o["kind"], "incremental");
     assert_eq!(o["parent"], serde_json::json!(m.snapshot_id));
     assert_eq!(o["rows"], 0);
+    // The change files' bytes, as written to the folder.
+    let id = o["snapshot_id"].as_str().unwrap();
+    let on_disk: u64 = std::fs::read_dir(dest.path().join(id).join("changes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(on_disk > 0, "{o}");
+    assert_eq!(o["change_bytes"].as_u64(), Some(on_disk), "{o}");
     let source_at_link1 = sdk_scan(&env, TABLE).await;
     let r1 = restore(&env, &link1, "r_link1", &[], work.path()).await;
     assert_eq!(r1["chain"].as_array().unwrap().len(), 2, "{r1}");

@@ -661,7 +661,7 @@ impl Reader {
         let direct = self.transform.is_identity();
         loop {
             // Batches held for hashing are queued before this reader waits on a read, so that
-            // the writers never wait on it with work in hand.
+            // the writers do not wait on its read for work it already cut.
             let next = match stream.try_next().now_or_never() {
                 Some(ready) => ready,
                 None => {

@@ -161,28 +161,7 @@ impl<'a> PageRows<'a> {
             return Ok(false);
         }
         let key = &row.primary_key;
-        if key.len() != self.start.len() {
-            return Err(format!(
-                "row {n} of the page has {} primary-key columns, the table has {}",
-                key.len(),
-                self.start.len()
-            ));
-        }
-        if n == 0 {
-            if cmp_keys(key, &self.start) == KeyOrder::Less {
-                return Err(format!(
-                    "the page's first row {} is before the request's start {}",
-                    show_key(key),
-                    show_key(&self.start)
-                ));
-            }
-        } else if cmp_keys(key, &self.last) != KeyOrder::Greater {
-            return Err(format!(
-                "rows out of order: row {n} of the page {} is not after the row before it {}",
-                show_key(key),
-                show_key(&self.last)
-            ));
-        }
+        check_row_key(n, key, &self.start, (n > 0).then_some(&self.last))?;
         if cmp_keys(key, &self.upper) != KeyOrder::Less {
             return Err(match self.upper_is {
                 UpperBound::NextStartKey => format!(
@@ -207,6 +186,36 @@ impl<'a> PageRows<'a> {
     /// Rows read so far.
     pub fn rows_read(&self) -> u64 {
         self.rows
+    }
+}
+
+/// The key rules of row `n` of a page: the table's number of key columns (`start`'s), and strictly
+/// after the row before it (`prev`), or, for the first row, not before the request's `start`.
+pub(crate) fn check_row_key(
+    n: u64,
+    key: &[PkCellRef<'_>],
+    start: &[PkCellRef<'_>],
+    prev: Option<&[PkCellRef<'_>]>,
+) -> Result<(), String> {
+    if key.len() != start.len() {
+        return Err(format!(
+            "row {n} of the page has {} primary-key columns, the table has {}",
+            key.len(),
+            start.len()
+        ));
+    }
+    match prev {
+        None if cmp_keys(key, start) == KeyOrder::Less => Err(format!(
+            "the page's first row {} is before the request's start {}",
+            show_key(key),
+            show_key(start)
+        )),
+        Some(prev) if cmp_keys(key, prev) != KeyOrder::Greater => Err(format!(
+            "rows out of order: row {n} of the page {} is not after the row before it {}",
+            show_key(key),
+            show_key(prev)
+        )),
+        _ => Ok(()),
     }
 }
 

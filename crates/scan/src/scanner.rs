@@ -32,7 +32,7 @@ use ots_wire::{OtsClient, OtsError, pb};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::page::{Page, RowBounds, UpperBound, cmp_keys, decode_key, show_key};
+use crate::page::{Page, RowBounds, UpperBound, check_row_key, cmp_keys, decode_key, show_key};
 use crate::split::{ScanError, Split};
 
 /// What to read.
@@ -514,21 +514,9 @@ fn check_response(
         .next_into(&mut row)
         .map_err(|e| format!("row {n} of the page does not decode: {e}"))?
     {
-        if row.primary_key.len() != start.len() {
-            return Err(format!(
-                "row {n} of the page has {} primary-key columns, the table has {}",
-                row.primary_key.len(),
-                start.len()
-            ));
-        }
+        let prev = (n > 0).then_some(&last.primary_key[..]);
+        check_row_key(n, &row.primary_key, &start, prev)?;
         if n == 0 {
-            if cmp_keys(&row.primary_key, &start) == KeyOrder::Less {
-                return Err(format!(
-                    "the page's first row {} is before the request's start {}",
-                    show_key(&row.primary_key),
-                    show_key(&start)
-                ));
-            }
             if tokens.sent.is_some() && cmp_keys(&row.primary_key, &start) != KeyOrder::Equal {
                 return Err(format!(
                     "the continuation of a row split with next_token starts with another row: {} \
@@ -538,12 +526,6 @@ fn check_response(
                 ));
             }
             checked.first_end = decoder.position();
-        } else if cmp_keys(&row.primary_key, &last.primary_key) != KeyOrder::Greater {
-            return Err(format!(
-                "rows out of order: row {n} of the page {} is not after the row before it {}",
-                show_key(&row.primary_key),
-                show_key(&last.primary_key)
-            ));
         }
         checked.last_start = row_start;
         row_start = decoder.position();

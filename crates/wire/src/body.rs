@@ -83,15 +83,19 @@ pub(crate) struct BodyReceiver {
     /// alongside other large bodies (`md5_lanes`).
     md5: Option<Md5Stream>,
     pool: Weak<BodyPool>,
+    /// Held while a large body arrives (see `md5_lanes::Arriving`).
+    _arriving: Option<crate::md5_lanes::Arriving>,
 }
 
 impl BodyReceiver {
     /// `expected`: the Content-Length, when the response has one (0 otherwise).
     pub(crate) fn new(pool: &Arc<BodyPool>, expected: usize) -> Self {
+        let large = expected >= crate::md5_lanes::LANE_MIN_BYTES;
         BodyReceiver {
             buf: pool.take(expected),
-            md5: (expected < crate::md5_lanes::LANE_MIN_BYTES).then(Md5Stream::new),
+            md5: (!large).then(Md5Stream::new),
             pool: Arc::downgrade(pool),
+            _arriving: large.then(crate::md5_lanes::Arriving::new),
         }
     }
 
@@ -104,6 +108,7 @@ impl BodyReceiver {
 
     /// The body, and base64 of its MD5.
     pub(crate) async fn finish(self) -> (Bytes, String) {
+        drop(self._arriving);
         let body = Bytes::from_owner(PooledBody {
             buf: self.buf,
             pool: self.pool,

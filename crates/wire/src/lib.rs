@@ -14,6 +14,7 @@ pub mod auth;
 mod body;
 #[cfg(feature = "client")]
 pub mod client;
+mod crc8;
 pub mod date;
 #[cfg(feature = "client")]
 pub mod error;

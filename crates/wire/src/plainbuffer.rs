@@ -43,70 +43,7 @@ const VT_INF_MIN: u8 = 0x09;
 const VT_INF_MAX: u8 = 0x0A;
 const VT_AUTO_INCREMENT: u8 = 0x0B;
 
-// ---------------------------------------------------------------------------------------------
-// CRC-8 (poly 0x07, MSB-first, init 0, no final xor)
-
-const CRC8_TABLE: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u8;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x07
-            } else {
-                crc << 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-#[inline]
-pub fn crc8_byte(crc: u8, b: u8) -> u8 {
-    CRC8_TABLE[(crc ^ b) as usize]
-}
-
-/// `CRC8_SLICES[k][b]` is the CRC register after feeding `b` followed by `k` zero bytes. The CRC is
-/// linear, so 8 input bytes fold in with 8 independent lookups (slicing-by-8) instead of a chain of
-/// 8 dependent ones; strings and binaries are checksummed several times faster.
-const CRC8_SLICES: [[u8; 256]; 8] = {
-    let mut t = [[0u8; 256]; 8];
-    t[0] = CRC8_TABLE;
-    let mut k = 1;
-    while k < 8 {
-        let mut b = 0;
-        while b < 256 {
-            t[k][b] = CRC8_TABLE[t[k - 1][b] as usize];
-            b += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
-#[inline]
-pub fn crc8(mut crc: u8, bytes: &[u8]) -> u8 {
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        crc = CRC8_SLICES[7][(crc ^ c[0]) as usize]
-            ^ CRC8_SLICES[6][c[1] as usize]
-            ^ CRC8_SLICES[5][c[2] as usize]
-            ^ CRC8_SLICES[4][c[3] as usize]
-            ^ CRC8_SLICES[3][c[4] as usize]
-            ^ CRC8_SLICES[2][c[5] as usize]
-            ^ CRC8_SLICES[1][c[6] as usize]
-            ^ CRC8_SLICES[0][c[7] as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = CRC8_TABLE[(crc ^ b) as usize];
-    }
-    crc
-}
+pub use crate::crc8::{crc8, crc8_byte};
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -1164,17 +1101,6 @@ pub fn decode_bare_value(buf: &[u8]) -> Result<ValueRef<'_>, DecodeError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sliced_crc_equals_bytewise_crc() {
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
-        for len in 0..data.len() {
-            for init in [0u8, 0x5a, 0xff] {
-                let bytewise = data[..len].iter().fold(init, |c, &b| crc8_byte(c, b));
-                assert_eq!(crc8(init, &data[..len]), bytewise, "len {len} init {init}");
-            }
-        }
-    }
-
     /// A name's checksum computed once is the name's own, and cells written with it pass the
     /// decoder's checksum checks (which compute every checksum from the bytes).
     #[test]
@@ -1193,13 +1119,6 @@ mod tests {
         let got: Vec<&str> = rows[0].cells.iter().map(|c| c.name).collect();
         assert_eq!(got, names);
         assert_eq!(ChecksummedName::new("balance").as_str(), "balance");
-    }
-
-    #[test]
-    fn crc8_check_value_and_table() {
-        assert_eq!(crc8(0, b"123456789"), 0xF4);
-        assert_eq!(CRC8_TABLE[1], 0x07);
-        assert_eq!(CRC8_TABLE[0x80], 0x89);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct VerifyArgs {
     /// sized in bytes from it).
     #[arg(long, requires = "against_table", default_value_t = ots_restore::config::DEFAULT_MEMORY_MB)]
     pub memory_mb: usize,
+    /// With --against-table: splits compared at once (they share --memory-mb).
+    #[arg(long, requires = "against_table", default_value_t = 4)]
+    pub concurrency: usize,
     /// Check the detached signatures of manifest.json and plan.json with this key (the seed
     /// `otsarchive keygen` wrote, or its `.pub` public key): any change to the signed bytes, a
     /// signature by another key, or a missing signature fails (exit 3).
@@ -96,6 +99,11 @@ fn memory_bytes(mb: usize) -> Result<usize, CliError> {
 
 pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
     let memory = memory_bytes(a.memory_mb)?;
+    if a.concurrency == 0 {
+        return Err(CliError::Usage(
+            "--concurrency 0: at least one split must be compared at a time".into(),
+        ));
+    }
     let trusted = a
         .sign_key_file
         .as_deref()
@@ -183,6 +191,7 @@ pub async fn verify(g: &GlobalArgs, a: VerifyArgs) -> Result<(), CliError> {
                 as_of_snapshot: a.as_of_snapshot,
                 rows_compared: Some(compared),
                 memory_bytes: memory,
+                concurrency: a.concurrency,
                 ..Default::default()
             };
             let compared = match &chain {

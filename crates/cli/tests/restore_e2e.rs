@@ -908,6 +908,86 @@ fn counts(c: &serde_json::Value) -> (u64, u64, u64) {
     )
 }
 
+/// Splits compared at once report exactly what one split at a time does: the same counts, and
+/// the differences listed in key order across splits, cut at --max-differences.
+#[tokio::test]
+async fn splits_compared_at_once_report_like_one_at_a_time() {
+    let env = env_with_table("t", 600, PageLimits::default()).await;
+    let dest = tempfile::tempdir().unwrap();
+    let snap = backup(&env, "t", dest.path()).await;
+    let manifest: ots_manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(Path::new(&snap).join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest.splits.len() >= 3,
+        "{} splits",
+        manifest.splits.len()
+    );
+    // A newer version of a cell in rows all over the key range, so in several splits.
+    let rows = env.expected_rows();
+    let mut changed: Vec<Vec<PkColumn>> = [590, 5, 450, 150, 300]
+        .iter()
+        .map(|&i| rows[i].primary_key.clone())
+        .collect();
+    for key in &changed {
+        put_cell(&env, "t", key, "age", Value::Integer(-7), Some(now_ms())).await;
+    }
+    changed.sort_by(|a, b| ots_wire::types::cmp_pk_columns(a, b));
+    let (code, one) = compare(
+        &env,
+        &snap,
+        "t",
+        &["--concurrency", "1", "--max-differences", "3"],
+    )
+    .await;
+    assert_eq!(code, 3, "{one}");
+    let (code, many) = compare(
+        &env,
+        &snap,
+        "t",
+        &["--concurrency", "4", "--max-differences", "3"],
+    )
+    .await;
+    assert_eq!(code, 3, "{many}");
+    assert_eq!(one, many);
+    assert_eq!(counts(&many), (5, 0, 0), "{many}");
+    assert_eq!(many["rows_in_snapshot"], 600);
+    assert_eq!(many["rows_matching"], 595);
+    let listed: Vec<serde_json::Value> = many["first_differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["primary_key"].clone())
+        .collect();
+    let first_three: Vec<serde_json::Value> = changed[..3]
+        .iter()
+        .map(|k| {
+            serde_json::to_value(
+                k.iter()
+                    .map(ots_scan::KeyPart::from_column)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(listed, first_three);
+    // No split at a time is not a setting.
+    let out = run(cmd(
+        &env,
+        &[
+            "verify",
+            &snap,
+            "--against-table",
+            "t",
+            "--concurrency",
+            "0",
+        ],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--concurrency 0"), "{}", stderr(&out));
+}
+
 #[tokio::test]
 async fn verify_against_a_table_sees_every_cell_unless_as_of_snapshot() {
     let env = env_with_table("t", 600, PageLimits::default()).await;

@@ -13,14 +13,16 @@
 //! primary key (a k-way merge over the partitions of the split). Memory is about one row group
 //! (as fetched) per partition of the split, decoded batches within
 //! [`CompareOptions::memory_bytes`] (sized by bytes per row, not by a row count), plus one
-//! GetRange page.
+//! GetRange page — times [`CompareOptions::concurrency`], the splits compared at once (the
+//! decoded-row budget is shared by them). Their reports are joined in split order, so the
+//! differences listed are in key order as before.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ots_manifest::{FileEntry, Manifest, ManifestError, Snapshot, TimeRange, display_columns};
 use ots_scan::{KeyPart, ScanError, ScanOptions, SplitScanner};
 use ots_schema::{RowReader, SnapshotSchema};
@@ -112,6 +114,20 @@ impl CompareReport {
         self.missing_in_table == 0 && self.extra_in_table == 0 && self.different == 0
     }
 
+    /// Adds the counts of a split compared on its own, and its differences while fewer than `max`
+    /// are listed (splits are absorbed in order, so the list stays in key order).
+    fn absorb(&mut self, split: CompareReport, max: usize) {
+        self.rows_in_snapshot += split.rows_in_snapshot;
+        self.rows_in_table += split.rows_in_table;
+        self.rows_matching += split.rows_matching;
+        self.missing_in_table += split.missing_in_table;
+        self.extra_in_table += split.extra_in_table;
+        self.different += split.different;
+        let room = max.saturating_sub(self.first_differences.len());
+        self.first_differences
+            .extend(split.first_differences.into_iter().take(room));
+    }
+
     fn record(
         &mut self,
         row: &Row,
@@ -154,6 +170,9 @@ pub struct CompareOptions {
     pub memory_bytes: usize,
     /// Counts the snapshot's rows compared so far, for a progress display.
     pub rows_compared: Option<Arc<AtomicU64>>,
+    /// Splits compared at once (at least 1): their pages arrive while others' rows are compared,
+    /// and their MD5s are checked side by side. `memory_bytes` is shared by them.
+    pub concurrency: usize,
 }
 
 impl Default for CompareOptions {
@@ -164,6 +183,7 @@ impl Default for CompareOptions {
             batch_rows: 1024,
             memory_bytes: 256 * 1024 * 1024,
             rows_compared: None,
+            concurrency: 4,
         }
     }
 }
@@ -641,19 +661,9 @@ async fn compare_image(
             detail: format!("a split's key range: {e}"),
         })
     };
+    // Each split's changed keys, taken in split order before any split is compared.
+    let mut splits = Vec::with_capacity(manifest.splits.len());
     for split in manifest.splits.iter().map(|s| s.range()) {
-        let files = Files {
-            snapshot,
-            schema: &manifest.schema,
-            batch_rows: options.batch_rows,
-            decoded_budget: options.memory_bytes / 2,
-            per_chain: 0,
-        };
-        let split_files: Vec<&FileEntry> = manifest
-            .files
-            .iter()
-            .filter(|f| f.split == split.id)
-            .collect();
         let split_changes = if changed.keys() == 0 {
             Vec::new()
         } else {
@@ -662,17 +672,88 @@ async fn compare_image(
                 &split.end_columns().map_err(bad_split)?,
             )
         };
+        splits.push((split, split_changes));
+    }
+    if let Some(key) = changed.first_left() {
+        return Err(RestoreError::Manifest(ManifestError::Invalid {
+            url: snapshot.url_of("manifest.json"),
+            detail: format!(
+                "changed key {} lies in none of the splits, which must cover every key",
+                display_columns(key)
+            ),
+        }));
+    }
+    let at_once = options.concurrency.clamp(1, splits.len().max(1));
+    let each = SplitComparison {
+        client,
+        snapshot,
+        manifest,
+        table,
+        options,
+        scan,
+        max_versions,
+        decoded_budget: options.memory_bytes / 2 / at_once,
+    };
+    // In split order, `at_once` at a time: the reports are absorbed in key order.
+    let mut compared = futures::stream::iter(splits)
+        .map(|(split, split_changes)| each.compare(split, split_changes))
+        .buffered(at_once);
+    while let Some(split) = compared.try_next().await? {
+        report.absorb(split, max);
+    }
+    Ok(report)
+}
+
+/// What comparing one split needs; shared by the splits compared at once.
+struct SplitComparison<'a> {
+    client: &'a OtsClient,
+    snapshot: &'a Snapshot,
+    manifest: &'a Manifest,
+    table: &'a str,
+    options: &'a CompareOptions,
+    scan: ScanOptions,
+    max_versions: Option<usize>,
+    /// One split's share of the decoded-row budget.
+    decoded_budget: usize,
+}
+
+impl SplitComparison<'_> {
+    /// Merges the split's snapshot rows (with `split_changes` applied) with a scan of the table
+    /// over its key range: a report of this split alone.
+    async fn compare(
+        &self,
+        split: ots_scan::Split,
+        split_changes: Vec<(Vec<PkColumn>, Vec<RowChange>)>,
+    ) -> Result<CompareReport, RestoreError> {
+        let (table, max) = (self.table, self.options.max_differences);
+        let mut report = CompareReport::default();
+        let files = Files {
+            snapshot: self.snapshot,
+            schema: &self.manifest.schema,
+            batch_rows: self.options.batch_rows,
+            decoded_budget: self.decoded_budget,
+            per_chain: 0,
+        };
+        let split_files: Vec<&FileEntry> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.split == split.id)
+            .collect();
         let merge = Merge::new(files, split_files).await?;
-        let mut want = Expected::new(merge, split_changes, max_versions);
-        let mut scanner = SplitScanner::new(client.clone(), table, split.clone(), scan.clone())
+        let mut want = Expected::new(merge, split_changes, self.max_versions);
+        let mut scanner = SplitScanner::new(self.client.clone(), table, split, self.scan.clone())
             .map_err(|e| scan_error(table, e))?;
+        // Rows of this split already counted in `rows_compared`.
+        let mut counted = 0;
         while let Some(page) = scanner
             .next_page()
             .await
             .map_err(|e| scan_error(table, e))?
         {
-            if let Some(n) = &options.rows_compared {
-                n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
+            if let Some(n) = &self.options.rows_compared {
+                n.fetch_add(report.rows_in_snapshot - counted, AtomicOrdering::Relaxed);
+                counted = report.rows_in_snapshot;
             }
             // The table's rows are compared as decoded (and checked), borrowing from the page.
             let mut rows = page.rows().map_err(|e| scan_error(table, e))?;
@@ -732,20 +813,11 @@ async fn compare_image(
                 max,
             );
         }
-        if let Some(n) = &options.rows_compared {
-            n.store(report.rows_in_snapshot, AtomicOrdering::Relaxed);
+        if let Some(n) = &self.options.rows_compared {
+            n.fetch_add(report.rows_in_snapshot - counted, AtomicOrdering::Relaxed);
         }
+        Ok(report)
     }
-    if let Some(key) = changed.first_left() {
-        return Err(RestoreError::Manifest(ManifestError::Invalid {
-            url: snapshot.url_of("manifest.json"),
-            detail: format!(
-                "changed key {} lies in none of the splits, which must cover every key",
-                display_columns(key)
-            ),
-        }));
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

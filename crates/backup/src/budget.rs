@@ -11,8 +11,10 @@ use crate::BackupError;
 
 pub const DEFAULT_MEMORY_MB: usize = 256;
 const MIB: usize = 1 << 20;
-/// What the process needs beside its data buffers: code, runtime, HTTP stack (with up to 16 MiB
-/// of response buffers kept for reuse), the plan and records, allocator slack.
+/// What the process needs beside its data buffers: code, runtime, HTTP stack, the plan and
+/// records, allocator slack. The response buffers the HTTP client keeps for reuse (up to 32 MiB)
+/// are pages' buffers between pages: one is allocated only when none is free, so together with
+/// the pages in flight they never exceed the most pages once in flight, counted per split below.
 const BASE_BYTES: usize = 40 * MIB;
 /// One GetRange response: the service ends a page after about 4 MB of rows.
 const PAGE_BYTES: usize = 4 * MIB;

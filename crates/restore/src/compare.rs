@@ -164,9 +164,10 @@ pub struct CompareOptions {
     /// `memory_bytes`).
     pub batch_rows: usize,
     /// The bytes the snapshot side of the merge may hold in decoded rows: half of it is shared
-    /// by the chains (partitions) of a split, each decoding batches of at most its share (by
-    /// its row groups' uncompressed bytes per row, at least one row). The table side holds one
-    /// GetRange page (≤ 4 MB, the service's page limit).
+    /// by the splits compared at once (`concurrency`) and the chains (partitions) of each, each
+    /// chain decoding batches of at most its share (by its row groups' uncompressed bytes per
+    /// row, at least one row). The table side holds one GetRange page (≤ 4 MB, the service's
+    /// page limit) per split compared.
     pub memory_bytes: usize,
     /// Counts the snapshot's rows compared so far, for a progress display.
     pub rows_compared: Option<Arc<AtomicU64>>,

@@ -204,7 +204,8 @@ impl ChangedRows {
         self.keys.len()
     }
 
-    /// Takes the changed keys in `[start, end)` (range markers allowed), in key order.
+    /// Takes the changed keys in `[start, end)` (range markers allowed), in key order: they leave
+    /// this set, so the ranges of every split can be taken up front without holding the keys twice.
     pub fn take_range(
         &mut self,
         start: &[PkColumn],
@@ -217,10 +218,9 @@ impl ChangedRows {
             .keys
             .partition_point(|(k, _)| cmp_pk_columns(k, end) == Ordering::Less)
             .max(lo);
-        self.keys[lo..hi]
-            .iter_mut()
+        self.keys
+            .drain(lo..hi)
             .filter(|(_, changes)| !changes.is_empty())
-            .map(|(k, changes)| (k.clone(), std::mem::take(changes)))
             .collect()
     }
 
@@ -443,6 +443,7 @@ mod tests {
         assert_eq!(second[0].1.len(), 2);
         assert_eq!(second[0].1[1].op, ChangeOp::UpdateRow, "replay order kept");
         assert_eq!(rows.first_left(), Some(pk(9).as_slice()));
+        assert_eq!(rows.keys(), 1, "taken keys leave the set");
         assert_eq!(rows.take_range(&pk(9), &inf(PkValue::InfMax)).len(), 1);
         assert_eq!(rows.first_left(), None);
     }

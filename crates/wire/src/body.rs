@@ -95,7 +95,7 @@ impl BodyReceiver {
             buf: pool.take(expected),
             md5: (!large).then(Md5Stream::new),
             pool: Arc::downgrade(pool),
-            _arriving: large.then(crate::md5_lanes::Arriving::new),
+            _arriving: large.then(crate::md5_lanes::Arriving::new).flatten(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! the register is a remainder mod P(x), and a 128-bit block times x¹²⁸ reduces, mod P, to its two
 //! halves times the 8-bit constants x¹⁹² mod P and x¹²⁸ mod P, two independent multiplications.
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const POLY: u16 = 0x107;
 
 const CRC8_TABLE: [u8; 256] = {
@@ -85,6 +86,7 @@ fn crc8_sliced(mut crc: u8, bytes: &[u8]) -> u8 {
 }
 
 /// x^k mod P(x), as the 8 coefficients below x⁸.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const fn x_pow_mod(k: u32) -> u8 {
     let mut r: u16 = 1;
     let mut i = 0;

@@ -42,9 +42,11 @@ const WAIT_FOR_COMPANY: std::time::Duration = std::time::Duration::from_millis(4
 pub(crate) struct Arriving(());
 
 impl Arriving {
-    pub(crate) fn new() -> Self {
+    /// `None` where there is no lane thread to wait (no AVX2): the body will be hashed inline.
+    pub(crate) fn new() -> Option<Self> {
+        station()?;
         ARRIVING.fetch_add(1, Ordering::Relaxed);
-        Arriving(())
+        Some(Arriving(()))
     }
 }
 
@@ -239,17 +241,7 @@ fn run_station(rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // Fresh bodies wait a little for the ones still arriving, to be hashed with them.
-        if lanes.iter().all(|lane| lane.done == 0) {
-            let deadline = std::time::Instant::now() + WAIT_FOR_COMPANY;
-            while lanes.len() < LANES && ARRIVING.load(Ordering::Relaxed) > 0 {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(job) => lanes.push(Lane::new(job.body, job.reply)),
-                    Err(_) => break,
-                }
-            }
-        }
+        wait_for_company(&mut lanes, &rx, &ARRIVING, WAIT_FOR_COMPANY);
         // A caller that went away (its request was cancelled) needs no digest.
         lanes.retain(|lane| !lane.to.is_closed());
         advance(&mut lanes);
@@ -257,6 +249,28 @@ fn run_station(rx: mpsc::Receiver<Job>) {
         take_finished(&mut lanes, |reply, digest| {
             let _ = reply.send(digest);
         });
+    }
+}
+
+/// When every lane holds a fresh body (none started), waits up to `wait` for more bodies while
+/// `arriving` counts bodies still being received, so that they are hashed together. Returns early
+/// once the lanes are full or nothing is arriving any more.
+fn wait_for_company(
+    lanes: &mut Vec<Lane<Bytes, Reply>>,
+    rx: &mpsc::Receiver<Job>,
+    arriving: &AtomicUsize,
+    wait: std::time::Duration,
+) {
+    if !lanes.iter().all(|lane| lane.done == 0) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + wait;
+    while lanes.len() < LANES && arriving.load(Ordering::Relaxed) > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(job) => lanes.push(Lane::new(job.body, job.reply)),
+            Err(_) => return,
+        }
     }
 }
 
@@ -746,28 +760,61 @@ mod tests {
         }
     }
 
-    /// A body alone while another is announced as arriving waits for it, but not forever: the
-    /// other never comes here, and the lone body still gets its digest. One that comes within the
-    /// wait is hashed beside it, and both get their own digests.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_body_waits_for_company_only_a_while() {
-        let never_finishes = Arriving::new();
-        let alone = Bytes::from(bytes(LANE_MIN_BYTES + 100, 7));
-        let started = std::time::Instant::now();
-        assert_eq!(md5(alone.clone()).await, reference(&alone));
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        drop(never_finishes);
+    fn job(len: usize) -> (Job, tokio::sync::oneshot::Receiver<[u8; 16]>) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let body = Bytes::from(bytes(len, len as u32));
+        (Job { body, reply }, answer)
+    }
 
-        let companion = Arriving::new();
-        let first = Bytes::from(bytes(LANE_MIN_BYTES + 64, 8));
-        let second = Bytes::from(bytes(LANE_MIN_BYTES * 2 + 3, 9));
-        let waiting = tokio::spawn({
-            let first = first.clone();
-            async move { md5(first).await }
+    fn lane_of(job: Job) -> Lane<Bytes, Reply> {
+        Lane::new(job.body, job.reply)
+    }
+
+    /// Fresh lanes wait for a body announced as arriving and take it when it comes; with nothing
+    /// arriving, or a lane already started, they do not wait at all; and a body that never comes
+    /// is waited for only until the deadline.
+    #[test]
+    fn fresh_lanes_wait_for_bodies_still_arriving_and_no_longer() {
+        let wait = std::time::Duration::from_millis(200);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let arriving = AtomicUsize::new(1);
+        let (first, _a) = job(128);
+        let mut lanes = vec![lane_of(first)];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let (late, _b) = job(192);
+                tx.send(late).unwrap();
+                arriving.store(0, Ordering::Relaxed);
+            });
+            wait_for_company(&mut lanes, &rx, &arriving, wait);
         });
-        drop(companion);
-        assert_eq!(md5(second.clone()).await, reference(&second));
-        assert_eq!(waiting.await.unwrap(), reference(&first));
+        assert_eq!(lanes.len(), 2, "the body that arrived joined the lanes");
+
+        // Nothing arriving: no wait, even with a body about to be sent.
+        let (only, _c) = job(64);
+        let mut lanes = vec![lane_of(only)];
+        let started = std::time::Instant::now();
+        wait_for_company(&mut lanes, &rx, &AtomicUsize::new(0), wait);
+        assert!(started.elapsed() < wait, "waited with nothing arriving");
+
+        // A lane already started does not wait for company.
+        let (started_job, _d) = job(64 * 4);
+        let mut lanes = vec![lane_of(started_job)];
+        lanes[0].done = 1;
+        let started = std::time::Instant::now();
+        wait_for_company(&mut lanes, &rx, &AtomicUsize::new(1), wait);
+        assert!(started.elapsed() < wait, "a started lane waited");
+
+        // Announced but never sent: waits until the deadline, then goes on alone.
+        let (alone, _e) = job(64);
+        let mut lanes = vec![lane_of(alone)];
+        let started = std::time::Instant::now();
+        wait_for_company(&mut lanes, &rx, &AtomicUsize::new(1), wait);
+        let waited = started.elapsed();
+        assert!(waited >= wait && waited < wait * 20, "waited {waited:?}");
+        assert_eq!(lanes.len(), 1);
+        drop(tx);
     }
 
     /// Many bodies of mixed sizes submitted at once: every caller gets its own body's digest.

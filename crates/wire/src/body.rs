@@ -84,7 +84,7 @@ pub(crate) struct BodyReceiver {
     md5: Option<Md5Stream>,
     pool: Weak<BodyPool>,
     /// Held while a large body arrives (see `md5_lanes::Arriving`).
-    _arriving: Option<crate::md5_lanes::Arriving>,
+    arriving: Option<crate::md5_lanes::Arriving>,
 }
 
 impl BodyReceiver {
@@ -95,7 +95,7 @@ impl BodyReceiver {
             buf: pool.take(expected),
             md5: (!large).then(Md5Stream::new),
             pool: Arc::downgrade(pool),
-            _arriving: large.then(crate::md5_lanes::Arriving::new).flatten(),
+            arriving: large.then(crate::md5_lanes::Arriving::new).flatten(),
         }
     }
 
@@ -108,7 +108,7 @@ impl BodyReceiver {
 
     /// The body, and base64 of its MD5.
     pub(crate) async fn finish(self) -> (Bytes, String) {
-        drop(self._arriving);
+        drop(self.arriving);
         let body = Bytes::from_owner(PooledBody {
             buf: self.buf,
             pool: self.pool,

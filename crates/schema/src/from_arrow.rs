@@ -281,14 +281,16 @@ fn set_string(slot: &mut String, s: &str) {
     slot.push_str(s);
 }
 
+fn set_bytes(slot: &mut Vec<u8>, b: &[u8]) {
+    slot.clear();
+    slot.extend_from_slice(b);
+}
+
 /// `v` into `slot`, in its allocation when both are strings or both binaries.
 fn set_value(slot: &mut Value, v: ValueRef<'_>) {
     match (slot, v) {
         (Value::String(s), ValueRef::String(x)) => set_string(s, x),
-        (Value::Binary(b), ValueRef::Binary(x)) => {
-            b.clear();
-            b.extend_from_slice(x);
-        }
+        (Value::Binary(b), ValueRef::Binary(x)) => set_bytes(b, x),
         (slot, v) => *slot = v.to_owned(),
     }
 }
@@ -297,10 +299,7 @@ fn set_value(slot: &mut Value, v: ValueRef<'_>) {
 fn set_pk_value(slot: &mut PkValue, v: PkValueRef<'_>) {
     match (slot, v) {
         (PkValue::String(s), PkValueRef::String(x)) => set_string(s, x),
-        (PkValue::Binary(b), PkValueRef::Binary(x)) => {
-            b.clear();
-            b.extend_from_slice(x);
-        }
+        (PkValue::Binary(b), PkValueRef::Binary(x)) => set_bytes(b, x),
         (slot, v) => *slot = v.to_owned(),
     }
 }

@@ -96,6 +96,13 @@ struct Job {
     reply: Reply,
 }
 
+impl Lane<Bytes, Reply> {
+    /// A job given to the lane thread, in a lane.
+    fn of(job: Job) -> Self {
+        Lane::new(job.body, job.reply)
+    }
+}
+
 type Reply = tokio::sync::oneshot::Sender<[u8; 16]>;
 
 /// MD5 of each of `bodies`, hashed side by side on the calling thread: in SIMD lanes when there
@@ -231,13 +238,13 @@ fn run_station(rx: mpsc::Receiver<Job>) {
     loop {
         if lanes.is_empty() {
             match rx.recv() {
-                Ok(job) => lanes.push(Lane::new(job.body, job.reply)),
+                Ok(job) => lanes.push(Lane::of(job)),
                 Err(_) => return,
             }
         }
         while lanes.len() < LANES {
             match rx.try_recv() {
-                Ok(job) => lanes.push(Lane::new(job.body, job.reply)),
+                Ok(job) => lanes.push(Lane::of(job)),
                 Err(_) => break,
             }
         }
@@ -268,7 +275,7 @@ fn wait_for_company(
     while lanes.len() < LANES && arriving.load(Ordering::Relaxed) > 0 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(job) => lanes.push(Lane::new(job.body, job.reply)),
+            Ok(job) => lanes.push(Lane::of(job)),
             Err(_) => return,
         }
     }
@@ -766,10 +773,6 @@ mod tests {
         (Job { body, reply }, answer)
     }
 
-    fn lane_of(job: Job) -> Lane<Bytes, Reply> {
-        Lane::new(job.body, job.reply)
-    }
-
     /// Fresh lanes wait for a body announced as arriving and take it when it comes; with nothing
     /// arriving, or a lane already started, they do not wait at all; and a body that never comes
     /// is waited for only until the deadline.
@@ -779,7 +782,7 @@ mod tests {
         let (tx, rx) = mpsc::channel::<Job>();
         let arriving = AtomicUsize::new(1);
         let (first, _a) = job(128);
-        let mut lanes = vec![lane_of(first)];
+        let mut lanes = vec![Lane::of(first)];
         std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -793,14 +796,14 @@ mod tests {
 
         // Nothing arriving: no wait, even with a body about to be sent.
         let (only, _c) = job(64);
-        let mut lanes = vec![lane_of(only)];
+        let mut lanes = vec![Lane::of(only)];
         let started = std::time::Instant::now();
         wait_for_company(&mut lanes, &rx, &AtomicUsize::new(0), wait);
         assert!(started.elapsed() < wait, "waited with nothing arriving");
 
         // A lane already started does not wait for company.
         let (started_job, _d) = job(64 * 4);
-        let mut lanes = vec![lane_of(started_job)];
+        let mut lanes = vec![Lane::of(started_job)];
         lanes[0].done = 1;
         let started = std::time::Instant::now();
         wait_for_company(&mut lanes, &rx, &AtomicUsize::new(1), wait);
@@ -808,7 +811,7 @@ mod tests {
 
         // Announced but never sent: waits until the deadline, then goes on alone.
         let (alone, _e) = job(64);
-        let mut lanes = vec![lane_of(alone)];
+        let mut lanes = vec![Lane::of(alone)];
         let started = std::time::Instant::now();
         wait_for_company(&mut lanes, &rx, &AtomicUsize::new(1), wait);
         let waited = started.elapsed();

@@ -1121,6 +1121,47 @@ mod tests {
         assert_eq!(ChecksummedName::new("balance").as_str(), "balance");
     }
 
+    /// STRING values are checked as UTF-8 whether ASCII or not: multi-byte text decodes as
+    /// written, and a stray byte anywhere in a long value is refused.
+    #[test]
+    fn string_values_are_checked_as_utf8() {
+        let row_with = |text: &str| {
+            let mut w = PlainBufferWriter::new();
+            w.pk("k", PkValueRef::Integer(1));
+            w.cell("s", Some(ValueRef::String(text)), None, None);
+            w.end_row();
+            w.into_bytes()
+        };
+        for text in [
+            "",
+            "plain",
+            "héllo ✓ 世界, then a long ASCII tail to pass a few words",
+        ] {
+            let bytes = row_with(text);
+            let rows = decode_rows(&bytes).unwrap();
+            assert_eq!(rows[0].cells[0].value, Some(ValueRef::String(text)));
+        }
+        let long = "x".repeat(40);
+        for (text, at) in [("abcd", 1), (long.as_str(), 0), (long.as_str(), 37)] {
+            let mut bytes = row_with(text);
+            let start = bytes
+                .windows(text.len())
+                .position(|w| w == text.as_bytes())
+                .unwrap();
+            bytes[start + at] = 0xff;
+            assert!(
+                matches!(
+                    decode_rows(&bytes),
+                    Err(DecodeError::InvalidUtf8 {
+                        what: "STRING value",
+                        ..
+                    })
+                ),
+                "{text:?} with 0xff at {at}"
+            );
+        }
+    }
+
     #[test]
     fn empty_buffer_has_no_rows_and_bare_header_too() {
         assert!(decode_rows(&[]).unwrap().is_empty());

@@ -22,9 +22,9 @@ struct Args {
     /// Target split size in MiB (`otsarchive backup --split-size-mb`, default 256).
     #[arg(long, default_value_t = 256)]
     split_size_mb: i64,
-    /// Pages fetched ahead of the decoder per split (0: fetch, decode, fetch, ... like the
-    /// backup today).
-    #[arg(long, default_value_t = 0)]
+    /// Pages fetched ahead of the decoder per split: 1, as `otsarchive backup` fetches, so that
+    /// the ceiling is measured the way the backup reads (0: fetch, decode, fetch, ...).
+    #[arg(long, default_value_t = 1)]
     prefetch: usize,
 }
 

@@ -101,6 +101,7 @@ impl CaptureJob {
             self.progress
                 .changes
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            capture.recycle(batch);
             if builder.buffered_bytes() >= self.batch_bytes {
                 let f = self
                     .write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)

@@ -23,7 +23,9 @@ use ots_wire::pb;
 use std::sync::Arc;
 
 use ots_wire::plainbuffer::decode_single_row_into;
-use ots_wire::types::{CellOp, ColumnUpdate, PkColumn, RecordSequence, RowRef};
+use ots_wire::types::{
+    CellOp, ColumnUpdate, PkColumn, PkValue, RecordSequence, RowRef, Value, assign_str,
+};
 
 /// What can go wrong reading a stream.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +199,14 @@ pub struct Capture<'c> {
     current: Option<usize>,
     next_ordinal: u64,
     stats: CaptureStats,
+    /// Changes given back by [`recycle`](Capture::recycle): the next records are decoded into
+    /// their allocations instead of a dozen fresh strings each. With the bytes each keeps.
+    spare: Vec<(Change, usize)>,
+    spare_bytes: usize,
 }
+
+/// At most this many bytes of names and values are kept in spare changes (about a response).
+const SPARE_BYTES: usize = 4 << 20;
 
 impl<'c> Capture<'c> {
     /// Lists the stream's shards and prepares to read from `start` up to `t_c_us`. Shards in
@@ -266,11 +275,37 @@ impl<'c> Capture<'c> {
             current: None,
             next_ordinal: 0,
             stats: CaptureStats::default(),
+            spare: Vec::new(),
+            spare_bytes: 0,
         })
     }
 
     pub fn stats(&self) -> CaptureStats {
         self.stats
+    }
+
+    /// Gives changes from [`next_batch`](Capture::next_batch) back once they are used, so that
+    /// later records are decoded into their allocations. Keeps at most [`SPARE_BYTES`] of them.
+    pub fn recycle(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            let bytes = retained_bytes(&change);
+            if self.spare_bytes + bytes > SPARE_BYTES {
+                continue;
+            }
+            self.spare_bytes += bytes;
+            self.spare.push((change, bytes));
+        }
+    }
+
+    /// A change to decode the next record into: a spare one if any.
+    fn blank(&mut self, shard: &Arc<str>) -> Change {
+        match self.spare.pop() {
+            Some((change, bytes)) => {
+                self.spare_bytes -= bytes;
+                change
+            }
+            None => blank_change(shard),
+        }
     }
 
     /// The shards read so far, in order.
@@ -366,7 +401,8 @@ impl<'c> Capture<'c> {
         let mut scratch = RowRef::default();
         for rec in &resp.stream_records {
             self.stats.record_bytes += rec.record.len() as u64;
-            let change = decode_record_into(&shard, rec, self.next_ordinal, &mut scratch)?;
+            let mut change = self.blank(&shard);
+            decode_record_into(&shard, rec, self.next_ordinal, &mut scratch, &mut change)?;
             let seq = change.sequence;
             if let Some(last) = self.shards[i].last
                 && seq <= last
@@ -386,6 +422,7 @@ impl<'c> Capture<'c> {
             }
             if seq.timestamp_us <= self.start_t_us {
                 self.stats.skipped_before_start += 1;
+                self.recycle([change]);
                 continue;
             }
             self.stats.records += 1;
@@ -426,7 +463,8 @@ pub fn decode_record_into<'a>(
     rec: &'a pb::get_stream_record_response::StreamRecord,
     ordinal: u64,
     row: &mut RowRef<'a>,
-) -> Result<Change, StreamError> {
+    change: &mut Change,
+) -> Result<(), StreamError> {
     let bad = |detail: String| StreamError::Protocol {
         shard: shard.to_string(),
         detail,
@@ -444,29 +482,58 @@ pub fn decode_record_into<'a>(
     if row.primary_key.is_empty() {
         return Err(bad("record has no primary key".into()));
     }
-    let primary_key = row
-        .primary_key
-        .iter()
-        .map(|c| PkColumn::new(c.name, c.value.to_owned()))
-        .collect();
-    let mut cells = Vec::with_capacity(row.cells.len());
-    for c in &row.cells {
-        let name = c.name.to_string();
-        let update = match (c.op, c.value, c.timestamp) {
-            (None, Some(v), Some(ts)) => ColumnUpdate::Put {
-                name,
-                value: v.to_owned(),
-                timestamp: Some(ts),
-            },
-            (Some(CellOp::DeleteOneVersion), None, Some(ts)) if op == ChangeOp::UpdateRow => {
-                ColumnUpdate::DeleteOneVersion {
+    let primary_key = &mut change.primary_key;
+    primary_key.truncate(row.primary_key.len());
+    for (i, c) in row.primary_key.iter().enumerate() {
+        match primary_key.get_mut(i) {
+            Some(slot) => {
+                assign_str(&mut slot.name, c.name);
+                slot.value.assign(c.value);
+            }
+            None => primary_key.push(PkColumn::new(c.name, c.value.to_owned())),
+        }
+    }
+    let cells = &mut change.cells;
+    cells.truncate(row.cells.len());
+    for (i, c) in row.cells.iter().enumerate() {
+        // `i` is at most `cells.len()`: the slot to overwrite, or the next to push.
+        let place = |cells: &mut Vec<ColumnUpdate>, update| match cells.get_mut(i) {
+            Some(slot) => *slot = update,
+            None => cells.push(update),
+        };
+        match (c.op, c.value, c.timestamp) {
+            (None, Some(v), Some(ts)) => match cells.get_mut(i) {
+                Some(ColumnUpdate::Put {
                     name,
-                    timestamp: ts,
+                    value,
+                    timestamp,
+                }) => {
+                    assign_str(name, c.name);
+                    value.assign(v);
+                    *timestamp = Some(ts);
                 }
-            }
-            (Some(CellOp::DeleteAllVersions), None, None) if op == ChangeOp::UpdateRow => {
-                ColumnUpdate::DeleteAllVersions { name }
-            }
+                _ => place(
+                    cells,
+                    ColumnUpdate::Put {
+                        name: c.name.to_string(),
+                        value: v.to_owned(),
+                        timestamp: Some(ts),
+                    },
+                ),
+            },
+            (Some(CellOp::DeleteOneVersion), None, Some(ts)) if op == ChangeOp::UpdateRow => place(
+                cells,
+                ColumnUpdate::DeleteOneVersion {
+                    name: c.name.to_string(),
+                    timestamp: ts,
+                },
+            ),
+            (Some(CellOp::DeleteAllVersions), None, None) if op == ChangeOp::UpdateRow => place(
+                cells,
+                ColumnUpdate::DeleteAllVersions {
+                    name: c.name.to_string(),
+                },
+            ),
             _ => {
                 return Err(bad(format!(
                     "{} record cell '{}' has an unexpected shape (op {:?}, value {}, timestamp {})",
@@ -481,20 +548,66 @@ pub fn decode_record_into<'a>(
                     },
                 )));
             }
-        };
-        cells.push(update);
+        }
     }
     if op == ChangeOp::DeleteRow && !cells.is_empty() {
         return Err(bad("DELETE_ROW record carries cells".into()));
     }
-    Ok(Change {
-        ordinal,
+    change.ordinal = ordinal;
+    if !Arc::ptr_eq(&change.shard, shard) {
+        change.shard = shard.clone();
+    }
+    change.sequence = sequence;
+    change.op = op;
+    Ok(())
+}
+
+/// A change for [`decode_record_into`] to fill.
+fn blank_change(shard: &Arc<str>) -> Change {
+    Change {
+        ordinal: 0,
         shard: shard.clone(),
-        sequence,
-        op,
-        primary_key,
-        cells,
-    })
+        sequence: RecordSequence {
+            epoch: 0,
+            timestamp_us: 0,
+            row_index: 0,
+        },
+        op: ChangeOp::PutRow,
+        primary_key: Vec::new(),
+        cells: Vec::new(),
+    }
+}
+
+/// Bytes a change keeps allocated for its names and values.
+fn retained_bytes(change: &Change) -> usize {
+    let value = |v: &Value| match v {
+        Value::String(s) => s.capacity(),
+        Value::Binary(b) => b.capacity(),
+        _ => 0,
+    };
+    let pk: usize = change
+        .primary_key
+        .iter()
+        .map(|c| {
+            c.name.capacity()
+                + match &c.value {
+                    PkValue::String(s) => s.capacity(),
+                    PkValue::Binary(b) => b.capacity(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    let cells: usize = change
+        .cells
+        .iter()
+        .map(|u| match u {
+            ColumnUpdate::Put { name, value: v, .. } => name.capacity() + value(v),
+            ColumnUpdate::DeleteOneVersion { name, .. }
+            | ColumnUpdate::DeleteAllVersions { name }
+            | ColumnUpdate::Increment { name, .. } => name.capacity(),
+        })
+        .sum();
+    pk + cells
 }
 
 #[cfg(test)]
@@ -506,7 +619,10 @@ mod tests {
         rec: &pb::get_stream_record_response::StreamRecord,
         ordinal: u64,
     ) -> Result<Change, StreamError> {
-        decode_record_into(&shard.into(), rec, ordinal, &mut RowRef::default())
+        let shard: Arc<str> = shard.into();
+        let mut change = blank_change(&shard);
+        decode_record_into(&shard, rec, ordinal, &mut RowRef::default(), &mut change)?;
+        Ok(change)
     }
     use bytes::Bytes;
     use ots_wire::plainbuffer::PlainBufferWriter;
@@ -576,6 +692,53 @@ mod tests {
             let c = decode_record("s0", &delete, 0).unwrap();
             assert_eq!(c.op, ChangeOp::DeleteRow);
             assert!(c.cells.is_empty());
+        }
+    }
+
+    /// A record decoded into a change left from another record (other key columns and values,
+    /// more or fewer cells, deletes where puts were, another shard) is the record decoded afresh.
+    #[test]
+    fn records_decoded_into_recycled_changes_are_the_records() {
+        let keyed = |action: i32, key: &str, build: &dyn Fn(&mut PlainBufferWriter)| {
+            let mut w = PlainBufferWriter::new();
+            w.pk("user", PkValueRef::String(key))
+                .pk("blob", PkValueRef::Binary(key.as_bytes()));
+            build(&mut w);
+            pb::get_stream_record_response::StreamRecord {
+                action_type: action,
+                record: Bytes::from(w.into_bytes()),
+                origin_record: None,
+            }
+        };
+        let records = [
+            keyed(1, "a-rather-long-user-key", &|w| {
+                w.cell("bio", Some(ValueRef::String("some text")), None, Some(5))
+                    .cell("n", Some(ValueRef::Integer(1)), None, Some(5))
+                    .cell("raw", Some(ValueRef::Binary(b"\x00\x01")), None, Some(6))
+                    .end_record(SEQ);
+            }),
+            keyed(2, "k", &|w| {
+                w.cell("bio", None, Some(CellOp::DeleteOneVersion), Some(5))
+                    .cell("n", Some(ValueRef::String("now a string")), None, Some(7))
+                    .cell("raw", None, Some(CellOp::DeleteAllVersions), None)
+                    .cell("more", Some(ValueRef::Double(0.5)), None, Some(8))
+                    .end_record(SEQ);
+            }),
+            keyed(3, "", &|w| {
+                w.end_record(SEQ);
+            }),
+            record(1, |w| {
+                w.cell("bio", Some(ValueRef::Boolean(true)), None, Some(9))
+                    .end_record(SEQ);
+            }),
+        ];
+        for (i, before) in records.iter().enumerate() {
+            for (j, rec) in records.iter().enumerate() {
+                let mut change = decode_record("s1", before, 1).unwrap();
+                let shard: Arc<str> = "s0".into();
+                decode_record_into(&shard, rec, 2, &mut RowRef::default(), &mut change).unwrap();
+                assert_eq!(change, decode_record("s0", rec, 2).unwrap(), "{i} then {j}");
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use arrow_array::{
 };
 use ots_wire::plainbuffer::ChecksummedName;
 use ots_wire::types::{
-    Cell, PkColumn, PkType, PkValue, PkValueRef, Row, Value, ValueRef, ValueType,
+    Cell, PkColumn, PkType, PkValue, PkValueRef, Row, ValueRef, ValueType, assign_str,
 };
 
 use crate::layout::{
@@ -249,8 +249,8 @@ impl<'a> RowReader<'a> {
         for (j, (name, value)) in self.primary_key_refs(i).enumerate() {
             match row.primary_key.get_mut(j) {
                 Some(column) => {
-                    set_string(&mut column.name, name);
-                    set_pk_value(&mut column.value, value);
+                    assign_str(&mut column.name, name);
+                    column.value.assign(value);
                 }
                 None => row.primary_key.push(PkColumn::new(name, value.to_owned())),
             }
@@ -259,8 +259,8 @@ impl<'a> RowReader<'a> {
         for (j, c) in cells.iter().enumerate() {
             match row.cells.get_mut(j) {
                 Some(cell) => {
-                    set_string(&mut cell.name, c.name.as_str());
-                    set_value(&mut cell.value, c.value);
+                    assign_str(&mut cell.name, c.name.as_str());
+                    cell.value.assign(c.value);
                     cell.timestamp = c.timestamp;
                 }
                 None => row
@@ -273,34 +273,6 @@ impl<'a> RowReader<'a> {
 
     pub fn rows(&self) -> impl Iterator<Item = Result<Row, ConvertError>> + '_ {
         (0..self.rows).map(|i| self.row(i))
-    }
-}
-
-fn set_string(slot: &mut String, s: &str) {
-    slot.clear();
-    slot.push_str(s);
-}
-
-fn set_bytes(slot: &mut Vec<u8>, b: &[u8]) {
-    slot.clear();
-    slot.extend_from_slice(b);
-}
-
-/// `v` into `slot`, in its allocation when both are strings or both binaries.
-fn set_value(slot: &mut Value, v: ValueRef<'_>) {
-    match (slot, v) {
-        (Value::String(s), ValueRef::String(x)) => set_string(s, x),
-        (Value::Binary(b), ValueRef::Binary(x)) => set_bytes(b, x),
-        (slot, v) => *slot = v.to_owned(),
-    }
-}
-
-/// [`set_value`] for primary-key values.
-fn set_pk_value(slot: &mut PkValue, v: PkValueRef<'_>) {
-    match (slot, v) {
-        (PkValue::String(s), PkValueRef::String(x)) => set_string(s, x),
-        (PkValue::Binary(b), PkValueRef::Binary(x)) => set_bytes(b, x),
-        (slot, v) => *slot = v.to_owned(),
     }
 }
 

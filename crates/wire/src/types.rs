@@ -122,7 +122,27 @@ impl CellOp {
     }
 }
 
+/// `s` into `slot`, in its allocation: for decoders that recycle rows.
+pub fn assign_str(slot: &mut String, s: &str) {
+    slot.clear();
+    slot.push_str(s);
+}
+
+fn assign_bytes(slot: &mut Vec<u8>, b: &[u8]) {
+    slot.clear();
+    slot.extend_from_slice(b);
+}
+
 impl PkValue {
+    /// Sets `self` to `v`, in `self`'s allocation when both are strings or both binaries.
+    pub fn assign(&mut self, v: PkValueRef<'_>) {
+        match (self, v) {
+            (PkValue::String(s), PkValueRef::String(x)) => assign_str(s, x),
+            (PkValue::Binary(b), PkValueRef::Binary(x)) => assign_bytes(b, x),
+            (slot, v) => *slot = v.to_owned(),
+        }
+    }
+
     pub fn as_ref(&self) -> PkValueRef<'_> {
         match self {
             PkValue::Integer(v) => PkValueRef::Integer(*v),
@@ -185,6 +205,15 @@ impl<'a> PkValueRef<'a> {
 }
 
 impl Value {
+    /// Sets `self` to `v`, in `self`'s allocation when both are strings or both binaries.
+    pub fn assign(&mut self, v: ValueRef<'_>) {
+        match (self, v) {
+            (Value::String(s), ValueRef::String(x)) => assign_str(s, x),
+            (Value::Binary(b), ValueRef::Binary(x)) => assign_bytes(b, x),
+            (slot, v) => *slot = v.to_owned(),
+        }
+    }
+
     pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
             Value::Integer(v) => ValueRef::Integer(*v),

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use ots_format::layout::change_file_path;
 use ots_format::time::{rfc3339, unix_micros};
-use ots_format::{CapturePlan, CaptureRecord, ChangeCounts, FileEntry, Plan, random_token};
+use ots_format::{CapturePlan, CaptureRecord, Change, ChangeCounts, FileEntry, Plan, random_token};
 use ots_manifest::Snapshot;
 use ots_scan::{Capture, CaptureOptions};
 use ots_schema::changes::ChangeBatchBuilder;
@@ -41,6 +41,27 @@ struct OpenChangeFile {
     keys: KeyRange,
 }
 
+/// A task stopped when its handle is dropped (a cancelled capture stops writing).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the writing side of a capture has made so far.
+struct WrittenChanges {
+    builder: ChangeBatchBuilder,
+    counts: ChangeCounts,
+    files: Vec<FileEntry>,
+    open: Option<OpenChangeFile>,
+    /// The key range of the changes buffered in `builder`, not yet written.
+    buffered: KeyRange,
+    /// The number of the next change file.
+    seq: u32,
+}
+
 /// The smallest and largest primary key of some changes, and how many cells they carry.
 #[derive(Default)]
 struct KeyRange {
@@ -54,76 +75,60 @@ impl CaptureJob {
         let attempt = random_token();
         // T_c: now, after the scans. Everything logged up to it is in this snapshot.
         let t_c_us = unix_micros(SystemTime::now()).max(self.capture.start.t_us);
+        let client = self.client.clone();
         let mut capture = Capture::open(
-            &self.client,
+            &client,
             &self.capture.stream_id,
             &self.capture.start,
             t_c_us,
             self.options,
         )
         .await?;
-        let pk = &self.plan.source.table.primary_key;
-        let mut builder = ChangeBatchBuilder::new(pk);
-        let mut counts = ChangeCounts::default();
-        let mut files: Vec<FileEntry> = Vec::new();
-        let mut open: Option<OpenChangeFile> = None;
-        // The key range of the changes buffered in `builder`, not yet written.
-        let mut buffered = KeyRange::default();
-        let mut seq = 0u32;
-        while let Some(batch) = capture.next_batch().await? {
-            // Every change of a batch goes to the same file: files roll between batches.
-            let mut range: Option<(&[PkColumn], &[PkColumn])> = None;
-            let mut cells = 0u64;
-            for change in &batch {
-                counts.add(change);
-                builder.push(change)?;
-                let key = change.primary_key.as_slice();
-                cells += change.cells.len() as u64;
-                range = Some(match range {
-                    None => (key, key),
-                    Some((lo, hi)) => (
-                        if cmp_pk_columns(key, lo).is_lt() {
-                            key
-                        } else {
-                            lo
-                        },
-                        if cmp_pk_columns(key, hi).is_gt() {
-                            key
-                        } else {
-                            hi
-                        },
-                    ),
-                });
-            }
-            if let Some((lo, hi)) = range {
-                buffered.widen(lo, hi, cells);
-            }
-            self.progress
-                .changes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            capture.recycle(batch);
-            if builder.buffered_bytes() >= self.batch_bytes {
-                let f = self
-                    .write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)
-                    .await?;
-                if f.writer.estimated_bytes() >= self.parquet.target_file_bytes {
-                    if let Some(f) = open.take() {
-                        files.push(self.close_file(f).await?);
-                    }
-                    seq += 1;
+        // Reading and writing run side by side: while one response's changes are encoded on a
+        // task of their own, the next response is requested, received and decoded here (one batch
+        // waits between them). Spent batches go back to the reader to be decoded into.
+        let job = Arc::new(self);
+        let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Vec<Change>>(1);
+        let (spent_tx, mut spent_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Change>>();
+        let mut writer = AbortOnDrop(tokio::spawn({
+            let job = job.clone();
+            let attempt = attempt.clone();
+            async move { job.write_changes(&attempt, batches_rx, spent_tx).await }
+        }));
+        let read = async {
+            let batches_tx = batches_tx;
+            while let Some(batch) = capture.next_batch().await? {
+                while let Ok(spent) = spent_rx.try_recv() {
+                    capture.recycle(spent);
+                }
+                if batches_tx.send(batch).await.is_err() {
+                    // The writer stopped; its error is the one reported.
+                    break;
                 }
             }
+            Ok::<(), BackupError>(())
         }
+        .await;
+        let written = (&mut writer.0).await?;
+        read?;
+        let WrittenChanges {
+            mut builder,
+            counts,
+            mut files,
+            mut open,
+            mut buffered,
+            seq,
+        } = written?;
         if !builder.is_empty() {
-            self.write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)
+            job.write_buffered(&attempt, seq, &mut open, &mut builder, &mut buffered)
                 .await?;
         }
         if let Some(f) = open.take() {
-            files.push(self.close_file(f).await?);
+            files.push(job.close_file(f).await?);
         }
         let record = CaptureRecord {
-            format_version: self.plan.format_version,
-            snapshot_id: self.plan.snapshot_id.clone(),
+            format_version: job.plan.format_version,
+            snapshot_id: job.plan.snapshot_id.clone(),
             attempt,
             end: capture.end_position(),
             files,
@@ -131,8 +136,88 @@ impl CaptureJob {
             shards_read: capture.shards_read().to_vec(),
             committed_at: rfc3339(SystemTime::now()),
         };
-        self.snapshot.create_capture_record(&record).await?;
+        job.snapshot.create_capture_record(&record).await?;
         Ok(record)
+    }
+
+    /// The writing side of [`run`](Self::run): takes the reader's batches until it is done.
+    async fn write_changes(
+        &self,
+        attempt: &str,
+        mut batches: tokio::sync::mpsc::Receiver<Vec<Change>>,
+        spent: tokio::sync::mpsc::UnboundedSender<Vec<Change>>,
+    ) -> Result<WrittenChanges, BackupError> {
+        let mut out = WrittenChanges {
+            builder: ChangeBatchBuilder::new(&self.plan.source.table.primary_key),
+            counts: ChangeCounts::default(),
+            files: Vec::new(),
+            open: None,
+            buffered: KeyRange::default(),
+            seq: 0,
+        };
+        while let Some(batch) = batches.recv().await {
+            self.take_batch(attempt, &batch, &mut out).await?;
+            // The reader may have finished: nothing to recycle then.
+            let _ = spent.send(batch);
+        }
+        Ok(out)
+    }
+
+    /// Buffers one response's changes, writing them out once enough are buffered. Every change
+    /// of a batch goes to the same file: files roll between batches.
+    async fn take_batch(
+        &self,
+        attempt: &str,
+        batch: &[Change],
+        out: &mut WrittenChanges,
+    ) -> Result<(), BackupError> {
+        let mut range: Option<(&[PkColumn], &[PkColumn])> = None;
+        let mut cells = 0u64;
+        for change in batch {
+            out.counts.add(change);
+            out.builder.push(change)?;
+            let key = change.primary_key.as_slice();
+            cells += change.cells.len() as u64;
+            range = Some(match range {
+                None => (key, key),
+                Some((lo, hi)) => (
+                    if cmp_pk_columns(key, lo).is_lt() {
+                        key
+                    } else {
+                        lo
+                    },
+                    if cmp_pk_columns(key, hi).is_gt() {
+                        key
+                    } else {
+                        hi
+                    },
+                ),
+            });
+        }
+        if let Some((lo, hi)) = range {
+            out.buffered.widen(lo, hi, cells);
+        }
+        self.progress
+            .changes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if out.builder.buffered_bytes() >= self.batch_bytes {
+            let f = self
+                .write_buffered(
+                    attempt,
+                    out.seq,
+                    &mut out.open,
+                    &mut out.builder,
+                    &mut out.buffered,
+                )
+                .await?;
+            if f.writer.estimated_bytes() >= self.parquet.target_file_bytes {
+                if let Some(f) = out.open.take() {
+                    out.files.push(self.close_file(f).await?);
+                }
+                out.seq += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the changes buffered in `builder` to the open file, opening file `seq` with them

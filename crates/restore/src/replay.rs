@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use ots_format::change::{Change, ChangeOp};
-use ots_wire::plainbuffer::{encode_delete_row, encode_put_row, encode_update_row};
+use ots_wire::plainbuffer::{encode_delete_row, encode_update_row};
 use ots_wire::types::{Cell, ColumnUpdate, PkColumn, PkValue, Row};
 use ots_wire::{Idempotency, OtsClient, pb};
 use serde::Serialize;
@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use crate::error::RestoreError;
 use crate::rate::AdaptiveRate;
 use crate::split::{
-    ROW_OVERHEAD, RowPart, needs_split, split_row, split_updates, update_needs_split,
+    ROW_OVERHEAD, RowPart, needs_split_counts, split_row, split_updates, update_needs_split,
 };
 use crate::{MAX_BATCH_BYTES, MAX_BATCH_ROWS};
 
@@ -168,10 +168,14 @@ pub fn check_replayable(change: &Change) -> Result<(), RestoreError> {
     Ok(())
 }
 
-fn lane_of(pk: &[PkColumn], lanes: usize) -> usize {
+fn key_hash(pk: &[PkColumn]) -> u64 {
     let mut h = DefaultHasher::new();
     pk.hash(&mut h);
-    (h.finish() % lanes.max(1) as u64) as usize
+    h.finish()
+}
+
+fn lane_of(pk: &[PkColumn], lanes: usize) -> usize {
+    (key_hash(pk) % lanes.max(1) as u64) as usize
 }
 
 struct Lane {
@@ -208,7 +212,9 @@ struct Pending {
 #[derive(Default)]
 struct PendingBatch {
     rows: Vec<Pending>,
-    keys: HashSet<Vec<PkColumn>>,
+    /// Hashes of the keys in `rows`, for "a request never holds a key twice" (module docs): a
+    /// hash collision only closes a request early.
+    keys: HashSet<u64>,
     bytes: usize,
 }
 
@@ -232,6 +238,26 @@ enum Encoded {
     Parts(Vec<RowPart>),
 }
 
+/// A PutRow change as the row it writes.
+fn put_row(change: &Change) -> Row {
+    Row {
+        primary_key: change.primary_key.clone(),
+        cells: change
+            .cells
+            .iter()
+            .filter_map(|c| match c {
+                ColumnUpdate::Put {
+                    name,
+                    value,
+                    timestamp,
+                } => Some(Cell::new(name, value.clone(), *timestamp)),
+                // Refused by check_replayable.
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
 fn encode(change: &Change) -> Result<Encoded, RestoreError> {
     let split_err = |e: crate::split::SplitError| RestoreError::ChangeInvalid {
         ordinal: change.ordinal,
@@ -245,25 +271,13 @@ fn encode(change: &Change) -> Result<Encoded, RestoreError> {
             Bytes::from(encode_delete_row(&change.primary_key)),
         ),
         ChangeOp::PutRow => {
-            let row = Row {
-                primary_key: change.primary_key.clone(),
-                cells: change
-                    .cells
-                    .iter()
-                    .filter_map(|c| match c {
-                        ColumnUpdate::Put {
-                            name,
-                            value,
-                            timestamp,
-                        } => Some(Cell::new(name, value.clone(), *timestamp)),
-                        // Refused by check_replayable.
-                        _ => None,
-                    })
-                    .collect(),
-            };
-            let encoded = encode_put_row(&row);
-            if needs_split(&row, encoded.len()) {
-                Encoded::Parts(split_row(&row, pb::OperationType::Put).map_err(split_err)?)
+            // A PutRow's cells are all puts (check_replayable), and puts encode as the row's own
+            // cells: no copy of the row is needed unless it must be split.
+            let encoded = encode_update_row(&change.primary_key, &change.cells);
+            if needs_split_counts(change.cells.len(), encoded.len()) {
+                Encoded::Parts(
+                    split_row(&put_row(change), pb::OperationType::Put).map_err(split_err)?,
+                )
             } else {
                 Encoded::One(pb::OperationType::Put, Bytes::from(encoded))
             }
@@ -307,15 +321,16 @@ impl LaneContext {
             }
             Encoded::One(op, encoded) => {
                 let size = encoded.len() + ROW_OVERHEAD;
+                let key = key_hash(&change.primary_key);
                 if !batch.rows.is_empty()
                     && (batch.rows.len() >= MAX_BATCH_ROWS
                         || batch.bytes + size > MAX_BATCH_BYTES
-                        || batch.keys.contains(&change.primary_key))
+                        || batch.keys.contains(&key))
                 {
                     self.flush(batch).await?;
                 }
                 batch.bytes += size;
-                batch.keys.insert(change.primary_key.clone());
+                batch.keys.insert(key);
                 batch.rows.push(Pending {
                     ordinal: change.ordinal,
                     op: change.op,

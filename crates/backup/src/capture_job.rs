@@ -96,21 +96,32 @@ impl CaptureJob {
             async move { job.write_changes(&attempt, batches_rx, spent_tx).await }
         }));
         let read = async {
+            // Moved in, so that the channel closes (and the writer ends) when reading ends.
             let batches_tx = batches_tx;
-            while let Some(batch) = capture.next_batch().await? {
+            loop {
+                let batch = tokio::select! {
+                    batch = capture.next_batch() => batch?,
+                    // The writer stopped, which it does only on an error: that error is the one
+                    // reported, and the capture is abandoned mid-read.
+                    () = batches_tx.closed() => break,
+                };
+                let Some(batch) = batch else { break };
                 while let Ok(spent) = spent_rx.try_recv() {
                     capture.recycle(spent);
                 }
                 if batches_tx.send(batch).await.is_err() {
-                    // The writer stopped; its error is the one reported.
                     break;
                 }
             }
             Ok::<(), BackupError>(())
         }
         .await;
-        let written = (&mut writer.0).await?;
+        drop(spent_rx);
+        // A failed read drops the writer (AbortOnDrop) with what it had not yet written.
         read?;
+        // The writer ends cleanly only once the reader has closed the channel, so a clean result
+        // holds every change read.
+        let written = (&mut writer.0).await?;
         let WrittenChanges {
             mut builder,
             counts,
@@ -157,7 +168,7 @@ impl CaptureJob {
         };
         while let Some(batch) = batches.recv().await {
             self.take_batch(attempt, &batch, &mut out).await?;
-            // The reader may have finished: nothing to recycle then.
+            // Once reading has ended nobody takes spent batches: they are simply dropped.
             let _ = spent.send(batch);
         }
         Ok(out)

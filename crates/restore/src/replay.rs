@@ -11,8 +11,9 @@
 //! service does not order two operations on one row of a BatchWriteRow, so a request never holds a
 //! key twice, and per-key order is kept by lanes: a key is hashed into one of `concurrency` lanes,
 //! and one task applies each lane's changes in order, one request after the other. Within a lane
-//! a request is closed when it is full, when the next change's key is already in it, or when the
-//! lane has nothing more queued. A change one write cannot carry (over 4 MB or 1,024 cells) is
+//! a request is closed when it is full, when the next change's key is already in it (told by a
+//! hash of the key: a collision only closes a request early), or when the lane has nothing more
+//! queued. A change one write cannot carry (over 4 MB or 1,024 cells) is
 //! written as several writes in order ([`crate::split`]): a PUT_ROW as a PutRow and UpdateRows, an
 //! UPDATE_ROW as several UpdateRows.
 //!

@@ -453,11 +453,12 @@ impl<'c> Capture<'c> {
     }
 }
 
-/// One stream record as a [`Change`]: the row decoded with every checksum checked, the extension's
-/// sequence required, the cells checked against the action.
+/// One stream record as a [`Change`], written over `change`: the row decoded with every checksum
+/// checked, the extension's sequence required, the cells checked against the action.
 ///
-/// The records of one response share the shard's name (`shard`), and `row`'s allocations are
-/// reused from one record to the next.
+/// The records of one response share the shard's name (`shard`), and `row`'s and `change`'s
+/// allocations are reused from one record to the next. After an error `change` is left part
+/// filled: a caller drops it.
 pub fn decode_record_into<'a>(
     shard: &Arc<str>,
     rec: &'a pb::get_stream_record_response::StreamRecord,
@@ -578,7 +579,7 @@ fn blank_change(shard: &Arc<str>) -> Change {
     }
 }
 
-/// Bytes a change keeps allocated for its names and values.
+/// Bytes a change keeps allocated: itself, its vectors' capacity, its names and values.
 fn retained_bytes(change: &Change) -> usize {
     let value = |v: &Value| match v {
         Value::String(s) => s.capacity(),
@@ -607,7 +608,11 @@ fn retained_bytes(change: &Change) -> usize {
             | ColumnUpdate::Increment { name, .. } => name.capacity(),
         })
         .sum();
-    pk + cells
+    std::mem::size_of::<Change>()
+        + change.primary_key.capacity() * std::mem::size_of::<PkColumn>()
+        + change.cells.capacity() * std::mem::size_of::<ColumnUpdate>()
+        + pk
+        + cells
 }
 
 #[cfg(test)]
@@ -715,17 +720,23 @@ mod tests {
                 w.cell("bio", Some(ValueRef::String("some text")), None, Some(5))
                     .cell("n", Some(ValueRef::Integer(1)), None, Some(5))
                     .cell("raw", Some(ValueRef::Binary(b"\x00\x01")), None, Some(6))
-                    .end_record(SEQ);
+                    .end_record(RecordSequence {
+                        row_index: 1,
+                        ..SEQ
+                    });
             }),
             keyed(2, "k", &|w| {
                 w.cell("bio", None, Some(CellOp::DeleteOneVersion), Some(5))
                     .cell("n", Some(ValueRef::String("now a string")), None, Some(7))
                     .cell("raw", None, Some(CellOp::DeleteAllVersions), None)
                     .cell("more", Some(ValueRef::Double(0.5)), None, Some(8))
-                    .end_record(SEQ);
+                    .end_record(RecordSequence { epoch: 2, ..SEQ });
             }),
             keyed(3, "", &|w| {
-                w.end_record(SEQ);
+                w.end_record(RecordSequence {
+                    timestamp_us: SEQ.timestamp_us + 1,
+                    ..SEQ
+                });
             }),
             record(1, |w| {
                 w.cell("bio", Some(ValueRef::Boolean(true)), None, Some(9))

@@ -348,10 +348,6 @@ pub fn encode_put_row(row: &Row) -> Vec<u8> {
 
 /// An UpdateRow row change.
 pub fn encode_update_row(pk: &[PkColumn], updates: &[ColumnUpdate]) -> Vec<u8> {
-    let pk_bytes: usize = pk
-        .iter()
-        .map(|c| 20 + c.name.len() + pk_payload_len(&c.value))
-        .sum();
     let cell_bytes: usize = updates
         .iter()
         .map(|u| {
@@ -363,7 +359,7 @@ pub fn encode_update_row(pk: &[PkColumn], updates: &[ColumnUpdate]) -> Vec<u8> {
             }
         })
         .sum();
-    let mut w = PlainBufferWriter::with_capacity(8 + pk_bytes + cell_bytes);
+    let mut w = PlainBufferWriter::with_capacity(8 + pk_size_hint(pk) + cell_bytes);
     write_pk(&mut w, pk);
     for u in updates {
         match u {
@@ -412,18 +408,19 @@ pub fn encode_rows(rows: &[Row]) -> Vec<u8> {
     w.into_bytes()
 }
 
-fn encoded_row_size_hint(row: &Row) -> usize {
-    let pk: usize = row
-        .primary_key
-        .iter()
+fn pk_size_hint(pk: &[PkColumn]) -> usize {
+    pk.iter()
         .map(|c| 20 + c.name.len() + pk_payload_len(&c.value))
-        .sum();
+        .sum()
+}
+
+fn encoded_row_size_hint(row: &Row) -> usize {
     let cells: usize = row
         .cells
         .iter()
         .map(|c| 30 + c.name.len() + c.value.as_ref().data_size())
         .sum();
-    8 + pk + cells
+    8 + pk_size_hint(&row.primary_key) + cells
 }
 
 fn pk_payload_len(v: &PkValue) -> usize {

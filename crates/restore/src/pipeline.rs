@@ -20,6 +20,7 @@ use futures::{FutureExt, TryStreamExt};
 use ots_manifest::{FileEntry, Snapshot};
 use ots_schema::{RowReader, SnapshotSchema};
 use ots_wire::client::BatchWriteOutcome;
+use ots_wire::plainbuffer::encode_put_row;
 use ots_wire::types::Row;
 use ots_wire::{Idempotency, OtsClient, PreparedBatchWrite, pb, prepare_batch_writes};
 use parquet::encryption::decrypt::FileDecryptionProperties;
@@ -34,7 +35,7 @@ use crate::journal::Checkpoint;
 use crate::rate::AdaptiveRate;
 use crate::reader::{FilePin, open_file_within};
 use crate::split::{ROW_OVERHEAD, RowPart, SplitError, needs_split, needs_split_counts, split_row};
-use crate::transform::{RowTransform, encode_put_direct, encode_row};
+use crate::transform::{RowTransform, encode_put_direct};
 use crate::{MAX_BATCH_BYTES, MAX_BATCH_ROWS, RestoreProgress};
 
 /// Most rows per record batch decoded from a file (fewer when rows are large: the batch is
@@ -134,7 +135,7 @@ impl BytePool {
     }
 }
 
-/// The row a batch entry encodes ([`encode_row`]'s PlainBuffer of a PutRow or an UpdateRow of
+/// The row a batch entry encodes (`encode_put_row`'s PlainBuffer of a PutRow or an UpdateRow of
 /// puts), for its dead letter: the encoding is lossless, so this is the row the reader decoded.
 fn decoded_row(encoded: &[u8], table: &str) -> Result<Row, RestoreError> {
     match ots_wire::plainbuffer::decode_single_row(encoded) {
@@ -468,7 +469,8 @@ impl Batcher {
 
     /// Adds a row to write; `source` names where it came from in a dead letter.
     async fn push(&mut self, row: Row, source: &str) -> Result<(), RestoreError> {
-        let encoded = encode_row(&row, self.kind.op);
+        // A PutRow and an UpdateRow putting every version are the same bytes.
+        let encoded = encode_put_row(&row);
         if !needs_split(&row, encoded.len()) {
             return self.push_encoded(&encoded).await;
         }
@@ -1004,7 +1006,8 @@ mod tests {
     use std::time::Duration;
 
     /// A dead letter holds exactly the row that failed, decoded again from its encoding: every
-    /// type, many versions, an auto-increment placeholder key, as a PutRow and as an UpdateRow.
+    /// type, many versions, an auto-increment placeholder key (the same bytes serve a PutRow and
+    /// an UpdateRow).
     #[test]
     fn a_batch_row_decodes_back_to_the_row_that_was_encoded() {
         use ots_wire::types::{PkColumn, PkValue};
@@ -1016,11 +1019,9 @@ mod tests {
             PkValue::AutoIncrement,
         );
         rows.push(placeholder);
-        for op in [pb::OperationType::Put, pb::OperationType::Update] {
-            for row in &rows {
-                let encoded = crate::transform::encode_row(row, op);
-                assert_eq!(&decoded_row(&encoded, "t").unwrap(), row, "{op:?}");
-            }
+        for row in &rows {
+            let encoded = encode_put_row(row);
+            assert_eq!(&decoded_row(&encoded, "t").unwrap(), row);
         }
         assert!(decoded_row(b"not plainbuffer", "t").is_err());
     }
@@ -1038,7 +1039,7 @@ mod tests {
         let (_done_tx, done_rx) = mpsc::unbounded_channel();
         let spec = ots_datagen::DatasetSpec::new(1, 5);
         let encoded: Vec<Vec<u8>> = (0..3 * MAX_BATCH_ROWS)
-            .map(|i| encode_row(&ots_datagen::row(&spec, i as u64), pb::OperationType::Put))
+            .map(|i| encode_put_row(&ots_datagen::row(&spec, i as u64)))
             .collect();
         let batch_bytes: usize = encoded[..MAX_BATCH_ROWS]
             .iter()

@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use ots_wire::pb;
-use ots_wire::plainbuffer::{encode_primary_key, encode_put_row, encode_update_row};
+use ots_wire::plainbuffer::{encode_primary_key, encode_put_cells, encode_update_row};
 use ots_wire::types::{Cell, ColumnUpdate, Row, Value};
 
 /// One PutRow / UpdateRow (and one BatchWriteRow row) carries at most this many bytes.
@@ -203,26 +203,13 @@ pub fn split_row(row: &Row, first_op: pb::OperationType) -> Result<Vec<RowPart>,
         .enumerate()
         .map(|(i, cells)| {
             let slice = row.cells.get(cells.clone()).unwrap_or_default();
-            let (op, encoded) = if i == 0 && first_op == pb::OperationType::Put {
-                let part = Row {
-                    primary_key: row.primary_key.clone(),
-                    cells: slice.to_vec(),
-                };
-                (pb::OperationType::Put, encode_put_row(&part))
+            // The part's cells encode the same as a PutRow and as an UpdateRow putting them.
+            let op = if i == 0 && first_op == pb::OperationType::Put {
+                pb::OperationType::Put
             } else {
-                let puts: Vec<ColumnUpdate> = slice
-                    .iter()
-                    .map(|c| ColumnUpdate::Put {
-                        name: c.name.clone(),
-                        value: c.value.clone(),
-                        timestamp: c.timestamp,
-                    })
-                    .collect();
-                (
-                    pb::OperationType::Update,
-                    encode_update_row(&row.primary_key, &puts),
-                )
+                pb::OperationType::Update
             };
+            let encoded = encode_put_cells(&row.primary_key, slice);
             RowPart {
                 op,
                 encoded: Bytes::from(encoded),
@@ -236,6 +223,7 @@ pub fn split_row(row: &Row, first_op: pb::OperationType) -> Result<Vec<RowPart>,
 mod tests {
     use super::*;
     use ots_wire::plainbuffer::decode_single_row;
+    use ots_wire::plainbuffer::encode_put_row;
     use ots_wire::types::{PkColumn, PkValue};
 
     fn pk() -> Vec<PkColumn> {

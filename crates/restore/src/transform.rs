@@ -9,8 +9,8 @@ use ots_manifest::{FileEntry, Manifest};
 use ots_scan::KeyPart;
 use ots_schema::{CellView, ConvertError, RowReader};
 use ots_wire::pb;
-use ots_wire::plainbuffer::{PlainBufferWriter, encode_put_row, encode_update_row};
-use ots_wire::types::{ColumnUpdate, PkColumn, PkValue, PkValueRef, Row, cmp_pk_columns};
+use ots_wire::plainbuffer::PlainBufferWriter;
+use ots_wire::types::{PkColumn, PkValue, PkValueRef, Row, cmp_pk_columns};
 use serde::Serialize;
 
 use crate::config::{AutoIncrementMode, RestoreConfig, TimestampMode, WriteMode};
@@ -345,26 +345,6 @@ pub(crate) fn encode_put_direct<'a>(
     Ok(Some(cells.len()))
 }
 
-/// A row as one BatchWriteRow row of operation `op` carries it: PutRow, or UpdateRow putting
-/// every version.
-pub(crate) fn encode_row(row: &Row, op: pb::OperationType) -> Vec<u8> {
-    match op {
-        pb::OperationType::Update => {
-            let puts: Vec<ColumnUpdate> = row
-                .cells
-                .iter()
-                .map(|c| ColumnUpdate::Put {
-                    name: c.name.clone(),
-                    value: c.value.clone(),
-                    timestamp: c.timestamp,
-                })
-                .collect();
-            encode_update_row(&row.primary_key, &puts)
-        }
-        _ => encode_put_row(row),
-    }
-}
-
 /// A restore of some columns into an existing row must not wipe the row's other columns: it is an
 /// UpdateRow (puts of the restored versions) instead of a PutRow, which replaces the whole row.
 pub(crate) fn operation(cfg: &RestoreConfig) -> pb::OperationType {
@@ -378,6 +358,7 @@ pub(crate) fn operation(cfg: &RestoreConfig) -> pb::OperationType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ots_wire::plainbuffer::encode_put_row;
     use ots_wire::types::{Cell, Value};
 
     /// The direct encoding is byte for byte the encoding of the owned row, for every row of the

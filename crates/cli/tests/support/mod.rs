@@ -151,18 +151,9 @@ pub async fn put_cells(
     cells: &[ots_wire::types::Cell],
 ) {
     use ots_wire::pb;
-    use ots_wire::types::ColumnUpdate;
-    let puts: Vec<ColumnUpdate> = cells
-        .iter()
-        .map(|c| ColumnUpdate::Put {
-            name: c.name.clone(),
-            value: c.value.clone(),
-            timestamp: c.timestamp,
-        })
-        .collect();
     let req = pb::UpdateRowRequest {
         table_name: table.into(),
-        row_change: bytes::Bytes::from(ots_wire::plainbuffer::encode_update_row(pk, &puts)),
+        row_change: bytes::Bytes::from(ots_wire::plainbuffer::encode_put_cells(pk, cells)),
         condition: pb::Condition {
             row_existence: pb::RowExistenceExpectation::Ignore as i32,
             column_condition: None,

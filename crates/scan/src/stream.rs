@@ -200,13 +200,42 @@ pub struct Capture<'c> {
     next_ordinal: u64,
     stats: CaptureStats,
     /// Changes given back by [`recycle`](Capture::recycle): the next records are decoded into
-    /// their allocations instead of a dozen fresh strings each. With the bytes each keeps.
-    spare: Vec<(Change, usize)>,
-    spare_bytes: usize,
+    /// their allocations instead of a dozen fresh strings each.
+    spare: SpareChanges,
 }
 
-/// At most this many bytes of names and values are kept in spare changes (about a response).
+/// At most this many bytes are kept in spare changes (about a response's worth).
 const SPARE_BYTES: usize = 4 << 20;
+
+/// Used changes kept to decode later records into, at most [`SPARE_BYTES`] of them (counted by
+/// [`retained_bytes`]).
+#[derive(Default)]
+struct SpareChanges {
+    changes: Vec<(Change, usize)>,
+    bytes: usize,
+}
+
+impl SpareChanges {
+    /// Keeps `change` if it fits.
+    fn put(&mut self, change: Change) {
+        let bytes = retained_bytes(&change);
+        if self.bytes + bytes <= SPARE_BYTES {
+            self.bytes += bytes;
+            self.changes.push((change, bytes));
+        }
+    }
+
+    /// A spare change, or a new one of `shard`.
+    fn take(&mut self, shard: &Arc<str>) -> Change {
+        match self.changes.pop() {
+            Some((change, bytes)) => {
+                self.bytes -= bytes;
+                change
+            }
+            None => blank_change(shard),
+        }
+    }
+}
 
 impl<'c> Capture<'c> {
     /// Lists the stream's shards and prepares to read from `start` up to `t_c_us`. Shards in
@@ -275,8 +304,7 @@ impl<'c> Capture<'c> {
             current: None,
             next_ordinal: 0,
             stats: CaptureStats::default(),
-            spare: Vec::new(),
-            spare_bytes: 0,
+            spare: SpareChanges::default(),
         })
     }
 
@@ -288,23 +316,7 @@ impl<'c> Capture<'c> {
     /// later records are decoded into their allocations. Keeps at most [`SPARE_BYTES`] of them.
     pub fn recycle(&mut self, changes: impl IntoIterator<Item = Change>) {
         for change in changes {
-            let bytes = retained_bytes(&change);
-            if self.spare_bytes + bytes > SPARE_BYTES {
-                continue;
-            }
-            self.spare_bytes += bytes;
-            self.spare.push((change, bytes));
-        }
-    }
-
-    /// A change to decode the next record into: a spare one if any.
-    fn blank(&mut self, shard: &Arc<str>) -> Change {
-        match self.spare.pop() {
-            Some((change, bytes)) => {
-                self.spare_bytes -= bytes;
-                change
-            }
-            None => blank_change(shard),
+            self.spare.put(change);
         }
     }
 
@@ -401,7 +413,7 @@ impl<'c> Capture<'c> {
         let mut scratch = RowRef::default();
         for rec in &resp.stream_records {
             self.stats.record_bytes += rec.record.len() as u64;
-            let mut change = self.blank(&shard);
+            let mut change = self.spare.take(&shard);
             decode_record_into(&shard, rec, self.next_ordinal, &mut scratch, &mut change)?;
             let seq = change.sequence;
             if let Some(last) = self.shards[i].last
@@ -751,6 +763,41 @@ mod tests {
                 assert_eq!(change, decode_record("s0", rec, 2).unwrap(), "{i} then {j}");
             }
         }
+    }
+
+    /// Spare changes stay within SPARE_BYTES, counted with their vectors, and taking them back
+    /// gives their bytes back.
+    #[test]
+    fn spare_changes_stay_within_their_bytes() {
+        let shard: Arc<str> = "s0".into();
+        let with_value = |len: usize| {
+            let mut c = blank_change(&shard);
+            c.cells.push(ColumnUpdate::Put {
+                name: "v".into(),
+                value: Value::String("x".repeat(len)),
+                timestamp: Some(1),
+            });
+            c
+        };
+        let small = retained_bytes(&with_value(1000));
+        assert!(small > 1000 + std::mem::size_of::<ColumnUpdate>());
+        let mut spare = SpareChanges::default();
+        let fit = SPARE_BYTES / small;
+        for _ in 0..fit + 10 {
+            spare.put(with_value(1000));
+        }
+        assert_eq!(spare.changes.len(), fit);
+        assert!(spare.bytes <= SPARE_BYTES);
+        // One too large for what is left is dropped, not kept.
+        spare.put(with_value(SPARE_BYTES));
+        assert_eq!(spare.changes.len(), fit);
+        for _ in 0..fit {
+            assert_eq!(spare.take(&shard).cells.len(), 1);
+        }
+        assert_eq!(spare.bytes, 0);
+        // Empty: a new change of the shard.
+        let fresh = spare.take(&shard);
+        assert!(fresh.cells.is_empty() && Arc::ptr_eq(&fresh.shard, &shard));
     }
 
     #[test]

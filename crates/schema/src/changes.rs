@@ -558,6 +558,8 @@ impl ChangeReader {
             }
         };
         let mut out = Vec::with_capacity(batch.num_rows());
+        // A file's changes come from few shards, mostly in runs: one name per run, shared.
+        let mut last_shard: Option<std::sync::Arc<str>> = None;
         for row in 0..batch.num_rows() {
             for (a, name) in [
                 (change as &dyn Array, CHANGE),
@@ -619,9 +621,13 @@ impl ChangeReader {
                 primary_key.push(PkColumn::new(&s.name, v));
             }
             let cell_ops = cells.row(row, op_v)?;
+            let shard_v = match &last_shard {
+                Some(s) if s.as_ref() == shard.value(row) => s.clone(),
+                _ => last_shard.insert(shard.value(row).into()).clone(),
+            };
             out.push(Change {
                 ordinal,
-                shard: shard.value(row).into(),
+                shard: shard_v,
                 sequence: RecordSequence {
                     epoch: epoch_v,
                     timestamp_us: time_us.value(row),

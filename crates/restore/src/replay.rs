@@ -175,12 +175,17 @@ fn key_hash(pk: &[PkColumn]) -> u64 {
     h.finish()
 }
 
-fn lane_of(pk: &[PkColumn], lanes: usize) -> usize {
-    (key_hash(pk) % lanes.max(1) as u64) as usize
+/// The lane of a key that hashes to `hash`.
+fn lane_of(hash: u64, lanes: usize) -> usize {
+    (hash % lanes.max(1) as u64) as usize
 }
 
+/// A change on its way to its lane, with its key's hash (computed once, for the lane and for
+/// the lane's request).
+type Keyed = (u64, Change);
+
 struct Lane {
-    tx: Option<mpsc::Sender<Vec<Change>>>,
+    tx: Option<mpsc::Sender<Vec<Keyed>>>,
     task: Option<JoinHandle<Result<(), RestoreError>>>,
 }
 
@@ -298,13 +303,13 @@ fn encode(change: &Change) -> Result<Encoded, RestoreError> {
 }
 
 impl LaneContext {
-    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<Change>>) -> Result<(), RestoreError> {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<Keyed>>) -> Result<(), RestoreError> {
         let mut batch = PendingBatch::default();
         while let Some(chunk) = rx.recv().await {
             let mut next = Some(chunk);
             while let Some(changes) = next.take() {
-                for change in changes {
-                    self.add(&mut batch, change).await?;
+                for (key, change) in changes {
+                    self.add(&mut batch, key, change).await?;
                 }
                 // Keep filling the request while more is queued; send it once the lane is idle.
                 next = rx.try_recv().ok();
@@ -314,7 +319,13 @@ impl LaneContext {
         self.flush(&mut batch).await
     }
 
-    async fn add(&self, batch: &mut PendingBatch, change: Change) -> Result<(), RestoreError> {
+    /// Adds `change`, whose key hashes to `key`, to the request being cut.
+    async fn add(
+        &self,
+        batch: &mut PendingBatch,
+        key: u64,
+        change: Change,
+    ) -> Result<(), RestoreError> {
         match encode(&change)? {
             Encoded::Nothing => {
                 self.counters.applied(change.op);
@@ -322,7 +333,6 @@ impl LaneContext {
             }
             Encoded::One(op, encoded) => {
                 let size = encoded.len() + ROW_OVERHEAD;
-                let key = key_hash(&change.primary_key);
                 if !batch.rows.is_empty()
                     && (batch.rows.len() >= MAX_BATCH_ROWS
                         || batch.bytes + size > MAX_BATCH_BYTES
@@ -481,14 +491,14 @@ impl ChangeApplier {
             check_replayable(c)?;
         }
         let n = self.lanes.len();
-        let mut per_lane: Vec<Vec<Change>> = (0..n).map(|_| Vec::new()).collect();
+        let mut per_lane: Vec<Vec<Keyed>> = (0..n).map(|_| Vec::new()).collect();
         for c in changes {
             if self.as_of_us.is_some_and(|t| c.sequence.timestamp_us > t) {
                 self.skipped_as_of += 1;
                 continue;
             }
-            let lane = lane_of(&c.primary_key, n);
-            per_lane[lane].push(c);
+            let key = key_hash(&c.primary_key);
+            per_lane[lane_of(key, n)].push((key, c));
         }
         for (i, chunk) in per_lane.into_iter().enumerate() {
             if chunk.is_empty() {
@@ -637,10 +647,10 @@ mod tests {
     #[test]
     fn a_key_always_goes_to_the_same_lane() {
         let k = vec![PkColumn::new("k", PkValue::String("abc".into()))];
-        let lane = lane_of(&k, 8);
+        let lane = lane_of(key_hash(&k), 8);
         for _ in 0..10 {
-            assert_eq!(lane_of(&k.clone(), 8), lane);
+            assert_eq!(lane_of(key_hash(&k.clone()), 8), lane);
         }
-        assert_eq!(lane_of(&k, 1), 0);
+        assert_eq!(lane_of(key_hash(&k), 1), 0);
     }
 }

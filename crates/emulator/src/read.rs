@@ -192,7 +192,7 @@ fn parse_wide_token(
     Ok(offset)
 }
 
-fn pk_size(def: &TableDef, key: &Key) -> usize {
+pub(crate) fn pk_size(def: &TableDef, key: &Key) -> usize {
     def.pk
         .iter()
         .zip(key.0.iter())
@@ -476,7 +476,8 @@ impl Engine {
             let mut acc = 0u64;
             let mut iter = st.rows.iter().peekable();
             while let Some((key, row)) = iter.next() {
-                acc += (pk_size(def, key) + row.data_size()) as u64;
+                debug_assert_eq!(row.split_size(), pk_size(def, key) + row.data_size());
+                acc += row.split_size() as u64;
                 if acc >= split_bytes
                     && let Some((next, _)) = iter.peek()
                 {

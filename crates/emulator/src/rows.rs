@@ -404,9 +404,7 @@ pub(crate) fn apply(
             st.rows.remove(&key);
         }
         WriteKind::Put => {
-            let mut row = StoredRow {
-                cells: Vec::with_capacity(op.changes.len()),
-            };
+            let mut row = StoredRow::new(crate::read::pk_size(def, &key), op.changes.len());
             for (name, ch) in &op.changes {
                 if let Change::Put { value, ts } = ch {
                     let name = st.intern(name);
@@ -418,7 +416,10 @@ pub(crate) fn apply(
         WriteKind::Update => {
             let mut incs = increments.iter().copied();
             let names: Vec<_> = op.changes.iter().map(|(n, _)| st.intern(n)).collect();
-            let row = st.rows.entry(key.clone()).or_default();
+            let row = st
+                .rows
+                .entry(key.clone())
+                .or_insert_with(|| StoredRow::new(crate::read::pk_size(def, &key), names.len()));
             for ((_, ch), name) in op.changes.iter().zip(names) {
                 match ch {
                     Change::Put { value, ts } => {
@@ -433,7 +434,7 @@ pub(crate) fn apply(
                 }
             }
             // A row left without cells no longer exists.
-            if row.cells.is_empty() {
+            if row.is_empty() {
                 st.rows.remove(&key);
             }
         }

@@ -121,3 +121,87 @@ async fn default_unit_gives_one_split_for_a_small_table() {
         "Requested table does not exist.",
     );
 }
+
+/// The sizes split planning sums are kept per row as rows change: rows shrunk by UpdateRow stop
+/// counting their old cells, rows made by UpdateRow count from their first cell.
+#[tokio::test]
+async fn split_points_follow_rows_changed_by_update() {
+    let env = start().await;
+    let c = &env.client;
+    create_two_pk_table(c, "s", 1).await;
+    let pad = |n: usize| cell("pad", Value::Binary(vec![7; n]));
+    let rows: Vec<Row> = (0..300)
+        .map(|i| Row {
+            primary_key: key("p", i),
+            cells: vec![pad(1000)],
+        })
+        .collect();
+    bulk_put(c, "s", &rows).await;
+    let points = |resp: pb::ComputeSplitPointsBySizeResponse| -> Vec<i64> {
+        resp.split_points
+            .iter()
+            .map(
+                |p| match &decode_primary_key(p).unwrap().unwrap()[1].value {
+                    PkValue::Integer(i) => *i,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect()
+    };
+    let before = points(
+        c.compute_split_points_by_size(&split_req("s", 16, Some(1024)))
+            .await
+            .unwrap(),
+    );
+    assert!(before.len() >= 15, "{before:?}");
+
+    // The first half loses its padding; 150 new keys after the last get it through UpdateRow.
+    for i in 0..150 {
+        let drop_pad = [
+            ColumnUpdate::DeleteAllVersions { name: "pad".into() },
+            ColumnUpdate::Put {
+                name: "v".into(),
+                value: Value::Integer(i),
+                timestamp: None,
+            },
+        ];
+        update(
+            c,
+            "s",
+            &key("p", i),
+            &drop_pad,
+            condition(pb::RowExistenceExpectation::Ignore),
+            None,
+        )
+        .await
+        .unwrap();
+        let grow = [ColumnUpdate::Put {
+            name: "pad".into(),
+            value: Value::Binary(vec![7; 1000]),
+            timestamp: None,
+        }];
+        update(
+            c,
+            "s",
+            &key("p", 300 + i),
+            &grow,
+            condition(pb::RowExistenceExpectation::Ignore),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let after = points(
+        c.compute_split_points_by_size(&split_req("s", 16, Some(1024)))
+            .await
+            .unwrap(),
+    );
+    // About as many points as before, but none among the shrunk rows but the first (each of
+    // those holds a few bytes: 150 of them fill no 16 KiB split).
+    assert!(
+        (before.len() - 3..=before.len() + 3).contains(&after.len()),
+        "{after:?}"
+    );
+    assert!(after.iter().filter(|&&i| i < 150).count() <= 1, "{after:?}");
+    assert!(after.iter().any(|&i| i > 300), "{after:?}");
+}

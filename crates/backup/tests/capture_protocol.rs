@@ -19,8 +19,8 @@ use ots_datagen::{DatasetSpec, create_table_request, load_rows, row};
 use ots_emulator::EmulatorHandle;
 use ots_format::{Change, ChangeOp, LinkKind, Manifest};
 use ots_manifest::{Snapshot, Snapshots, verify_snapshot};
-use ots_wire::types::PkValue;
-use ots_wire::{OtsClient, pb};
+use ots_wire::types::{Cell, PkValue, Value};
+use ots_wire::{ClientConfig, Credentials, OtsClient, RetryPolicy, pb};
 use ots_writer::Destination;
 use support::fault_store::{FaultStore, Faults};
 
@@ -29,7 +29,7 @@ const ROWS: u64 = 120;
 const CHANGES: u64 = 300;
 
 struct Table {
-    _emu: EmulatorHandle,
+    emu: EmulatorHandle,
     client: OtsClient,
     endpoint: String,
 }
@@ -55,18 +55,32 @@ async fn table() -> Table {
     .unwrap();
     Table {
         endpoint: emu.endpoint(),
-        _emu: emu,
+        emu,
         client,
     }
 }
 
 /// `CHANGES` rows written again with new values (seed 8): one PUT_ROW each, keys known.
 async fn make_changes(t: &Table) -> Vec<(String, i64)> {
+    make_padded_changes(t, 0).await
+}
+
+/// As [`make_changes`], each row with a `pad` cell of `pad` bytes when `pad` > 0 (enough of them
+/// and the capture writes change files while it still reads the stream).
+async fn make_padded_changes(t: &Table, pad: usize) -> Vec<(String, i64)> {
     let spec = DatasetSpec::new(CHANGES, 8);
+    let padded = move |i| {
+        let mut r = row(&spec, i);
+        if pad > 0 {
+            r.cells
+                .push(Cell::new("pad", Value::Binary(vec![i as u8; pad]), None));
+        }
+        r
+    };
     load_rows(
         &t.client,
         "t",
-        (0..CHANGES).map(move |i| row(&spec, i)),
+        (0..CHANGES).map(padded),
         1,
         Arc::new(AtomicU64::new(0)),
     )
@@ -319,6 +333,128 @@ async fn a_resume_blind_to_the_capture_record_captures_again_without_mixing_atte
             .iter()
             .any(|f| f.starts_with("changes/part-")),
         "the first attempt's change files stay, unlisted: {:?}",
+        report.unlisted_files
+    );
+}
+
+/// The stream fails for good (every retry answered with a server error) after the capture wrote
+/// change files: the incremental fails, commits nothing (no capture record, no manifest), and once
+/// the stream answers again a resume captures under a new attempt, exact, the first attempt's
+/// files left unlisted.
+#[tokio::test]
+async fn a_stream_failing_after_change_files_were_written_commits_nothing_and_resume_is_exact() {
+    let t = table().await;
+    let backend = Arc::new(InMemory::new());
+    run(&t, backend.clone(), false, None, false).await.unwrap();
+    let parent = ids(&backend).await.remove(0);
+    // 9.6 MB of changes: flushed each 2.4 MB (below), the capture writes its first change files
+    // while much of the stream is still to be read.
+    let made = make_padded_changes(&t, 32 << 10).await;
+
+    // The capture's second change file waits at its first write; by then the first is complete.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let store = FaultStore::new(
+        backend.clone(),
+        0,
+        Faults {
+            write_gate: Some(("/changes/part-".into(), 2, gate.clone())),
+            deny_delete: true,
+            ..Default::default()
+        },
+    );
+    let mut quick = ClientConfig::new(t.endpoint.clone(), "inst", Credentials::new("ak", "sk"));
+    quick.retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(5),
+        throttle_base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        deadline: Duration::from_secs(5),
+    };
+    let quick = OtsClient::new(quick).unwrap();
+    let mut cfg = config(&t);
+    cfg.incremental_from = Some(ParentChoice::Latest);
+    // The smallest budget for two splits: changes are flushed each 2.4 MB.
+    cfg.memory_bytes = 110 << 20;
+    let first = run_backup(
+        &quick,
+        dest(store.clone()),
+        &cfg,
+        Arc::new(Progress::default()),
+    );
+    let pause = async {
+        let file_starts = || {
+            store
+                .write_log()
+                .iter()
+                .filter(|p| p.contains("/changes/part-"))
+                .count()
+        };
+        let waited = std::time::Instant::now();
+        while file_starts() < 2 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the capture never started a second change file: {:?}",
+                store.write_log()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The writer waits at its second file; the reader, at most a batch ahead, has more of
+        // the stream to read (40 records of 32 KiB a response, 300 made).
+        t.emu
+            .set_faults(ots_emulator::FaultConfig {
+                server_error_rate: 1.0,
+                seed: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        gate.add_permits(1 << 20);
+    };
+    let (result, ()) = tokio::join!(first, pause);
+    let err = result.expect_err("the stream failed for good");
+    assert!(
+        format!("{err:#}").contains("GetStreamRecord: OTSInternalServerError"),
+        "the error names the stream read that failed: {err:#}"
+    );
+    let id = ids(&backend)
+        .await
+        .into_iter()
+        .find(|i| *i != parent)
+        .expect("the failed incremental's folder");
+    let snap = Snapshot::new(dest(backend.clone()), &id);
+    assert!(!snap.has_manifest().await.unwrap(), "nothing committed");
+    let written: Vec<String> = store
+        .write_log()
+        .into_iter()
+        .filter(|p| p.contains("/changes/"))
+        .collect();
+    assert!(
+        written.len() >= 2 && written.iter().all(|p| p.contains("/changes/part-")),
+        "change files, but no capture record after a failed read: {written:?}"
+    );
+    assert_eq!(store.deletes_attempted(), 0);
+
+    t.emu
+        .set_faults(ots_emulator::FaultConfig::default())
+        .unwrap();
+    let again = FaultStore::new(
+        backend.clone(),
+        1,
+        Faults {
+            deny_delete: true,
+            ..Default::default()
+        },
+    );
+    run(&t, again, true, Some(id.clone()), false).await.unwrap();
+    assert_exact(backend.clone(), &id, &parent, &made).await;
+    let report = verify_snapshot(&Snapshot::new(dest(backend), &id), &())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .unlisted_files
+            .iter()
+            .any(|f| f.starts_with("changes/part-")),
+        "the failed attempt's change files stay, unlisted: {:?}",
         report.unlisted_files
     );
 }

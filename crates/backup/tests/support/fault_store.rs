@@ -38,6 +38,9 @@ pub struct Faults {
     /// Deletes of paths containing any of these are refused, as a WORM bucket refuses objects
     /// still under retention; the others go through.
     pub deny_delete_containing: Vec<String>,
+    /// Writes of paths containing `.0`, from the `.1`-th such write on (1-based), wait for a
+    /// permit from `.2` once logged: a writer paused there while the test changes the world.
+    pub write_gate: Option<(String, u64, Arc<tokio::sync::Semaphore>)>,
 }
 
 /// A deterministic schedule of writes over several tagged wrappers: write `i` must come from
@@ -102,6 +105,8 @@ pub struct FaultStore {
     delete_log: Arc<Mutex<Vec<String>>>,
     crashed: AtomicBool,
     schedule: Option<Arc<Schedule>>,
+    /// Writes seen that `Faults::write_gate` matches.
+    gate_matches: AtomicU64,
 }
 
 impl fmt::Display for FaultStore {
@@ -142,6 +147,7 @@ impl FaultStore {
             delete_log: Arc::new(Mutex::new(Vec::new())),
             crashed: AtomicBool::new(false),
             schedule,
+            gate_matches: AtomicU64::new(0),
         })
     }
 
@@ -179,6 +185,14 @@ impl FaultStore {
         }
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.lock().unwrap().push(what.to_string());
+        let gate = self.faults.lock().unwrap().write_gate.clone();
+        if let Some((containing, from, gate)) = gate
+            && what.contains(containing.as_str())
+            && self.gate_matches.fetch_add(1, Ordering::SeqCst) + 1 >= from
+            && let Ok(permit) = gate.acquire().await
+        {
+            permit.forget();
+        }
         let f = self.faults.lock().unwrap();
         if f.fail_put_at == Some(n) {
             if f.crash {

@@ -10,7 +10,7 @@ use ots_format::{
     pk_text,
 };
 use ots_manifest::{ManifestError, Snapshot, Snapshots};
-use ots_scan::{ScanOptions, Split, SplitScanner, SplitSize, plan_splits};
+use ots_scan::{ScanOptions, Split, SplitScanner, plan_splits_for};
 use ots_schema::layout::{PkColumnSchema, pk_type_name};
 use ots_schema::{SchemaInferrer, SnapshotSchema};
 use ots_wire::OtsClient;
@@ -228,21 +228,7 @@ pub(crate) async fn new_plan(
         }
         None => None,
     };
-    let mut split_plan = plan_splits(client, &cfg.table, cfg.split_size).await?;
-    // A table cut into fewer splits than --concurrency would leave scanners idle: ask once more
-    // with a proportionally smaller split size (a table too small to split stays one split).
-    let n = split_plan.splits.len();
-    if n > 1 && n < cfg.concurrency && cfg.split_size.units > 1 {
-        let units = (cfg.split_size.units * n as i64 / cfg.concurrency as i64).max(1);
-        let finer = SplitSize {
-            units,
-            ..cfg.split_size
-        };
-        let again = plan_splits(client, &cfg.table, finer).await?;
-        if again.splits.len() > n {
-            split_plan = again;
-        }
-    }
+    let split_plan = plan_splits_for(client, &cfg.table, cfg.split_size, cfg.concurrency).await?;
     let options = ScanOptions {
         time_range: (time_range.start_ms, time_range.end_ms),
         ..ScanOptions::up_to(t_ms)

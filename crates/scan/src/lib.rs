@@ -23,5 +23,7 @@ pub use probe::{AfterT, CELL_TIMESTAMP_END_MS, probe_cells_after};
 pub use scanner::{
     Prefetch, RateLimiter, ScanOptions, SplitCounters, SplitScanner, spawn_prefetch,
 };
-pub use split::{KeyPart, KeyValue, ScanError, Split, SplitPlan, SplitSize, plan_splits};
+pub use split::{
+    KeyPart, KeyValue, ScanError, Split, SplitPlan, SplitSize, plan_splits, plan_splits_for,
+};
 pub use stream::{Capture, CaptureOptions, CaptureStats, StreamError};

@@ -171,3 +171,27 @@ pub async fn plan_splits(
         splits,
     })
 }
+
+/// [`plan_splits`] for `concurrency` scanners: a table cut into fewer splits than that would
+/// leave scanners idle, so it is asked once more with a proportionally smaller split size (a
+/// table too small to split stays one split).
+pub async fn plan_splits_for(
+    client: &OtsClient,
+    table: &str,
+    size: SplitSize,
+    concurrency: usize,
+) -> Result<SplitPlan, ScanError> {
+    let plan = plan_splits(client, table, size).await?;
+    let n = plan.splits.len();
+    if n > 1 && n < concurrency && size.units > 1 {
+        let finer = SplitSize {
+            units: (size.units * n as i64 / concurrency as i64).max(1),
+            ..size
+        };
+        let again = plan_splits(client, table, finer).await?;
+        if again.splits.len() > n {
+            return Ok(again);
+        }
+    }
+    Ok(plan)
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ots_datagen::{DatasetSpec, create_and_load, row};
 use ots_emulator::{Emulator, EmulatorHandle, FaultConfig, PageLimits};
-use ots_scan::{ScanOptions, SplitScanner, SplitSize, plan_splits};
+use ots_scan::{ScanOptions, SplitScanner, SplitSize, plan_splits, plan_splits_for};
 use ots_wire::types::{PkValue, Row};
 use ots_wire::{ClientConfig, Credentials, OtsClient, RetryPolicy};
 
@@ -117,6 +117,41 @@ async fn a_multi_split_table_is_read_exactly_once() {
     assert_eq!(
         all, expected,
         "every row, every cell, every version, in order"
+    );
+}
+
+/// A table cut into fewer splits than there are scanners is asked again with a proportionally
+/// smaller split size; one with enough splits, or too small to split, keeps its plan.
+#[tokio::test]
+async fn fewer_splits_than_scanners_are_asked_for_again_smaller() {
+    let emu = emulator(PageLimits::default()).await;
+    let c = client(&emu, RetryPolicy::none());
+    load(&c, "t", 3000).await;
+    let kib = |units| SplitSize {
+        units,
+        unit_bytes: 1024,
+    };
+    let fine = plan_splits(&c, "t", kib(64)).await.unwrap().splits.len() as i64;
+    assert!(fine >= 8, "{fine} splits");
+    // About two splits at this size.
+    let coarse = kib(64 * fine / 2);
+    let two = plan_splits(&c, "t", coarse).await.unwrap();
+    assert!((2..4).contains(&two.splits.len()), "{}", two.splits.len());
+
+    let for_eight = plan_splits_for(&c, "t", coarse, 8).await.unwrap();
+    let finer = kib(coarse.units * two.splits.len() as i64 / 8);
+    assert_eq!(for_eight, plan_splits(&c, "t", finer).await.unwrap());
+    assert!(for_eight.splits.len() > two.splits.len());
+
+    assert_eq!(plan_splits_for(&c, "t", coarse, 2).await.unwrap(), two);
+    let whole = kib(64 * fine * 4);
+    assert_eq!(
+        plan_splits_for(&c, "t", whole, 8)
+            .await
+            .unwrap()
+            .splits
+            .len(),
+        1
     );
 }
 

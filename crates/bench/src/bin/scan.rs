@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use ots_bench::{Target, now_ms};
-use ots_scan::{ScanError, ScanOptions, SplitScanner, SplitSize, plan_splits};
+use ots_scan::{ScanError, ScanOptions, SplitScanner, SplitSize, plan_splits_for};
 
 #[derive(Parser, Debug)]
 #[command(name = "ots-bench-scan")]
@@ -19,8 +19,9 @@ struct Args {
     /// Splits scanned at once (`otsarchive backup --concurrency`, default 4).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Target split size in MiB (`otsarchive backup --split-size-mb`, default 256).
-    #[arg(long, default_value_t = 256)]
+    /// Target split size in MiB (`otsarchive backup --split-size-mb`, default 128); split as the
+    /// backup splits, asking again for smaller splits when there are fewer than --concurrency.
+    #[arg(long, default_value_t = 128)]
     split_size_mb: i64,
     /// Pages fetched ahead of the decoder per split: 1, as `otsarchive backup` fetches, so that
     /// the ceiling is measured the way the backup reads (0: fetch, decode, fetch, ...).
@@ -70,13 +71,14 @@ async fn scan_split(mut scanner: SplitScanner, prefetch: usize) -> Result<Totals
 async fn run(a: &Args) -> Result<serde_json::Value, String> {
     let client = a.target.client()?;
     let started = Instant::now();
-    let plan = plan_splits(
+    let plan = plan_splits_for(
         &client,
         &a.target.table,
         SplitSize {
             units: a.split_size_mb,
             unit_bytes: 1024 * 1024,
         },
+        a.concurrency,
     )
     .await
     .map_err(|e: ScanError| e.to_string())?;

@@ -64,7 +64,8 @@ impl StoredCell {
 }
 
 /// Cells sorted by (name ascending, timestamp descending), at most one cell per (name, ts).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// No `Default`: a row is made with its key's size (`StoredRow::new`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct StoredRow {
     cells: Vec<StoredCell>,
     /// The sum of the cells' `data_size`, kept up to date by every change, and the size of the
@@ -283,7 +284,7 @@ mod tests {
 
     #[test]
     fn put_orders_and_trims_versions() {
-        let mut r = StoredRow::default();
+        let mut r = StoredRow::new(0, 0);
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
         r.put(b.clone(), 5, Value::Integer(1), 2);
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn select_applies_ttl_range_and_max_versions() {
-        let mut r = StoredRow::default();
+        let mut r = StoredRow::new(0, 0);
         let a: Arc<str> = Arc::from("a");
         for ts in 1..=5 {
             r.put(a.clone(), ts, Value::Integer(ts), 10);

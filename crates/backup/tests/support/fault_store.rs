@@ -1,7 +1,8 @@
 //! An object store for failure tests: `object_store`'s in-memory store behind a wrapper that
 //! counts writes ("steps"), fails or crashes at a chosen step, denies deletes, hides recent
-//! objects from listings (a stale listing), and can gate writes on a deterministic schedule
-//! shared by several "processes" (wrappers with different tags over one backend).
+//! objects from listings (a stale listing), pauses chosen writes or deletes until the test lets
+//! them go (gates), and can order writes on a deterministic schedule shared by several
+//! "processes" (wrappers with different tags over one backend).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -185,6 +185,22 @@ async fn assert_exact(backend: Arc<InMemory>, id: &str, parent: &str, made: &[(S
     assert_eq!(keys, made, "{id}: the changes differ from those made");
 }
 
+/// The change files of the attempt that did not commit stay in snapshot `id`, unlisted (a later
+/// attempt's manifest lists only its own; nothing is deleted).
+async fn assert_first_attempt_unlisted(backend: Arc<InMemory>, id: &str) {
+    let report = verify_snapshot(&Snapshot::new(dest(backend), id), &())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .unlisted_files
+            .iter()
+            .any(|f| f.starts_with("changes/part-")),
+        "the first attempt's change files stay, unlisted: {:?}",
+        report.unlisted_files
+    );
+}
+
 /// A copy of every object of `from`.
 async fn copy_of(from: &Arc<InMemory>) -> Arc<InMemory> {
     use futures::TryStreamExt;
@@ -324,17 +340,7 @@ async fn a_resume_blind_to_the_capture_record_captures_again_without_mixing_atte
     );
     run(&t, blind, true, Some(id.clone()), true).await.unwrap();
     assert_exact(backend.clone(), &id, &parent, &made).await;
-    let report = verify_snapshot(&Snapshot::new(dest(backend), &id), &())
-        .await
-        .unwrap();
-    assert!(
-        report
-            .unlisted_files
-            .iter()
-            .any(|f| f.starts_with("changes/part-")),
-        "the first attempt's change files stay, unlisted: {:?}",
-        report.unlisted_files
-    );
+    assert_first_attempt_unlisted(backend, &id).await;
 }
 
 /// The stream fails for good (every retry answered with a server error) after the capture wrote
@@ -455,15 +461,5 @@ async fn a_stream_failing_after_change_files_were_written_commits_nothing_and_re
     );
     run(&t, again, true, Some(id.clone()), false).await.unwrap();
     assert_exact(backend.clone(), &id, &parent, &made).await;
-    let report = verify_snapshot(&Snapshot::new(dest(backend), &id), &())
-        .await
-        .unwrap();
-    assert!(
-        report
-            .unlisted_files
-            .iter()
-            .any(|f| f.starts_with("changes/part-")),
-        "the failed attempt's change files stay, unlisted: {:?}",
-        report.unlisted_files
-    );
+    assert_first_attempt_unlisted(backend, &id).await;
 }
